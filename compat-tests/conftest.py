@@ -1,0 +1,229 @@
+"""Fixtures that run the real ``strom`` binary.
+
+Binary: ``$STROM_BIN`` if set, else ``<repo>/target/release/strom``.
+
+Each test gets its own broker(s) on a free port with a data dir under the
+test's tmp_path. The broker's stdout/stderr go to ``<tmp>/strom.log``; the tail
+of that log is attached to the report of any failing test (see
+pytest_runtest_makereport below), so error messages here don't repeat it.
+
+    def test_x(broker):                  # default config, no --config file
+        broker.bootstrap                 # "127.0.0.1:PORT"
+
+    def test_y(strom_factory):
+        b = strom_factory({"auto.create.topics.enable": False})
+        b.kill9(); b.restart()
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+import kafka_wire
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+READY_TIMEOUT = 30.0
+STOP_TIMEOUT = 30.0
+
+
+class BrokerStartError(Exception):
+    pass
+
+
+def strom_binary() -> Path:
+    env = os.environ.get("STROM_BIN")
+    return Path(env) if env else REPO_ROOT / "target" / "release" / "strom"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # JSON string escapes are valid TOML basic-string escapes
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {value!r} as a TOML value")
+
+
+def write_toml(path: Path, config: dict) -> None:
+    lines = [f"{json.dumps(str(key))} = {toml_value(value)}" for key, value in config.items()]
+    path.write_text("\n".join(lines) + "\n")
+
+
+class StromBroker:
+    """One strom process (restartable on the same port, data dir and config)."""
+
+    host = "127.0.0.1"
+
+    def __init__(self, binary: Path, workdir: Path, config: dict | None = None, node_id: int = 1):
+        self.binary = binary
+        self.workdir = workdir
+        self.data_dir = workdir / "data"
+        self.log_path = workdir / "strom.log"
+        self.config = dict(config) if config is not None else None
+        self.config_path = workdir / "strom.toml" if config is not None else None
+        self.node_id = node_id
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+        self.starts = 0
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(exist_ok=True)
+        if self.config_path is not None:
+            write_toml(self.config_path, self.config)
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def command(self) -> list[str]:
+        cmd = [str(self.binary), "--listen", self.bootstrap, "--data-dir", str(self.data_dir),
+               "--node-id", str(self.node_id), "--log-level", "info"]
+        if self.config_path is not None:
+            cmd += ["--config", str(self.config_path)]
+        return cmd
+
+    def is_running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    # -- lifecycle ----------------------------------------------------------
+
+    def start(self, timeout: float = READY_TIMEOUT) -> "StromBroker":
+        if self.is_running():
+            raise RuntimeError("strom is already running")
+        self.starts += 1
+        cmd = self.command()
+        with open(self.log_path, "ab") as log:
+            log.write(f"\n=== start #{self.starts}: {' '.join(cmd)}\n".encode())
+            log.flush()
+            try:
+                self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
+                                             stderr=subprocess.STDOUT)
+            except OSError as exc:
+                raise BrokerStartError(f"cannot execute {self.binary}: {exc}") from exc
+        self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
+        """Poll until a TCP connect succeeds and ApiVersions v0 gets an answer."""
+        deadline = time.monotonic() + timeout
+        last_error: BaseException | None = None
+        while time.monotonic() < deadline:
+            code = self.proc.poll()
+            if code is not None:
+                raise BrokerStartError(f"strom exited with code {code} before becoming ready")
+            try:
+                kafka_wire.api_versions(self.host, self.port, version=0,
+                                        timeout=max(0.1, min(2.0, deadline - time.monotonic())))
+                return
+            except (OSError, kafka_wire.ProtocolError) as exc:
+                last_error = exc
+                time.sleep(0.05)
+        raise BrokerStartError(
+            f"strom (pid {self.pid}) did not answer ApiVersions on {self.bootstrap} within {timeout}s "
+            f"(last error: {last_error!r})")
+
+    def kill9(self) -> None:
+        """SIGKILL the process and wait for it to be gone."""
+        assert self.is_running(), "kill9() on a broker that is not running"
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=STOP_TIMEOUT)
+
+    def terminate(self, timeout: float = STOP_TIMEOUT) -> None:
+        """SIGTERM, wait, and require a clean exit (code 0)."""
+        assert self.is_running(), "terminate() on a broker that is not running"
+        os.kill(self.proc.pid, signal.SIGTERM)
+        try:
+            code = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"strom did not exit within {timeout}s of SIGTERM")
+        assert code == 0, f"strom exited with code {code} after SIGTERM"
+
+    def restart(self, timeout: float = READY_TIMEOUT) -> "StromBroker":
+        """Start again with the same port, data dir and config.
+
+        A still-running broker is shut down gracefully first.
+        """
+        if self.is_running():
+            self.terminate()
+        return self.start(timeout)
+
+    def stop(self) -> None:
+        """Teardown: SIGKILL whatever is still running."""
+        if self.is_running():
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=STOP_TIMEOUT)
+
+    def log_tail(self, lines: int = 80) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return f"(no log at {self.log_path})"
+        tail = text.splitlines()[-lines:]
+        return f"--- last {len(tail)} lines of {self.log_path} ---\n" + "\n".join(tail)
+
+
+# ---------------------------------------------------------------------------
+# fixtures
+
+
+@pytest.fixture(scope="session")
+def strom_bin() -> Path:
+    path = strom_binary()
+    if not path.is_file() or not os.access(path, os.X_OK):
+        pytest.fail(f"strom binary not found or not executable at {path}; build it with "
+                    f"`cargo build --release` or point STROM_BIN at it", pytrace=False)
+    return path
+
+
+@pytest.fixture
+def strom_factory(strom_bin, tmp_path, request):
+    """Start brokers: ``strom_factory(config: dict | None = None) -> StromBroker``."""
+    brokers: list[StromBroker] = []
+    request.node._strom_brokers = brokers
+
+    def start(config: dict | None = None) -> StromBroker:
+        broker = StromBroker(strom_bin, tmp_path / f"broker{len(brokers)}", config)
+        brokers.append(broker)
+        try:
+            return broker.start()
+        except BrokerStartError as exc:
+            pytest.fail(str(exc), pytrace=False)
+
+    yield start
+    for broker in brokers:
+        broker.stop()
+
+
+@pytest.fixture
+def broker(strom_factory) -> StromBroker:
+    """A broker with the default configuration (no --config file)."""
+    return strom_factory()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed and report.when in ("setup", "call"):
+        for broker in getattr(item, "_strom_brokers", []):
+            report.sections.append((f"strom log (port {broker.port})", broker.log_tail()))

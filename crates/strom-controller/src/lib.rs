@@ -1,0 +1,12 @@
+//! The controller: decisions about cluster metadata, written as records.
+
+mod controller;
+mod log;
+mod validate;
+
+pub use controller::{
+    ApiError, Controller, ControllerError, CreatePartitionsRequest, CreateTopicRequest,
+    CreatedTopic, PRODUCER_ID_BLOCK_SIZE,
+};
+pub use log::{LocalMetadataLog, MetadataLog, MetadataLogError};
+pub use validate::validate_topic_name;

@@ -1,0 +1,410 @@
+//! Configuration keys: Kafka's names, types and defaults.
+//!
+//! Topic configs may be overridden per topic (CreateTopics); otherwise they
+//! take the value of their broker synonym when the operator set it, else
+//! their default. DescribeConfigs reports which of the three applies.
+
+use std::collections::BTreeMap;
+
+/// A config's type, numbered as DescribeConfigs v3+ reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigType {
+    Boolean = 1,
+    String = 2,
+    Int = 3,
+    Long = 5,
+    Double = 6,
+    List = 7,
+}
+
+/// Where a value comes from, numbered as DescribeConfigs reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigSource {
+    TopicOverride = 1,
+    DynamicBroker = 2,
+    DynamicDefaultBroker = 3,
+    StaticBroker = 4,
+    Default = 5,
+}
+
+/// One known config key.
+#[derive(Debug, Clone, Copy)]
+pub struct ConfigDef {
+    pub name: &'static str,
+    pub ty: ConfigType,
+    pub default: &'static str,
+    /// Allowed values for enumerations (case-sensitive, like Kafka).
+    pub one_of: &'static [&'static str],
+    /// Smallest allowed value for numbers.
+    pub at_least: Option<i64>,
+    pub doc: &'static str,
+}
+
+/// A topic config and the broker key that sets its default.
+#[derive(Debug, Clone, Copy)]
+pub struct TopicConfigDef {
+    pub def: ConfigDef,
+    pub broker_synonym: &'static str,
+}
+
+const fn def(
+    name: &'static str,
+    ty: ConfigType,
+    default: &'static str,
+    doc: &'static str,
+) -> ConfigDef {
+    ConfigDef {
+        name,
+        ty,
+        default,
+        one_of: &[],
+        at_least: None,
+        doc,
+    }
+}
+
+const fn min(mut d: ConfigDef, at_least: i64) -> ConfigDef {
+    d.at_least = Some(at_least);
+    d
+}
+
+const fn enumeration(mut d: ConfigDef, one_of: &'static [&'static str]) -> ConfigDef {
+    d.one_of = one_of;
+    d
+}
+
+const fn topic(def: ConfigDef, broker_synonym: &'static str) -> TopicConfigDef {
+    TopicConfigDef {
+        def,
+        broker_synonym,
+    }
+}
+
+const LONG_MAX: &str = "9223372036854775807";
+const COMPRESSION: &[&str] = &["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"];
+const TIMESTAMP_TYPES: &[&str] = &["CreateTime", "LogAppendTime"];
+const CLEANUP: &[&str] = &["delete", "compact"];
+
+use ConfigType::{Boolean, Double, Int, List, Long};
+const STRING: ConfigType = ConfigType::String;
+
+/// Topic-level configs Strom knows.
+pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
+    topic(enumeration(def("cleanup.policy", List, "delete", "Retention policy for old segments: delete (compaction is not implemented yet; compact is stored and reported)"), CLEANUP), "log.cleanup.policy"),
+    topic(enumeration(def("compression.type", STRING, "producer", "Final compression of the topic's data; only producer (keep what the producer sent) is applied"), COMPRESSION), "compression.type"),
+    topic(min(def("delete.retention.ms", Long, "86400000", "How long delete tombstones are retained on compacted topics"), 0), "log.cleaner.delete.retention.ms"),
+    topic(min(def("file.delete.delay.ms", Long, "60000", "Delay before a deleted segment's file is removed"), 0), "log.segment.delete.delay.ms"),
+    topic(min(def("flush.messages", Long, LONG_MAX, "Fsync the log after this many messages"), 1), "log.flush.interval.messages"),
+    topic(min(def("flush.ms", Long, LONG_MAX, "Fsync the log when unflushed data is this old"), 0), "log.flush.interval.ms"),
+    topic(min(def("index.interval.bytes", Int, "4096", "Bytes between offset index entries"), 0), "log.index.interval.bytes"),
+    topic(min(def("max.compaction.lag.ms", Long, LONG_MAX, "Longest time a message stays uncompacted"), 1), "log.cleaner.max.compaction.lag.ms"),
+    topic(min(def("max.message.bytes", Int, "1048588", "Largest record batch the topic accepts"), 0), "message.max.bytes"),
+    topic(enumeration(def("message.timestamp.type", STRING, "CreateTime", "Whether record timestamps are the producer's (CreateTime) or the broker's (LogAppendTime)"), TIMESTAMP_TYPES), "log.message.timestamp.type"),
+    topic(def("min.cleanable.dirty.ratio", Double, "0.5", "Dirty ratio that triggers compaction"), "log.cleaner.min.cleanable.ratio"),
+    topic(min(def("min.compaction.lag.ms", Long, "0", "Shortest time a message stays uncompacted"), 0), "log.cleaner.min.compaction.lag.ms"),
+    topic(min(def("min.insync.replicas", Int, "1", "Replicas that must acknowledge an acks=all write"), 1), "min.insync.replicas"),
+    topic(def("preallocate", Boolean, "false", "Preallocate segment files"), "log.preallocate"),
+    topic(min(def("retention.bytes", Long, "-1", "Largest size of a partition before old segments are deleted (-1: unlimited)"), -1), "log.retention.bytes"),
+    topic(min(def("retention.ms", Long, "604800000", "Age after which old segments are deleted (-1: unlimited)"), -1), "log.retention.ms"),
+    topic(min(def("segment.bytes", Int, "1073741824", "Size of a log segment file"), 14), "log.segment.bytes"),
+    topic(min(def("segment.index.bytes", Int, "10485760", "Largest size of a segment's offset index"), 4), "log.index.size.max.bytes"),
+    topic(min(def("segment.jitter.ms", Long, "0", "Random jitter subtracted from segment.ms"), 0), "log.roll.jitter.ms"),
+    topic(min(def("segment.ms", Long, "604800000", "Age after which a segment is rolled"), 1), "log.roll.ms"),
+    topic(def("unclean.leader.election.enable", Boolean, "false", "Allow out-of-sync replicas to become leader"), "unclean.leader.election.enable"),
+];
+
+/// Broker-level configs Strom knows (besides the topic synonyms above).
+pub const BROKER_CONFIGS: &[ConfigDef] = &[
+    min(
+        def(
+            "num.partitions",
+            Int,
+            "1",
+            "Partitions of auto-created topics and of CreateTopics without a count",
+        ),
+        1,
+    ),
+    min(
+        def(
+            "default.replication.factor",
+            Int,
+            "1",
+            "Replication factor of auto-created topics",
+        ),
+        1,
+    ),
+    def(
+        "auto.create.topics.enable",
+        Boolean,
+        "true",
+        "Create a topic when a client asks for metadata of an unknown one",
+    ),
+    def("delete.topic.enable", Boolean, "true", "Allow DeleteTopics"),
+    min(
+        def(
+            "socket.request.max.bytes",
+            Int,
+            "104857600",
+            "Largest request frame accepted",
+        ),
+        1,
+    ),
+    min(
+        def(
+            "log.retention.check.interval.ms",
+            Long,
+            "300000",
+            "How often retention is enforced",
+        ),
+        1,
+    ),
+    min(
+        def(
+            "offsets.topic.num.partitions",
+            Int,
+            "50",
+            "Partitions of __consumer_offsets",
+        ),
+        1,
+    ),
+    min(
+        def(
+            "transaction.state.log.num.partitions",
+            Int,
+            "50",
+            "Partitions of __transaction_state",
+        ),
+        1,
+    ),
+];
+
+/// The definition of a topic config.
+pub fn topic_config(name: &str) -> Option<&'static TopicConfigDef> {
+    TOPIC_CONFIGS.iter().find(|t| t.def.name == name)
+}
+
+/// The definition of a broker config, including the topic synonyms.
+pub fn broker_config(name: &str) -> Option<ConfigDef> {
+    BROKER_CONFIGS
+        .iter()
+        .copied()
+        .find(|d| d.name == name)
+        .or_else(|| {
+            TOPIC_CONFIGS
+                .iter()
+                .find(|t| t.broker_synonym == name)
+                .map(|t| ConfigDef {
+                    name: t.broker_synonym,
+                    ..t.def
+                })
+        })
+}
+
+/// Every broker config key.
+pub fn broker_config_names() -> impl Iterator<Item = &'static str> {
+    BROKER_CONFIGS
+        .iter()
+        .map(|d| d.name)
+        .chain(TOPIC_CONFIGS.iter().map(|t| t.broker_synonym))
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid value {value:?} for configuration {name}: {reason}")]
+pub struct InvalidConfig {
+    pub name: String,
+    pub value: String,
+    pub reason: String,
+}
+
+impl ConfigDef {
+    /// Checks and normalises a value (booleans are case-insensitive, like Kafka's).
+    pub fn validate(&self, value: &str) -> Result<String, InvalidConfig> {
+        let bad = |reason: String| InvalidConfig {
+            name: self.name.to_owned(),
+            value: value.to_owned(),
+            reason,
+        };
+        let v = value.trim();
+        match self.ty {
+            Boolean => match v.to_ascii_lowercase().as_str() {
+                b @ ("true" | "false") => return Ok(b.to_owned()),
+                _ => return Err(bad("expected true or false".into())),
+            },
+            Int | Long => {
+                let n: i64 = v.parse().map_err(|_| bad("expected an integer".into()))?;
+                if self.ty == Int && i32::try_from(n).is_err() {
+                    return Err(bad("out of range for an int".into()));
+                }
+                if let Some(m) = self.at_least {
+                    if n < m {
+                        return Err(bad(format!("must be at least {m}")));
+                    }
+                }
+            }
+            Double => {
+                v.parse::<f64>()
+                    .map_err(|_| bad("expected a number".into()))?;
+            }
+            ConfigType::String | List => {}
+        }
+        if !self.one_of.is_empty() {
+            let items: Vec<&str> = if self.ty == List {
+                v.split(',').map(str::trim).collect()
+            } else {
+                vec![v]
+            };
+            if let Some(i) = items.iter().find(|i| !self.one_of.contains(i)) {
+                return Err(bad(format!("{i} is not one of {}", self.one_of.join(", "))));
+            }
+        }
+        Ok(v.to_owned())
+    }
+}
+
+/// Checks a set of topic config overrides (as given to CreateTopics).
+pub fn validate_topic_configs<'a>(
+    configs: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<BTreeMap<String, String>, InvalidConfig> {
+    let mut out = BTreeMap::new();
+    for (name, value) in configs {
+        let def = topic_config(name).ok_or_else(|| InvalidConfig {
+            name: name.to_owned(),
+            value: value.to_owned(),
+            reason: "unknown topic config".into(),
+        })?;
+        out.insert(name.to_owned(), def.def.validate(value)?);
+    }
+    Ok(out)
+}
+
+/// The broker's configuration as the operator gave it (file, environment,
+/// flags), validated: only keys set explicitly are stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StaticConfig {
+    values: BTreeMap<String, String>,
+}
+
+impl StaticConfig {
+    /// Validates `values`; unknown keys are returned separately so the
+    /// caller can warn about them (Kafka also ignores unknown keys).
+    pub fn new(
+        values: BTreeMap<String, String>,
+    ) -> Result<(StaticConfig, Vec<String>), InvalidConfig> {
+        let mut known = BTreeMap::new();
+        let mut unknown = Vec::new();
+        for (k, v) in values {
+            match broker_config(&k) {
+                Some(d) => {
+                    known.insert(k, d.validate(&v)?);
+                }
+                None => unknown.push(k),
+            }
+        }
+        Ok((StaticConfig { values: known }, unknown))
+    }
+
+    /// The explicitly set value of `name`.
+    pub fn explicit(&self, name: &str) -> Option<&str> {
+        self.values.get(name).map(String::as_str)
+    }
+
+    /// The value of a broker config: explicit or default.
+    pub fn get(&self, name: &str) -> Option<String> {
+        self.explicit(name)
+            .map(str::to_owned)
+            .or_else(|| broker_config(name).map(|d| d.default.to_owned()))
+    }
+
+    pub fn get_i64(&self, name: &str) -> i64 {
+        self.get(name)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} is a known numeric config"))
+    }
+
+    pub fn get_bool(&self, name: &str) -> bool {
+        self.get(name).is_some_and(|v| v == "true")
+    }
+
+    /// Every broker config with its value and source.
+    pub fn describe(&self) -> Vec<(ConfigDef, String, ConfigSource)> {
+        broker_config_names()
+            .filter_map(broker_config)
+            .map(|d| match self.explicit(d.name) {
+                Some(v) => (d, v.to_owned(), ConfigSource::StaticBroker),
+                None => (d, d.default.to_owned(), ConfigSource::Default),
+            })
+            .collect()
+    }
+
+    /// The effective value and source of every topic config, given the
+    /// topic's overrides.
+    pub fn topic_configs(
+        &self,
+        overrides: &BTreeMap<String, String>,
+    ) -> Vec<(TopicConfigDef, String, ConfigSource)> {
+        TOPIC_CONFIGS
+            .iter()
+            .map(|t| {
+                if let Some(v) = overrides.get(t.def.name) {
+                    (*t, v.clone(), ConfigSource::TopicOverride)
+                } else if let Some(v) = self.explicit(t.broker_synonym) {
+                    (*t, v.to_owned(), ConfigSource::StaticBroker)
+                } else {
+                    (*t, t.def.default.to_owned(), ConfigSource::Default)
+                }
+            })
+            .collect()
+    }
+
+    /// The effective value of one topic config.
+    pub fn topic_value(&self, overrides: &BTreeMap<String, String>, name: &str) -> String {
+        let t = topic_config(name).unwrap_or_else(|| panic!("{name} is a known topic config"));
+        overrides
+            .get(name)
+            .cloned()
+            .or_else(|| self.explicit(t.broker_synonym).map(str::to_owned))
+            .unwrap_or_else(|| t.def.default.to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation() {
+        let d = topic_config("retention.ms").unwrap().def;
+        assert_eq!(d.validate(" 1000 ").unwrap(), "1000");
+        assert!(d.validate("-2").is_err());
+        assert!(d.validate("abc").is_err());
+        let p = topic_config("cleanup.policy").unwrap().def;
+        assert!(p.validate("compact,delete").is_ok());
+        assert!(p.validate("shred").is_err());
+        assert!(validate_topic_configs([("no.such", "1")]).is_err());
+        assert!(topic_config("max.message.bytes")
+            .unwrap()
+            .def
+            .validate("99999999999")
+            .is_err());
+    }
+
+    #[test]
+    fn sources() {
+        let (cfg, unknown) = StaticConfig::new(BTreeMap::from([
+            ("log.retention.ms".to_owned(), "5".to_owned()),
+            ("num.network.threads".to_owned(), "3".to_owned()),
+        ]))
+        .unwrap();
+        assert_eq!(unknown, vec!["num.network.threads"]);
+        let overrides = BTreeMap::from([("segment.bytes".to_owned(), "1000".to_owned())]);
+        let all = cfg.topic_configs(&overrides);
+        let find = |n: &str| all.iter().find(|(d, _, _)| d.def.name == n).unwrap();
+        assert_eq!(find("retention.ms").1, "5");
+        assert_eq!(find("retention.ms").2, ConfigSource::StaticBroker);
+        assert_eq!(find("segment.bytes").2, ConfigSource::TopicOverride);
+        assert_eq!(find("cleanup.policy").2, ConfigSource::Default);
+        assert_eq!(cfg.get_i64("num.partitions"), 1);
+        assert!(cfg.get_bool("auto.create.topics.enable"));
+        assert_eq!(cfg.topic_value(&overrides, "max.message.bytes"), "1048588");
+    }
+}

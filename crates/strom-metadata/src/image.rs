@@ -1,0 +1,248 @@
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use crate::record::{ConfigResource, MetadataRecord};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerImage {
+    pub node_id: i32,
+    pub host: String,
+    pub port: i32,
+    pub rack: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionImage {
+    pub partition: i32,
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+    pub leader: i32,
+    pub leader_epoch: i32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicImage {
+    pub id: Uuid,
+    pub name: String,
+    pub partitions: BTreeMap<i32, PartitionImage>,
+    /// Per-topic overrides only; defaults come from the broker config.
+    pub configs: BTreeMap<String, String>,
+}
+
+impl TopicImage {
+    pub fn is_internal(&self) -> bool {
+        self.name.starts_with("__")
+    }
+}
+
+/// The state of cluster metadata after the records up to `offset`.
+/// Cloning is cheap: topics are shared.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MetadataImage {
+    /// Offset of the last record applied; -1 for the empty image.
+    pub offset: i64,
+    topics: HashMap<Uuid, Arc<TopicImage>>,
+    names: HashMap<String, Uuid>,
+    brokers: BTreeMap<i32, BrokerImage>,
+    broker_configs: BTreeMap<Option<i32>, BTreeMap<String, String>>,
+    /// The first producer id not yet handed out.
+    pub next_producer_id: i64,
+}
+
+impl MetadataImage {
+    pub fn empty() -> Self {
+        MetadataImage {
+            offset: -1,
+            ..Default::default()
+        }
+    }
+
+    pub fn topic(&self, name: &str) -> Option<&Arc<TopicImage>> {
+        self.names.get(name).and_then(|id| self.topics.get(id))
+    }
+
+    pub fn topic_by_id(&self, id: &Uuid) -> Option<&Arc<TopicImage>> {
+        self.topics.get(id)
+    }
+
+    /// Topics sorted by name.
+    pub fn topics(&self) -> Vec<&Arc<TopicImage>> {
+        let mut v: Vec<_> = self.topics.values().collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    pub fn brokers(&self) -> impl Iterator<Item = &BrokerImage> {
+        self.brokers.values()
+    }
+
+    pub fn broker(&self, id: i32) -> Option<&BrokerImage> {
+        self.brokers.get(&id)
+    }
+
+    /// Dynamic broker config overrides for `node` (`None`: cluster default).
+    pub fn broker_configs(&self, node: Option<i32>) -> Option<&BTreeMap<String, String>> {
+        self.broker_configs.get(&node)
+    }
+
+    /// Applies `records`, the last of which is at `offset`, giving a new
+    /// image. Records about unknown topics are ignored: the controller never
+    /// writes them, and replay must not fail on a record it cannot use.
+    pub fn apply(&self, offset: i64, records: &[MetadataRecord]) -> MetadataImage {
+        let mut next = self.clone();
+        for r in records {
+            next.apply_one(r);
+        }
+        next.offset = offset;
+        next
+    }
+
+    fn apply_one(&mut self, record: &MetadataRecord) {
+        match record {
+            MetadataRecord::RegisterBroker {
+                node_id,
+                host,
+                port,
+                rack,
+            } => {
+                self.brokers.insert(
+                    *node_id,
+                    BrokerImage {
+                        node_id: *node_id,
+                        host: host.clone(),
+                        port: *port,
+                        rack: rack.clone(),
+                    },
+                );
+            }
+            MetadataRecord::Topic { name, topic_id } => {
+                self.names.insert(name.clone(), *topic_id);
+                self.topics.insert(
+                    *topic_id,
+                    Arc::new(TopicImage {
+                        id: *topic_id,
+                        name: name.clone(),
+                        partitions: BTreeMap::new(),
+                        configs: BTreeMap::new(),
+                    }),
+                );
+            }
+            MetadataRecord::Partition {
+                topic_id,
+                partition,
+                replicas,
+                isr,
+                leader,
+                leader_epoch,
+            } => {
+                if let Some(t) = self.topics.get_mut(topic_id) {
+                    Arc::make_mut(t).partitions.insert(
+                        *partition,
+                        PartitionImage {
+                            partition: *partition,
+                            replicas: replicas.clone(),
+                            isr: isr.clone(),
+                            leader: *leader,
+                            leader_epoch: *leader_epoch,
+                        },
+                    );
+                }
+            }
+            MetadataRecord::Config {
+                resource,
+                name,
+                value,
+            } => {
+                let map = match resource {
+                    ConfigResource::Topic(topic) => {
+                        let Some(t) = self.names.get(topic).and_then(|id| self.topics.get_mut(id))
+                        else {
+                            return;
+                        };
+                        &mut Arc::make_mut(t).configs
+                    }
+                    ConfigResource::Broker(node) => self.broker_configs.entry(*node).or_default(),
+                };
+                match value {
+                    Some(v) => map.insert(name.clone(), v.clone()),
+                    None => map.remove(name),
+                };
+            }
+            MetadataRecord::RemoveTopic { topic_id } => {
+                if let Some(t) = self.topics.remove(topic_id) {
+                    self.names.remove(&t.name);
+                }
+            }
+            MetadataRecord::ProducerIds {
+                next_producer_id, ..
+            } => {
+                self.next_producer_id = self.next_producer_id.max(*next_producer_id);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topic(name: &str, id: u128, partitions: i32) -> Vec<MetadataRecord> {
+        let topic_id = Uuid::from_u128(id);
+        let mut v = vec![MetadataRecord::Topic {
+            name: name.into(),
+            topic_id,
+        }];
+        v.extend((0..partitions).map(|p| MetadataRecord::Partition {
+            topic_id,
+            partition: p,
+            replicas: vec![1],
+            isr: vec![1],
+            leader: 1,
+            leader_epoch: 0,
+        }));
+        v
+    }
+
+    #[test]
+    fn create_configure_delete_recreate() {
+        let img = MetadataImage::empty().apply(0, &topic("a", 1, 2));
+        let img = img.apply(
+            1,
+            &[MetadataRecord::Config {
+                resource: ConfigResource::Topic("a".into()),
+                name: "retention.ms".into(),
+                value: Some("10".into()),
+            }],
+        );
+        let a = img.topic("a").unwrap();
+        assert_eq!(a.partitions.len(), 2);
+        assert_eq!(a.configs["retention.ms"], "10");
+        let img2 = img.apply(2, &[MetadataRecord::RemoveTopic { topic_id: a.id }]);
+        assert!(img2.topic("a").is_none());
+        assert!(img.topic("a").is_some(), "the old image is untouched");
+        let img3 = img2.apply(3, &topic("a", 2, 1));
+        assert_eq!(img3.topic("a").unwrap().id, Uuid::from_u128(2));
+        assert!(img3.topic("a").unwrap().configs.is_empty());
+        assert_eq!(img3.offset, 3);
+    }
+
+    #[test]
+    fn unchanged_topics_are_shared() {
+        let img = MetadataImage::empty().apply(0, &topic("a", 1, 1));
+        let img2 = img.apply(1, &topic("b", 2, 1));
+        assert!(Arc::ptr_eq(
+            img.topic("a").unwrap(),
+            img2.topic("a").unwrap()
+        ));
+    }
+
+    #[test]
+    fn records_round_trip_as_json() {
+        for r in topic("t", 7, 1) {
+            assert_eq!(MetadataRecord::from_json(&r.to_json()).unwrap(), r);
+        }
+        assert!(MetadataRecord::from_json(b"{\"type\":\"nope\"}").is_err());
+    }
+}

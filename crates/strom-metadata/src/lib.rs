@@ -1,0 +1,9 @@
+//! Metadata records, the image they build, and configuration definitions.
+
+pub mod config;
+mod image;
+mod record;
+
+pub use image::{BrokerImage, MetadataImage, PartitionImage, TopicImage};
+pub use record::{ConfigResource, MetadataRecord};
+pub use uuid::Uuid;

@@ -1,0 +1,62 @@
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// What a config record applies to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "name")]
+pub enum ConfigResource {
+    Topic(String),
+    /// A broker by node id; `None` is the cluster-wide default.
+    Broker(Option<i32>),
+}
+
+/// One change to cluster metadata. Records are the unit of the metadata
+/// log; their serialised form (JSON, one record per entry) is what the log
+/// stores, so variants and fields may be added but not renamed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum MetadataRecord {
+    RegisterBroker {
+        node_id: i32,
+        host: String,
+        port: i32,
+        rack: Option<String>,
+    },
+    Topic {
+        name: String,
+        topic_id: Uuid,
+    },
+    Partition {
+        topic_id: Uuid,
+        partition: i32,
+        replicas: Vec<i32>,
+        isr: Vec<i32>,
+        leader: i32,
+        leader_epoch: i32,
+    },
+    /// Sets (`Some`) or removes (`None`) a config override.
+    Config {
+        resource: ConfigResource,
+        name: String,
+        value: Option<String>,
+    },
+    RemoveTopic {
+        topic_id: Uuid,
+    },
+    /// A block of producer ids handed to `node_id`: every id below
+    /// `next_producer_id` has been given out.
+    ProducerIds {
+        node_id: i32,
+        next_producer_id: i64,
+    },
+}
+
+impl MetadataRecord {
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("records always serialise")
+    }
+
+    pub fn from_json(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+}

@@ -1,0 +1,249 @@
+//! Request decoding and response encoding.
+
+use bytes::{Buf, Bytes, BytesMut};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsResponse, RequestHeader, RequestKind, ResponseHeader, ResponseKind,
+};
+use kafka_protocol::protocol::{Decodable, Encodable};
+
+use crate::registry::{self, ApiSupport};
+use crate::ErrorCode;
+
+/// A decoded request: its header and typed body.
+#[derive(Debug)]
+pub struct Request {
+    pub header: RequestHeader,
+    pub api_key: ApiKey,
+    pub version: i16,
+    pub body: Body,
+}
+
+#[derive(Debug)]
+pub enum Body {
+    /// A request in a version we serve.
+    Served(RequestKind),
+    /// A version we advertise but refuse per item (Produce v0–v2); the raw
+    /// body follows the header.
+    Refused(Bytes),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("request of {0} bytes is shorter than a request header")]
+    TooShort(usize),
+    #[error("unknown api key {0}")]
+    UnknownApiKey(i16),
+    /// Kafka answers an ApiVersions request of a version it does not know
+    /// with UNSUPPORTED_VERSION and its own ranges, so clients can retry with
+    /// a version both sides know.
+    #[error("ApiVersions v{version} is not supported")]
+    UnsupportedApiVersions { version: i16, correlation_id: i32 },
+    #[error("{api_key:?} v{version} is not supported")]
+    UnsupportedVersion { api_key: ApiKey, version: i16 },
+    #[error("malformed {api_key:?} v{version} request: {reason}")]
+    Malformed {
+        api_key: ApiKey,
+        version: i16,
+        reason: String,
+    },
+}
+
+/// Decodes one frame (without its length prefix) into a request.
+pub fn decode_request(mut frame: Bytes) -> Result<Request, DecodeError> {
+    if frame.len() < 8 {
+        return Err(DecodeError::TooShort(frame.len()));
+    }
+    let raw_key = i16::from_be_bytes([frame[0], frame[1]]);
+    let version = i16::from_be_bytes([frame[2], frame[3]]);
+    let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+    let support: &ApiSupport =
+        registry::lookup(raw_key).ok_or(DecodeError::UnknownApiKey(raw_key))?;
+    let api_key = support.key;
+    if version < support.min || version > support.max {
+        if api_key == ApiKey::ApiVersions {
+            return Err(DecodeError::UnsupportedApiVersions {
+                version,
+                correlation_id,
+            });
+        }
+        return Err(DecodeError::UnsupportedVersion { api_key, version });
+    }
+    let malformed = |reason: String| DecodeError::Malformed {
+        api_key,
+        version,
+        reason,
+    };
+    let header_version = api_key.request_header_version(version);
+    let header =
+        RequestHeader::decode(&mut frame, header_version).map_err(|e| malformed(e.to_string()))?;
+    let body = if version < support.min_served {
+        Body::Refused(frame)
+    } else {
+        Body::Served(
+            RequestKind::decode(api_key, &mut frame, version)
+                .map_err(|e| malformed(e.to_string()))?,
+        )
+    };
+    Ok(Request {
+        header,
+        api_key,
+        version,
+        body,
+    })
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot encode {api_key:?} v{version} response: {reason}")]
+pub struct EncodeError {
+    pub api_key: ApiKey,
+    pub version: i16,
+    pub reason: String,
+}
+
+/// Encodes a response frame, length prefix included, with the response
+/// header version the API and version require.
+pub fn encode_response(
+    api_key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    body: &ResponseKind,
+) -> Result<Bytes, EncodeError> {
+    // kafka-protocol reports with anyhow; this is the typed boundary.
+    let err = |e: anyhow::Error| EncodeError {
+        api_key,
+        version,
+        reason: e.to_string(),
+    };
+    let mut out = BytesMut::with_capacity(64);
+    out.extend_from_slice(&[0, 0, 0, 0]);
+    ResponseHeader::default()
+        .with_correlation_id(correlation_id)
+        .encode(&mut out, api_key.response_header_version(version))
+        .map_err(err)?;
+    body.encode(&mut out, version).map_err(err)?;
+    Ok(finish_frame(out))
+}
+
+/// Encodes a response whose body the caller already serialised (used for
+/// hand-written formats such as Produce v0–v2).
+pub fn encode_raw_response(correlation_id: i32, body: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(8 + body.len());
+    out.extend_from_slice(&[0, 0, 0, 0]);
+    out.extend_from_slice(&correlation_id.to_be_bytes());
+    out.extend_from_slice(body);
+    finish_frame(out)
+}
+
+fn finish_frame(mut out: BytesMut) -> Bytes {
+    let len = (out.len() - 4) as i32;
+    out[..4].copy_from_slice(&len.to_be_bytes());
+    out.freeze()
+}
+
+/// Our ApiVersions answer: the supported table, with `error`.
+pub fn api_versions_response(error: Option<ErrorCode>) -> ApiVersionsResponse {
+    ApiVersionsResponse::default()
+        .with_error_code(error.map_or(0, |e| e.code()))
+        .with_api_keys(registry::advertised())
+}
+
+/// The answer to an ApiVersions request of a version we do not know: v0
+/// format (which every client can read) with UNSUPPORTED_VERSION and our
+/// ranges, as Kafka sends.
+pub fn unsupported_api_versions_frame(correlation_id: i32) -> Bytes {
+    let body =
+        ResponseKind::ApiVersions(api_versions_response(Some(ErrorCode::UnsupportedVersion)));
+    encode_response(ApiKey::ApiVersions, 0, correlation_id, &body)
+        .expect("ApiVersions v0 always encodes")
+}
+
+/// Reads a big-endian `i16` error code from the front of a response body, for tests.
+pub fn peek_i16(mut b: &[u8]) -> Option<i16> {
+    (b.remaining() >= 2).then(|| b.get_i16())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::ApiVersionsRequest;
+    use proptest::prelude::*;
+
+    fn request_frame(key: i16, version: i16, corr: i32, body: &[u8]) -> Bytes {
+        let mut b = BytesMut::new();
+        b.extend_from_slice(&key.to_be_bytes());
+        b.extend_from_slice(&version.to_be_bytes());
+        b.extend_from_slice(&corr.to_be_bytes());
+        b.extend_from_slice(&(-1i16).to_be_bytes()); // null client id
+        if version >= 3 && key == ApiKey::ApiVersions as i16 {
+            b.extend_from_slice(&[0]); // header tagged fields
+        }
+        b.extend_from_slice(body);
+        b.freeze()
+    }
+
+    #[test]
+    fn decodes_api_versions_v3() {
+        let mut body = BytesMut::new();
+        ApiVersionsRequest::default()
+            .with_client_software_name("t".into())
+            .with_client_software_version("1".into())
+            .encode(&mut body, 3)
+            .unwrap();
+        let req = decode_request(request_frame(18, 3, 7, &body)).unwrap();
+        assert_eq!(req.api_key, ApiKey::ApiVersions);
+        assert_eq!(req.header.correlation_id, 7);
+        assert!(matches!(
+            req.body,
+            Body::Served(RequestKind::ApiVersions(_))
+        ));
+    }
+
+    #[test]
+    fn unknown_version_of_api_versions_is_answered() {
+        match decode_request(request_frame(18, 99, 5, &[])) {
+            Err(DecodeError::UnsupportedApiVersions { correlation_id, .. }) => {
+                assert_eq!(correlation_id, 5)
+            }
+            other => panic!("{other:?}"),
+        }
+        let frame = unsupported_api_versions_frame(5);
+        // length, correlation id, then the error code.
+        assert_eq!(&frame[4..8], &5i32.to_be_bytes());
+        assert_eq!(peek_i16(&frame[8..]), Some(35));
+    }
+
+    #[test]
+    fn unknown_key_and_old_produce() {
+        assert!(matches!(
+            decode_request(request_frame(9999, 0, 1, &[])),
+            Err(DecodeError::UnknownApiKey(9999))
+        ));
+        let req = decode_request(request_frame(0, 2, 1, &[1, 2, 3])).unwrap();
+        assert!(matches!(req.body, Body::Refused(ref b) if b.as_ref() == [1, 2, 3]));
+        assert!(matches!(
+            decode_request(request_frame(1, 3, 1, &[])),
+            Err(DecodeError::UnsupportedVersion { .. })
+        ));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        /// Any bytes after a valid key and version decode or fail cleanly.
+        #[test]
+        fn arbitrary_bodies_never_panic(
+            idx in 0..registry::SUPPORTED.len(),
+            version_off in 0i16..20,
+            corr in any::<i32>(),
+            body in proptest::collection::vec(any::<u8>(), 0..512),
+        ) {
+            let s = registry::SUPPORTED[idx];
+            let version = (s.min + version_off).min(s.max);
+            let _ = decode_request(request_frame(s.key as i16, version, corr, &body));
+        }
+
+        #[test]
+        fn arbitrary_frames_never_panic(frame in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = decode_request(Bytes::from(frame));
+        }
+    }
+}

@@ -1,0 +1,38 @@
+/// Per-partition log settings; names follow Kafka's topic configs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// `segment.bytes`: roll when the active segment would exceed this.
+    pub segment_bytes: u64,
+    /// `segment.ms`: roll when the active segment's first batch is older.
+    pub segment_ms: i64,
+    /// `index.interval.bytes`: bytes between offset index entries.
+    pub index_interval_bytes: u64,
+    /// `segment.index.bytes`: roll when the offset index would exceed this.
+    pub segment_index_bytes: u64,
+    /// `flush.messages`: fsync after this many records (Kafka default: never).
+    pub flush_messages: u64,
+    /// `flush.ms`: fsync data older than this; enforced by the owner's timer.
+    pub flush_ms: i64,
+    /// `retention.ms`: delete closed segments whose newest record is older (-1: keep).
+    pub retention_ms: i64,
+    /// `retention.bytes`: delete the oldest closed segments past this size (-1: keep).
+    pub retention_bytes: i64,
+    /// `message.timestamp.type=LogAppendTime`.
+    pub log_append_time: bool,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            segment_bytes: 1024 * 1024 * 1024,
+            segment_ms: 7 * 24 * 3600 * 1000,
+            index_interval_bytes: 4096,
+            segment_index_bytes: 10 * 1024 * 1024,
+            flush_messages: i64::MAX as u64,
+            flush_ms: i64::MAX,
+            retention_ms: 7 * 24 * 3600 * 1000,
+            retention_bytes: -1,
+            log_append_time: false,
+        }
+    }
+}

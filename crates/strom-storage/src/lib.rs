@@ -1,0 +1,24 @@
+//! The partition log.
+//!
+//! - [`Log`] owns a partition directory: an ordered set of segments, the
+//!   log start and end offsets, roll, flush and retention policy.
+//! - [`segment`] is one `.log` file with its in-memory indexes.
+//! - [`index`] holds the on-disk format of the offset and time indexes.
+//!
+//! Invariants: offsets in the log are strictly increasing and dense across
+//! batch boundaries (each batch starts at the previous batch's last offset
+//! plus one); every byte below a segment's `size` is a whole, CRC-valid
+//! batch; a segment other than the last one is never written again.
+
+mod config;
+mod error;
+pub mod index;
+mod log;
+pub mod segment;
+
+pub use config::LogConfig;
+pub use error::StorageError;
+pub use log::{AppendInfo, FetchData, Log, TimestampOffset};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,391 @@
+//! The log of one partition: segments, offsets, roll, flush, retention.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use strom_protocol::records::{self, Batch};
+use tracing::{info, warn};
+
+use crate::config::LogConfig;
+use crate::error::{IoContext, StorageError};
+use crate::segment::{self, ScanOutcome, Segment};
+
+/// Marks a log directory as cleanly closed: its index files are current.
+const CLEAN_SHUTDOWN: &str = ".clean_shutdown";
+
+/// What an append did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub first_offset: i64,
+    pub last_offset: i64,
+    /// The timestamp written for LogAppendTime topics.
+    pub log_append_time: Option<i64>,
+    /// The base offset of a segment this append rolled to, if it rolled.
+    pub rolled_to: Option<i64>,
+}
+
+/// The answer to a read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchData {
+    /// Whole batches, as stored.
+    pub records: Vec<u8>,
+}
+
+/// An offset found by timestamp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimestampOffset {
+    pub offset: i64,
+    pub timestamp: i64,
+}
+
+#[derive(Debug)]
+pub struct Log {
+    dir: PathBuf,
+    config: LogConfig,
+    segments: BTreeMap<i64, Segment>,
+    log_start_offset: i64,
+    unflushed_records: u64,
+    /// Wall-clock ms of the oldest write not yet fsynced.
+    unflushed_since: Option<i64>,
+}
+
+impl Log {
+    /// Opens (creating if needed) the log in `dir`, recovering from an
+    /// unclean shutdown: the last segment, and any segment whose index files
+    /// are missing, is checked batch by batch; everything from the first
+    /// torn or corrupt batch on is removed.
+    pub fn open(dir: &Path, config: LogConfig) -> Result<Log, StorageError> {
+        std::fs::create_dir_all(dir).at(dir)?;
+        let marker = dir.join(CLEAN_SHUTDOWN);
+        let clean = marker.exists();
+        let mut bases: Vec<i64> = std::fs::read_dir(dir)
+            .at(dir)?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().to_str().and_then(segment::parse_log_name))
+            .collect();
+        bases.sort_unstable();
+        let mut segments = BTreeMap::new();
+        let mut cut = false;
+        for (i, &base) in bases.iter().enumerate() {
+            let last = i + 1 == bases.len();
+            if cut {
+                warn!(dir = %dir.display(), base, "removing segment after a corrupt one");
+                let _ = std::fs::remove_file(dir.join(format!("{}.log", segment::file_stem(base))));
+                continue;
+            }
+            let trusted = if clean || !last {
+                Segment::open_indexed(dir, base)?
+            } else {
+                None
+            };
+            let seg = match trusted {
+                Some(s) => s,
+                None => {
+                    let (s, outcome) = Segment::recover(dir, base, config.index_interval_bytes)?;
+                    if let ScanOutcome::Truncated { valid_size, reason } = outcome {
+                        warn!(dir = %dir.display(), base, valid_size, %reason, "truncated log segment during recovery");
+                        cut = true;
+                    }
+                    s
+                }
+            };
+            // Offsets must continue from the previous segment.
+            if let Some(prev) = segments
+                .values()
+                .next_back()
+                .map(|p: &Segment| p.next_offset())
+            {
+                if seg.base_offset() != prev && !cut {
+                    warn!(dir = %dir.display(), base, expected = prev, "segment does not continue the log; removing the rest");
+                    cut = true;
+                    seg.delete()?;
+                    continue;
+                }
+            }
+            segments.insert(base, seg);
+        }
+        if segments.is_empty() {
+            segments.insert(0, Segment::create(dir, 0)?);
+        }
+        let log_start_offset = *segments.keys().next().expect("one segment");
+        if clean {
+            std::fs::remove_file(&marker).at(&marker)?;
+        }
+        let log = Log {
+            dir: dir.to_path_buf(),
+            config,
+            segments,
+            log_start_offset,
+            unflushed_records: 0,
+            unflushed_since: None,
+        };
+        info!(dir = %dir.display(), start = log.log_start_offset, end = log.log_end_offset(), segments = log.segments.len(), clean, "log opened");
+        Ok(log)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+    pub fn set_config(&mut self, config: LogConfig) {
+        self.config = config;
+    }
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset
+    }
+    /// The offset the next record will get.
+    pub fn log_end_offset(&self) -> i64 {
+        self.active().next_offset()
+    }
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.values().map(Segment::size).sum()
+    }
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    fn active(&self) -> &Segment {
+        self.segments
+            .values()
+            .next_back()
+            .expect("a log always has a segment")
+    }
+    fn active_mut(&mut self) -> &mut Segment {
+        self.segments
+            .values_mut()
+            .next_back()
+            .expect("a log always has a segment")
+    }
+
+    /// Appends validated batches as the leader: assigns offsets from the log
+    /// end, stamps the leader epoch and, for LogAppendTime, the time.
+    pub fn append(
+        &mut self,
+        records: &mut [u8],
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendInfo, StorageError> {
+        let first_offset = self.log_end_offset();
+        let mut next = first_offset;
+        let mut pos = 0;
+        let mut count = 0u64;
+        while pos < records.len() {
+            let size = records::batch_size(&records[pos..])?;
+            let batch = &mut records[pos..pos + size];
+            records::set_base_offset(batch, next);
+            records::set_partition_leader_epoch(batch, leader_epoch);
+            if self.config.log_append_time {
+                records::set_log_append_time(batch, now_ms);
+            }
+            let view = Batch::parse(batch)?;
+            next = view.last_offset() + 1;
+            count += view.records_count().max(0) as u64;
+            pos += size;
+        }
+        let rolled_to = self.maybe_roll(records.len() as u64, next - 1, now_ms)?;
+        let interval = self.config.index_interval_bytes;
+        self.active_mut().append(records, interval)?;
+        self.unflushed_records += count;
+        self.unflushed_since.get_or_insert(now_ms);
+        if self.unflushed_records >= self.config.flush_messages {
+            self.flush()?;
+        }
+        Ok(AppendInfo {
+            first_offset,
+            last_offset: next - 1,
+            log_append_time: self.config.log_append_time.then_some(now_ms),
+            rolled_to,
+        })
+    }
+
+    fn maybe_roll(
+        &mut self,
+        incoming: u64,
+        last_offset: i64,
+        now_ms: i64,
+    ) -> Result<Option<i64>, StorageError> {
+        let c = &self.config;
+        let seg = self.active();
+        if seg.size() == 0 {
+            return Ok(None);
+        }
+        let full = seg.size() + incoming > c.segment_bytes;
+        let old = seg
+            .first_timestamp()
+            .is_some_and(|t| now_ms - t > c.segment_ms);
+        let offset_overflow = last_offset - seg.base_offset() > i64::from(u32::MAX >> 1);
+        let index_full = (seg.index_len() as u64 + 1) * 8 > c.segment_index_bytes;
+        if !(full || old || offset_overflow || index_full) {
+            return Ok(None);
+        }
+        Ok(Some(self.roll()?))
+    }
+
+    /// Closes the active segment (flushed, indexes written) and starts a new
+    /// one at the log end offset. Returns the new segment's base offset.
+    pub fn roll(&mut self) -> Result<i64, StorageError> {
+        let base = self.log_end_offset();
+        self.active_mut().close()?;
+        self.unflushed_records = 0;
+        self.unflushed_since = None;
+        let seg = Segment::create(&self.dir, base)?;
+        self.segments.insert(base, seg);
+        Ok(base)
+    }
+
+    /// Reads whole batches from `offset`: up to `max_bytes` (but at least one
+    /// batch when `min_one`), never a batch whose base offset is at or past
+    /// `max_offset` (the high watermark or last stable offset).
+    pub fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        max_offset: i64,
+        min_one: bool,
+    ) -> Result<FetchData, StorageError> {
+        let end = self.log_end_offset();
+        if offset < self.log_start_offset || offset > end {
+            return Err(StorageError::OffsetOutOfRange {
+                offset,
+                start: self.log_start_offset,
+                end,
+            });
+        }
+        for (_, seg) in self
+            .segments
+            .range(..=offset)
+            .next_back()
+            .into_iter()
+            .chain(self.segments.range(offset + 1..))
+        {
+            if let Some(pos) = seg.find(offset)? {
+                let records = seg.read(pos, max_bytes, max_offset, min_one)?;
+                return Ok(FetchData { records });
+            }
+        }
+        Ok(FetchData {
+            records: Vec::new(),
+        })
+    }
+
+    /// The first record whose timestamp is at least `timestamp`, at or after
+    /// `from_offset`.
+    pub fn offset_for_timestamp(
+        &self,
+        timestamp: i64,
+    ) -> Result<Option<TimestampOffset>, StorageError> {
+        for seg in self.segments.values() {
+            if let Some((offset, ts)) = seg.find_by_timestamp(timestamp, self.log_start_offset)? {
+                return Ok(Some(TimestampOffset {
+                    offset,
+                    timestamp: ts,
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The record with the largest timestamp in the log (the earliest such).
+    pub fn max_timestamp(&self) -> Result<Option<TimestampOffset>, StorageError> {
+        let Some(seg) = self
+            .segments
+            .values()
+            .filter(|s| s.max_timestamp() >= 0)
+            .fold(None::<&Segment>, |best, s| match best {
+                Some(b) if b.max_timestamp() >= s.max_timestamp() => Some(b),
+                _ => Some(s),
+            })
+        else {
+            return Ok(None);
+        };
+        Ok(seg
+            .max_timestamp_record()?
+            .map(|(offset, timestamp)| TimestampOffset { offset, timestamp }))
+    }
+
+    /// Fsyncs the active segment.
+    pub fn flush(&mut self) -> Result<(), StorageError> {
+        self.active().flush()?;
+        self.unflushed_records = 0;
+        self.unflushed_since = None;
+        Ok(())
+    }
+
+    /// Fsyncs if unflushed data is older than `flush.ms`.
+    pub fn flush_if_due(&mut self, now_ms: i64) -> Result<(), StorageError> {
+        if self
+            .unflushed_since
+            .is_some_and(|t| now_ms.saturating_sub(t) >= self.config.flush_ms)
+        {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Deletes closed segments past `retention.ms` or `retention.bytes`,
+    /// advancing the log start offset. Returns how many were deleted.
+    pub fn enforce_retention(&mut self, now_ms: i64) -> Result<usize, StorageError> {
+        let mut deleted = 0;
+        let mut total = self.size_bytes() as i64;
+        while self.segments.len() > 1 {
+            let (&base, oldest) = self.segments.iter().next().expect("non-empty");
+            let expired = self.config.retention_ms >= 0
+                && oldest.max_timestamp() >= 0
+                && now_ms - oldest.max_timestamp() > self.config.retention_ms;
+            let too_big = self.config.retention_bytes >= 0
+                && total - oldest.size() as i64 >= self.config.retention_bytes;
+            if !(expired || too_big) {
+                break;
+            }
+            total -= oldest.size() as i64;
+            let seg = self.segments.remove(&base).expect("present");
+            info!(dir = %self.dir.display(), base, "deleting segment past retention");
+            seg.delete()?;
+            deleted += 1;
+        }
+        self.log_start_offset = self
+            .log_start_offset
+            .max(*self.segments.keys().next().expect("one segment"));
+        Ok(deleted)
+    }
+
+    /// Flushes and writes the index files, and marks the log clean.
+    pub fn close(mut self) -> Result<(), StorageError> {
+        self.active_mut().close()?;
+        let marker = self.dir.join(CLEAN_SHUTDOWN);
+        std::fs::write(&marker, b"").at(&marker)?;
+        Ok(())
+    }
+
+    /// Removes the log and its directory.
+    pub fn delete(self) -> Result<(), StorageError> {
+        let dir = self.dir.clone();
+        drop(self);
+        std::fs::remove_dir_all(&dir).at(&dir)
+    }
+
+    /// Calls `f` with each batch from `from_offset` to the end, in order:
+    /// how state kept beside the log (producer state) is rebuilt.
+    pub fn scan_batches(
+        &self,
+        from_offset: i64,
+        mut f: impl FnMut(Batch<'_>),
+    ) -> Result<(), StorageError> {
+        let mut offset = from_offset.max(self.log_start_offset);
+        let end = self.log_end_offset();
+        while offset < end {
+            let data = self.read(offset, 1024 * 1024, i64::MAX, true)?;
+            if data.records.is_empty() {
+                break;
+            }
+            for b in records::batches(&data.records) {
+                let b = b?;
+                offset = b.last_offset() + 1;
+                f(b);
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,539 @@
+//! One segment: a `.log` file of whole batches and its in-memory indexes.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use strom_protocol::records::{self, Batch, HEADER_LEN};
+
+use crate::error::{IoContext, StorageError};
+use crate::index::{self, OffsetEntry, TimeEntry};
+
+/// The file name stem of a segment with this base offset.
+pub fn file_stem(base_offset: i64) -> String {
+    format!("{base_offset:020}")
+}
+
+/// Parses `00000000000000000042.log` to 42.
+pub fn parse_log_name(name: &str) -> Option<i64> {
+    let stem = name.strip_suffix(".log")?;
+    (stem.len() == 20 && stem.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| stem.parse().ok())
+        .flatten()
+}
+
+/// What recovery found in a segment.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum ScanOutcome {
+    Clean,
+    /// Bytes from `valid_size` on were torn or corrupt and were cut off.
+    Truncated {
+        valid_size: u64,
+        reason: String,
+    },
+}
+
+pub struct Segment {
+    base_offset: i64,
+    dir: PathBuf,
+    file: File,
+    /// Bytes of whole batches in the file.
+    size: u64,
+    /// One past the last offset stored here (the base offset when empty).
+    next_offset: i64,
+    index: Vec<OffsetEntry>,
+    time_index: Vec<TimeEntry>,
+    bytes_since_index: u64,
+    /// Largest batch max timestamp and the base offset of its batch.
+    max_timestamp: i64,
+    max_timestamp_batch: i64,
+    /// Max timestamp of the first batch, for `segment.ms`.
+    first_timestamp: Option<i64>,
+}
+
+impl std::fmt::Debug for Segment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Segment")
+            .field("base_offset", &self.base_offset)
+            .field("size", &self.size)
+            .field("next_offset", &self.next_offset)
+            .finish()
+    }
+}
+
+/// Where a read starts: the position of the batch holding an offset.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Position {
+    pub(crate) position: u64,
+}
+
+impl Segment {
+    fn paths(dir: &Path, base: i64) -> (PathBuf, PathBuf, PathBuf) {
+        let stem = file_stem(base);
+        (
+            dir.join(format!("{stem}.log")),
+            dir.join(format!("{stem}.index")),
+            dir.join(format!("{stem}.timeindex")),
+        )
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        Self::paths(&self.dir, self.base_offset).0
+    }
+
+    fn empty(dir: &Path, base_offset: i64, file: File) -> Segment {
+        Segment {
+            base_offset,
+            dir: dir.to_path_buf(),
+            file,
+            size: 0,
+            next_offset: base_offset,
+            index: Vec::new(),
+            time_index: Vec::new(),
+            bytes_since_index: 0,
+            max_timestamp: -1,
+            max_timestamp_batch: base_offset,
+            first_timestamp: None,
+        }
+    }
+
+    /// Creates a new, empty segment (replacing any stale files of that name).
+    pub(crate) fn create(dir: &Path, base_offset: i64) -> Result<Segment, StorageError> {
+        let (log, idx, tidx) = Self::paths(dir, base_offset);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&log)
+            .at(&log)?;
+        let _ = std::fs::remove_file(idx);
+        let _ = std::fs::remove_file(tidx);
+        Ok(Self::empty(dir, base_offset, file))
+    }
+
+    fn open_file(dir: &Path, base_offset: i64) -> Result<(File, u64), StorageError> {
+        let (log, _, _) = Self::paths(dir, base_offset);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&log)
+            .at(&log)?;
+        let len = file.metadata().at(&log)?.len();
+        Ok((file, len))
+    }
+
+    /// Opens a segment whose index files can be trusted (it was closed
+    /// cleanly); `None` if they are missing or malformed.
+    pub(crate) fn open_indexed(
+        dir: &Path,
+        base_offset: i64,
+    ) -> Result<Option<Segment>, StorageError> {
+        let (_, idx, tidx) = Self::paths(dir, base_offset);
+        let (file, len) = Self::open_file(dir, base_offset)?;
+        let (Ok(idx_bytes), Ok(tidx_bytes)) = (std::fs::read(&idx), std::fs::read(&tidx)) else {
+            return Ok(None);
+        };
+        let (Some(index), Some(time_index)) = (
+            index::decode_offsets(&idx_bytes, len),
+            index::decode_times(&tidx_bytes),
+        ) else {
+            return Ok(None);
+        };
+        let mut seg = Self::empty(dir, base_offset, file);
+        seg.size = len;
+        if let Some(last) = time_index.last() {
+            seg.max_timestamp = last.timestamp;
+            seg.max_timestamp_batch = base_offset + i64::from(last.relative_offset);
+        }
+        let tail_start = index.last().map_or(0, |e| u64::from(e.position));
+        seg.index = index;
+        seg.time_index = time_index;
+        // Walk the headers after the last index entry to learn the end offset.
+        let mut pos = tail_start;
+        let mut header = [0u8; HEADER_LEN];
+        while pos < len {
+            if seg.file.read_exact_at(&mut header, pos).is_err() {
+                return Ok(None);
+            }
+            let Ok(size) = records::batch_size(&header) else {
+                return Ok(None);
+            };
+            let batch = HeaderView(&header);
+            seg.observe(
+                batch.base_offset(),
+                batch.last_offset(),
+                batch.max_timestamp(),
+            );
+            pos += size as u64;
+        }
+        if pos != len {
+            return Ok(None);
+        }
+        seg.first_timestamp = seg.read_first_timestamp();
+        Ok(Some(seg))
+    }
+
+    /// Opens a segment by reading every batch, checking its CRC and offsets,
+    /// rebuilding the indexes and truncating the file at the first bad batch.
+    pub(crate) fn recover(
+        dir: &Path,
+        base_offset: i64,
+        index_interval: u64,
+    ) -> Result<(Segment, ScanOutcome), StorageError> {
+        let (file, len) = Self::open_file(dir, base_offset)?;
+        let mut seg = Self::empty(dir, base_offset, file);
+        let mut pos = 0u64;
+        let mut buf = Vec::new();
+        let mut header = [0u8; HEADER_LEN];
+        let outcome = loop {
+            if pos == len {
+                break ScanOutcome::Clean;
+            }
+            if len - pos < HEADER_LEN as u64 {
+                break ScanOutcome::Truncated {
+                    valid_size: pos,
+                    reason: format!("{} trailing bytes", len - pos),
+                };
+            }
+            seg.file
+                .read_exact_at(&mut header, pos)
+                .at(&seg.log_path())?;
+            let size = match records::batch_size(&header) {
+                Ok(s) if pos + s as u64 <= len => s,
+                Ok(s) => {
+                    break ScanOutcome::Truncated {
+                        valid_size: pos,
+                        reason: format!("batch of {s} bytes runs past the end"),
+                    }
+                }
+                Err(e) => {
+                    break ScanOutcome::Truncated {
+                        valid_size: pos,
+                        reason: e.to_string(),
+                    }
+                }
+            };
+            buf.resize(size, 0);
+            seg.file.read_exact_at(&mut buf, pos).at(&seg.log_path())?;
+            let batch = Batch::parse(&buf).expect("size checked");
+            if let Err(e) = batch.verify() {
+                break ScanOutcome::Truncated {
+                    valid_size: pos,
+                    reason: e.to_string(),
+                };
+            }
+            if batch.base_offset() != seg.next_offset && seg.size > 0
+                || batch.base_offset() < base_offset
+                || batch.last_offset_delta() < 0
+            {
+                break ScanOutcome::Truncated {
+                    valid_size: pos,
+                    reason: format!(
+                        "batch at offset {} does not follow {}",
+                        batch.base_offset(),
+                        seg.next_offset
+                    ),
+                };
+            }
+            seg.index_batch(
+                batch.base_offset(),
+                batch.last_offset(),
+                batch.max_timestamp(),
+                size as u64,
+                index_interval,
+            );
+            pos += size as u64;
+        };
+        if let ScanOutcome::Truncated { valid_size, .. } = &outcome {
+            seg.file.set_len(*valid_size).at(&seg.log_path())?;
+            seg.file.sync_all().at(&seg.log_path())?;
+        }
+        Ok((seg, outcome))
+    }
+
+    fn read_first_timestamp(&self) -> Option<i64> {
+        let mut header = [0u8; HEADER_LEN];
+        (self.size >= HEADER_LEN as u64 && self.file.read_exact_at(&mut header, 0).is_ok())
+            .then(|| HeaderView(&header).max_timestamp())
+    }
+
+    fn observe(&mut self, base: i64, last: i64, max_ts: i64) {
+        if self.first_timestamp.is_none() {
+            self.first_timestamp = Some(max_ts);
+        }
+        if max_ts > self.max_timestamp {
+            self.max_timestamp = max_ts;
+            self.max_timestamp_batch = base;
+        }
+        self.next_offset = last + 1;
+    }
+
+    /// Accounts for a batch just written at `self.size`.
+    fn index_batch(&mut self, base: i64, last: i64, max_ts: i64, size: u64, interval: u64) {
+        if self.bytes_since_index >= interval {
+            self.index.push(OffsetEntry {
+                relative_offset: (base - self.base_offset) as u32,
+                position: self.size as u32,
+            });
+            self.maybe_append_time_entry();
+            self.bytes_since_index = 0;
+        }
+        self.observe(base, last, max_ts);
+        self.size += size;
+        self.bytes_since_index += size;
+    }
+
+    fn maybe_append_time_entry(&mut self) {
+        if self.max_timestamp < 0 {
+            return;
+        }
+        let grew = self
+            .time_index
+            .last()
+            .is_none_or(|e| e.timestamp < self.max_timestamp);
+        let entry = TimeEntry {
+            timestamp: self.max_timestamp,
+            relative_offset: (self.max_timestamp_batch - self.base_offset) as u32,
+        };
+        let offset_grew = self
+            .time_index
+            .last()
+            .is_none_or(|e| e.relative_offset < entry.relative_offset);
+        if grew && offset_grew {
+            self.time_index.push(entry);
+        }
+    }
+
+    /// Appends whole, already validated batches whose offsets continue this
+    /// segment. `records` may hold several batches.
+    pub(crate) fn append(
+        &mut self,
+        records: &[u8],
+        index_interval: u64,
+    ) -> Result<(), StorageError> {
+        self.file
+            .write_all_at(records, self.size)
+            .at(&self.log_path())?;
+        for batch in records::batches(records) {
+            let b = batch?;
+            self.index_batch(
+                b.base_offset(),
+                b.last_offset(),
+                b.max_timestamp(),
+                b.size() as u64,
+                index_interval,
+            );
+        }
+        Ok(())
+    }
+
+    /// Finds the position of the batch that holds `offset` (or the first
+    /// batch after it), scanning forward from the nearest index entry.
+    pub(crate) fn find(&self, offset: i64) -> Result<Option<Position>, StorageError> {
+        let rel = (offset.max(self.base_offset) - self.base_offset).min(u32::MAX as i64) as u32;
+        let mut pos = index::floor_offset(&self.index, rel).map_or(0, |e| u64::from(e.position));
+        let mut header = [0u8; HEADER_LEN];
+        while pos < self.size {
+            self.file
+                .read_exact_at(&mut header, pos)
+                .at(&self.log_path())?;
+            let view = HeaderView(&header);
+            if view.last_offset() >= offset {
+                return Ok(Some(Position { position: pos }));
+            }
+            pos += records::batch_size(&header).map_err(|e| self.corrupt(e.to_string()))? as u64;
+        }
+        Ok(None)
+    }
+
+    /// Reads whole batches starting at `from`: as many as fit in `max_bytes`
+    /// (at least one when `min_one`), none whose base offset is at or past
+    /// `max_offset`.
+    pub(crate) fn read(
+        &self,
+        from: Position,
+        max_bytes: usize,
+        max_offset: i64,
+        min_one: bool,
+    ) -> Result<Vec<u8>, StorageError> {
+        let available = (self.size - from.position) as usize;
+        let mut want = max_bytes.min(available);
+        let mut buf = vec![0u8; want.max(HEADER_LEN.min(available))];
+        self.file
+            .read_exact_at(&mut buf, from.position)
+            .at(&self.log_path())?;
+        // Walk the batches in what was read, keeping whole ones below the bound.
+        let mut end = 0usize;
+        loop {
+            let rest = &buf[end..];
+            let Ok(size) = records::batch_size(rest) else {
+                break;
+            };
+            let head = HeaderView(rest);
+            if head.base_offset() >= max_offset {
+                break;
+            }
+            if end + size > buf.len() {
+                if end == 0 && min_one && size <= available {
+                    // The first batch is larger than the limit: send it whole.
+                    want = size;
+                    buf.resize(want, 0);
+                    self.file
+                        .read_exact_at(&mut buf, from.position)
+                        .at(&self.log_path())?;
+                    end = size;
+                }
+                break;
+            }
+            if end + size > max_bytes && !(end == 0 && min_one) {
+                break;
+            }
+            end += size;
+        }
+        buf.truncate(end);
+        Ok(buf)
+    }
+
+    /// The first record at or after `timestamp` in this segment, if any.
+    pub(crate) fn find_by_timestamp(
+        &self,
+        timestamp: i64,
+        from_offset: i64,
+    ) -> Result<Option<(i64, i64)>, StorageError> {
+        if self.max_timestamp < timestamp {
+            return Ok(None);
+        }
+        let start = index::floor_time(&self.time_index, timestamp)
+            .map_or(self.base_offset, |e| {
+                self.base_offset + i64::from(e.relative_offset)
+            })
+            .max(from_offset);
+        let Some(mut pos) = self.find(start)?.map(|p| p.position) else {
+            return Ok(None);
+        };
+        let mut buf = Vec::new();
+        while pos < self.size {
+            let batch = self.read_batch_at(pos, &mut buf)?;
+            let b = Batch::parse(batch).map_err(|e| self.corrupt(e.to_string()))?;
+            if b.max_timestamp() >= timestamp {
+                let positions = records::record_positions(batch).map_err(|e| self.corrupt(e))?;
+                if let Some(r) = positions
+                    .iter()
+                    .find(|r| r.timestamp >= timestamp && r.offset >= from_offset)
+                {
+                    return Ok(Some((r.offset, r.timestamp)));
+                }
+            }
+            pos += b.size() as u64;
+        }
+        Ok(None)
+    }
+
+    /// The record with the largest timestamp (the first such), as (offset, timestamp).
+    pub(crate) fn max_timestamp_record(&self) -> Result<Option<(i64, i64)>, StorageError> {
+        if self.max_timestamp < 0 {
+            return Ok(None);
+        }
+        let Some(pos) = self.find(self.max_timestamp_batch)? else {
+            return Ok(None);
+        };
+        let mut buf = Vec::new();
+        let batch = self.read_batch_at(pos.position, &mut buf)?;
+        let positions = records::record_positions(batch).map_err(|e| self.corrupt(e))?;
+        Ok(positions
+            .iter()
+            .find(|r| r.timestamp == self.max_timestamp)
+            .or(positions.last())
+            .map(|r| (r.offset, self.max_timestamp)))
+    }
+
+    fn read_batch_at<'b>(&self, pos: u64, buf: &'b mut Vec<u8>) -> Result<&'b [u8], StorageError> {
+        let mut header = [0u8; HEADER_LEN];
+        self.file
+            .read_exact_at(&mut header, pos)
+            .at(&self.log_path())?;
+        let size = records::batch_size(&header).map_err(|e| self.corrupt(e.to_string()))?;
+        buf.resize(size, 0);
+        self.file.read_exact_at(buf, pos).at(&self.log_path())?;
+        Ok(buf)
+    }
+
+    fn corrupt(&self, reason: String) -> StorageError {
+        StorageError::Corrupt {
+            path: self.log_path(),
+            reason,
+        }
+    }
+
+    pub(crate) fn flush(&self) -> Result<(), StorageError> {
+        self.file.sync_data().at(&self.log_path())
+    }
+
+    /// Flushes the data and writes the index files, fsynced; afterwards the
+    /// segment can be opened without a scan.
+    pub(crate) fn close(&mut self) -> Result<(), StorageError> {
+        self.maybe_append_time_entry();
+        self.flush()?;
+        let (_, idx, tidx) = Self::paths(&self.dir, self.base_offset);
+        write_synced(&idx, &index::encode_offsets(&self.index))?;
+        write_synced(&tidx, &index::encode_times(&self.time_index))?;
+        Ok(())
+    }
+
+    /// Removes the segment's files.
+    pub(crate) fn delete(self) -> Result<(), StorageError> {
+        let (log, idx, tidx) = Self::paths(&self.dir, self.base_offset);
+        drop(self.file);
+        for p in [idx, tidx] {
+            let _ = std::fs::remove_file(p);
+        }
+        std::fs::remove_file(&log).at(&log)
+    }
+
+    pub fn base_offset(&self) -> i64 {
+        self.base_offset
+    }
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+    pub fn next_offset(&self) -> i64 {
+        self.next_offset
+    }
+    pub fn max_timestamp(&self) -> i64 {
+        self.max_timestamp
+    }
+    pub(crate) fn first_timestamp(&self) -> Option<i64> {
+        self.first_timestamp
+    }
+    pub(crate) fn index_len(&self) -> usize {
+        self.index.len()
+    }
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), StorageError> {
+    let tmp = path.with_extension("tmp");
+    let mut f = File::create(&tmp).at(&tmp)?;
+    f.write_all(bytes).at(&tmp)?;
+    f.sync_all().at(&tmp)?;
+    std::fs::rename(&tmp, path).at(path)
+}
+
+/// The few header fields needed from a 61-byte header without a whole batch.
+struct HeaderView<'a>(&'a [u8]);
+
+impl HeaderView<'_> {
+    fn base_offset(&self) -> i64 {
+        i64::from_be_bytes(self.0[0..8].try_into().expect("8 bytes"))
+    }
+    fn last_offset(&self) -> i64 {
+        self.base_offset()
+            + i64::from(i32::from_be_bytes(
+                self.0[23..27].try_into().expect("4 bytes"),
+            ))
+    }
+    fn max_timestamp(&self) -> i64 {
+        i64::from_be_bytes(self.0[35..43].try_into().expect("8 bytes"))
+    }
+}
