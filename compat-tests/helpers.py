@@ -125,6 +125,8 @@ def ck_common(broker, **overrides) -> dict:
 
 
 def ck_admin(broker, **overrides) -> AdminClient:
+    """A confluent AdminClient. Keep a reference to it until its futures are
+    resolved: a garbage-collected client fails them with _DESTROY."""
     return AdminClient(ck_common(broker, **overrides))
 
 
@@ -208,7 +210,7 @@ def sample_records(n: int, prefix: str = "r") -> list[Rec]:
     return [
         Rec(
             key=f"{prefix}-key-{i % 7}".encode(),
-            value=(f"{prefix}-value-{i:05d}-" + "payload " * (i % 13)).encode(),
+            value=(f"{prefix}-value-{i:05d}-" + "payload " * (10 + i % 13)).encode(),
             headers=(("seq", str(i).encode()), ("h", b"\x00\xff" * (i % 3)), ("h", b"dup")),
         )
         for i in range(n)

@@ -80,7 +80,8 @@ def test_duplicate_topic_kafka_python(broker):
 
 def test_duplicate_topic_confluent(broker):
     name = create_topic(broker)
-    futures = ck_admin(broker).create_topics([NewTopic(name, num_partitions=1)])
+    admin = ck_admin(broker)
+    futures = admin.create_topics([NewTopic(name, num_partitions=1)])
     with pytest.raises(confluent_kafka.KafkaException) as info:
         ck_result(futures[name])
     assert ck_error_code(info.value) == KafkaError.TOPIC_ALREADY_EXISTS
@@ -96,7 +97,8 @@ def test_invalid_topic_name_kafka_python(broker, name):
 
 @pytest.mark.parametrize("name", ["bad/name", "..", "x" * 250])
 def test_invalid_topic_name_confluent(broker, name):
-    futures = ck_admin(broker).create_topics([NewTopic(name, num_partitions=1)])
+    admin = ck_admin(broker)
+    futures = admin.create_topics([NewTopic(name, num_partitions=1)])
     with pytest.raises(confluent_kafka.KafkaException) as info:
         ck_result(futures[name])
     assert ck_error_code(info.value) == KafkaError.TOPIC_EXCEPTION
@@ -127,7 +129,8 @@ def test_validate_only_creates_nothing(broker):
         # validate_only still validates.
         with pytest.raises(kerr.InvalidTopicError):
             admin.create_topics({"bad/name": {"num_partitions": 1}}, validate_only=True)
-    futures = ck_admin(broker).create_topics([NewTopic(ck_name, num_partitions=2)], validate_only=True)
+    ck = ck_admin(broker)
+    futures = ck.create_topics([NewTopic(ck_name, num_partitions=2)], validate_only=True)
     assert ck_result(futures[ck_name]) is None
 
     names = topic_names(broker)
@@ -162,8 +165,9 @@ def test_delete_missing_topic(broker):
     with kp_admin(broker) as admin:
         with pytest.raises(kerr.UnknownTopicOrPartitionError):
             admin.delete_topics([name])
+    ck = ck_admin(broker)
     with pytest.raises(confluent_kafka.KafkaException) as info:
-        ck_result(ck_admin(broker).delete_topics([name])[name])
+        ck_result(ck.delete_topics([name])[name])
     assert ck_error_code(info.value) == KafkaError.UNKNOWN_TOPIC_OR_PART
 
 
@@ -266,7 +270,8 @@ def test_describe_selected_topic_configs(broker):
 def test_describe_topic_configs_confluent(broker):
     name = create_topic(broker, configs={"retention.ms": "7200000"})
     resource = CkConfigResource(ResourceType.TOPIC, name)
-    configs = ck_result(ck_admin(broker).describe_configs([resource])[resource])
+    admin = ck_admin(broker)
+    configs = ck_result(admin.describe_configs([resource])[resource])
     retention = configs["retention.ms"]
     assert retention.value == "7200000"
     assert ConfigSource(retention.source) == ConfigSource.DYNAMIC_TOPIC_CONFIG
@@ -279,8 +284,9 @@ def test_describe_topic_configs_confluent(broker):
 
 def test_describe_configs_of_missing_topic(broker):
     resource = CkConfigResource(ResourceType.TOPIC, unique_name("missing"))
+    admin = ck_admin(broker)
     with pytest.raises(confluent_kafka.KafkaException) as info:
-        ck_result(ck_admin(broker).describe_configs([resource])[resource])
+        ck_result(admin.describe_configs([resource])[resource])
     assert ck_error_code(info.value) == KafkaError.UNKNOWN_TOPIC_OR_PART
 
 
@@ -293,7 +299,8 @@ def test_describe_broker_configs(broker):
     assert configs["num.partitions"]["config_source"] == "DEFAULT_CONFIG"
 
     resource = CkConfigResource(ResourceType.BROKER, "1")
-    ck_configs = ck_result(ck_admin(broker).describe_configs([resource])[resource])
+    ck = ck_admin(broker)
+    ck_configs = ck_result(ck.describe_configs([resource])[resource])
     assert ck_configs["message.max.bytes"].value == str(DEFAULT_MAX_MESSAGE_BYTES)
 
 
@@ -329,7 +336,8 @@ def test_describe_cluster_kafka_python(broker):
 
 
 def test_describe_cluster_confluent(broker):
-    cluster = ck_result(ck_admin(broker).describe_cluster())
+    admin = ck_admin(broker)
+    cluster = ck_result(admin.describe_cluster())
     (node,) = cluster.nodes
     assert (node.id, node.host, node.port) == (1, broker.host, broker.port)
     assert cluster.controller.id == 1

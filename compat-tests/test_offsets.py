@@ -93,7 +93,8 @@ def test_offsets_for_times_confluent(broker):
         assert lookup(BASE_TS + 4001) == confluent_kafka.OFFSET_END  # -1: no such record
 
     tp = confluent_kafka.TopicPartition(topic, 0)
-    found = ck_result(ck_admin(broker).list_offsets({tp: CkOffsetSpec.for_timestamp(BASE_TS + 2200)})[tp])
+    admin = ck_admin(broker)
+    found = ck_result(admin.list_offsets({tp: CkOffsetSpec.for_timestamp(BASE_TS + 2200)})[tp])
     assert (found.offset, found.timestamp) == (3, BASE_TS + 3000)
 
 
@@ -107,7 +108,8 @@ def assert_max_timestamp(broker, topic: str, offset: int, timestamp: int) -> Non
     assert (found.offset, found.timestamp) == (offset, timestamp)
 
     ck_tp = confluent_kafka.TopicPartition(topic, 0)
-    found = ck_result(ck_admin(broker).list_offsets({ck_tp: CkOffsetSpec.max_timestamp()})[ck_tp])
+    admin = ck_admin(broker)
+    found = ck_result(admin.list_offsets({ck_tp: CkOffsetSpec.max_timestamp()})[ck_tp])
     assert (found.offset, found.timestamp) == (offset, timestamp)
 
 

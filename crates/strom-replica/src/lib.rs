@@ -1,1 +1,12 @@
+//! Partitions and the manager that hosts them.
 
+mod manager;
+mod partition;
+mod validate;
+
+pub use manager::{ReplicaManager, TopicPartition};
+pub use partition::{AppendResult, ListOffsetResult, OffsetSpec, Partition, ReadResult};
+pub use validate::validate_produce_batch;
+
+#[cfg(test)]
+mod tests;

@@ -351,8 +351,9 @@ impl Log {
         Ok(deleted)
     }
 
-    /// Flushes and writes the index files, and marks the log clean.
-    pub fn close(mut self) -> Result<(), StorageError> {
+    /// Flushes and writes the index files, and marks the log clean. The log
+    /// must not be written after this.
+    pub fn close(&mut self) -> Result<(), StorageError> {
         self.active_mut().close()?;
         let marker = self.dir.join(CLEAN_SHUTDOWN);
         std::fs::write(&marker, b"").at(&marker)?;

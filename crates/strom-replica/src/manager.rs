@@ -1,0 +1,178 @@
+//! The partitions this node hosts, reconciled with the metadata image.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use strom_metadata::config::StaticConfig;
+use strom_metadata::{MetadataImage, TopicImage};
+use strom_storage::{LogConfig, StorageError};
+use tracing::{error, info, warn};
+use uuid::Uuid;
+
+use crate::partition::{Partition, PARTITION_METADATA};
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicPartition {
+    pub topic: String,
+    pub partition: i32,
+}
+
+impl TopicPartition {
+    pub fn new(topic: impl Into<String>, partition: i32) -> Self {
+        TopicPartition {
+            topic: topic.into(),
+            partition,
+        }
+    }
+
+    fn dir_name(&self) -> String {
+        format!("{}-{}", self.topic, self.partition)
+    }
+}
+
+/// Hosts partitions: opens, serves, maintains, closes and deletes them.
+pub struct ReplicaManager {
+    node_id: i32,
+    dir: PathBuf,
+    config: StaticConfig,
+    partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
+}
+
+/// The log settings and `max.message.bytes` of a topic.
+fn topic_log_config(config: &StaticConfig, overrides: &BTreeMap<String, String>) -> (LogConfig, usize) {
+    let num = |name: &str| -> i64 { config.topic_value(overrides, name).parse().unwrap_or_else(|_| panic!("{name} is validated as a number")) };
+    let log = LogConfig {
+        segment_bytes: num("segment.bytes") as u64,
+        segment_ms: num("segment.ms"),
+        index_interval_bytes: num("index.interval.bytes") as u64,
+        segment_index_bytes: num("segment.index.bytes") as u64,
+        flush_messages: num("flush.messages") as u64,
+        flush_ms: num("flush.ms"),
+        retention_ms: num("retention.ms"),
+        retention_bytes: num("retention.bytes"),
+        log_append_time: config.topic_value(overrides, "message.timestamp.type") == "LogAppendTime",
+    };
+    (log, num("max.message.bytes") as usize)
+}
+
+/// Reads the topic id a partition directory was created for.
+fn stored_topic_id(dir: &Path) -> Option<Uuid> {
+    let text = std::fs::read_to_string(dir.join(PARTITION_METADATA)).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("topic_id: "))
+        .and_then(|id| Uuid::parse_str(id.trim()).ok())
+}
+
+impl ReplicaManager {
+    pub fn new(node_id: i32, dir: &Path, config: StaticConfig) -> Self {
+        ReplicaManager {
+            node_id,
+            dir: dir.to_path_buf(),
+            config,
+            partitions: RwLock::new(HashMap::new()),
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<TopicPartition, Arc<Partition>>> {
+        self.partitions.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<TopicPartition, Arc<Partition>>> {
+        self.partitions.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The partition if this node hosts it.
+    pub fn get(&self, topic: &str, partition: i32) -> Option<Arc<Partition>> {
+        self.read().get(&TopicPartition::new(topic, partition)).cloned()
+    }
+
+    pub fn partition_count(&self) -> usize {
+        self.read().len()
+    }
+
+    /// Makes the hosted partitions match `image`: opens those assigned to
+    /// this node, deletes those whose topic is gone (or was recreated under
+    /// another id), updates configs and leader epochs. At start-up it also
+    /// removes directories of topics deleted while the node was down.
+    pub fn apply_image(&self, image: &MetadataImage) -> Result<(), StorageError> {
+        let hosted: HashMap<TopicPartition, (Arc<TopicImage>, i32)> = image
+            .topics()
+            .into_iter()
+            .flat_map(|t| {
+                t.partitions
+                    .values()
+                    .filter(|p| p.replicas.contains(&self.node_id))
+                    .map(move |p| (TopicPartition::new(t.name.clone(), p.partition), (t.clone(), p.leader_epoch)))
+            })
+            .collect();
+        // Remove what is no longer ours.
+        let removed: Vec<(TopicPartition, Arc<Partition>)> = {
+            let mut map = self.write();
+            let gone: Vec<TopicPartition> = map
+                .iter()
+                .filter(|(tp, p)| hosted.get(*tp).is_none_or(|(t, _)| t.id != p.topic_id()))
+                .map(|(tp, _)| tp.clone())
+                .collect();
+            gone.into_iter().filter_map(|tp| map.remove(&tp).map(|p| (tp, p))).collect()
+        };
+        for (tp, p) in removed {
+            info!(topic = %tp.topic, partition = tp.partition, "deleting partition");
+            if let Err(e) = p.delete() {
+                error!(topic = %tp.topic, partition = tp.partition, error = %e, "cannot delete partition data");
+            }
+        }
+        self.remove_stray_dirs(&hosted);
+        // Open new partitions, update existing ones.
+        for (tp, (topic, epoch)) in hosted {
+            let (log_config, max_message_bytes) = topic_log_config(&self.config, &topic.configs);
+            if let Some(p) = self.get(&tp.topic, tp.partition) {
+                p.update_config(log_config, max_message_bytes);
+                p.set_leader_epoch(epoch);
+                continue;
+            }
+            let dir = self.dir.join(tp.dir_name());
+            let p = Partition::open(&dir, &tp.topic, topic.id, tp.partition, epoch, log_config, max_message_bytes)?;
+            self.write().insert(tp, Arc::new(p));
+        }
+        Ok(())
+    }
+
+    /// Deletes partition directories whose topic id is not (or no longer) hosted.
+    fn remove_stray_dirs(&self, hosted: &HashMap<TopicPartition, (Arc<TopicImage>, i32)>) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else { return };
+        let wanted: HashMap<String, Uuid> = hosted.iter().map(|(tp, (t, _))| (tp.dir_name(), t.id)).collect();
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Some(id) = stored_topic_id(&path) else { continue };
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if wanted.get(&name) != Some(&id) {
+                warn!(dir = %path.display(), "removing data of a deleted topic");
+                if let Err(e) = std::fs::remove_dir_all(&path) {
+                    error!(dir = %path.display(), error = %e, "cannot remove directory");
+                }
+            }
+        }
+    }
+
+    /// Enforces `flush.ms` and retention on every partition.
+    pub fn maintain(&self, now_ms: i64) {
+        let partitions: Vec<Arc<Partition>> = self.read().values().cloned().collect();
+        for p in partitions {
+            if let Err(e) = p.maintain(now_ms) {
+                error!(partition = ?p, error = %e, "maintenance failed");
+            }
+        }
+    }
+
+    /// Closes every partition cleanly (flushed, indexes and producer
+    /// snapshots written).
+    pub fn shutdown(&self) {
+        let partitions: Vec<Arc<Partition>> = self.write().drain().map(|(_, p)| p).collect();
+        for p in partitions {
+            if let Err(e) = p.close() {
+                error!(partition = ?p, error = %e, "cannot close partition cleanly");
+            }
+        }
+    }
+}

@@ -1,0 +1,323 @@
+//! One hosted partition: log, producer state, leader epoch, high watermark.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use bytes::Bytes;
+use strom_producer::{BatchInfo, ProducerStateManager, Verdict};
+use strom_protocol::records::Batch;
+use strom_protocol::ErrorCode;
+use strom_storage::{Log, LogConfig, StorageError};
+use tokio::sync::watch;
+use tracing::{error, info};
+use uuid::Uuid;
+
+use crate::validate::validate_produce_batch;
+
+/// How many producer snapshots a partition keeps.
+const SNAPSHOTS_KEPT: usize = 3;
+
+/// Where the topic id of a partition directory is written.
+pub(crate) const PARTITION_METADATA: &str = "partition.metadata";
+
+/// The outcome of a produce to one partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendResult {
+    pub base_offset: i64,
+    /// -1 unless the topic uses LogAppendTime.
+    pub log_append_time: i64,
+    pub log_start_offset: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadResult {
+    pub records: Bytes,
+    pub high_watermark: i64,
+    pub last_stable_offset: i64,
+    pub log_start_offset: i64,
+}
+
+/// What ListOffsets asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetSpec {
+    Earliest,
+    Latest,
+    MaxTimestamp,
+    Timestamp(i64),
+}
+
+impl OffsetSpec {
+    /// Kafka's encoding of the spec in a ListOffsets request.
+    pub fn from_wire(timestamp: i64) -> Option<OffsetSpec> {
+        match timestamp {
+            -2 | -4 | -5 => Some(OffsetSpec::Earliest),
+            -1 => Some(OffsetSpec::Latest),
+            -3 => Some(OffsetSpec::MaxTimestamp),
+            t if t >= 0 => Some(OffsetSpec::Timestamp(t)),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListOffsetResult {
+    /// -1 when nothing matches.
+    pub offset: i64,
+    pub timestamp: i64,
+}
+
+struct State {
+    log: Log,
+    producers: ProducerStateManager,
+    max_message_bytes: usize,
+    /// Set once the log was closed or deleted: the partition no longer
+    /// serves, even to requests that still hold it.
+    closed: bool,
+}
+
+pub struct Partition {
+    topic: String,
+    topic_id: Uuid,
+    index: i32,
+    leader_epoch: AtomicI32,
+    state: Mutex<State>,
+    high_watermark: watch::Sender<i64>,
+}
+
+impl std::fmt::Debug for Partition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.topic, self.index)
+    }
+}
+
+fn storage_error(e: StorageError) -> ErrorCode {
+    match e {
+        StorageError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
+        StorageError::InvalidBatch(_) => ErrorCode::CorruptMessage,
+        e => {
+            error!(error = %e, "storage error");
+            ErrorCode::KafkaStorageError
+        }
+    }
+}
+
+impl Partition {
+    /// Opens the partition's log in `dir` (recovering it) and rebuilds the
+    /// producer state from the newest snapshot plus the log after it.
+    pub(crate) fn open(
+        dir: &Path,
+        topic: &str,
+        topic_id: Uuid,
+        index: i32,
+        leader_epoch: i32,
+        config: LogConfig,
+        max_message_bytes: usize,
+    ) -> Result<Partition, StorageError> {
+        let log = Log::open(dir, config)?;
+        std::fs::write(dir.join(PARTITION_METADATA), format!("version: 0\ntopic_id: {topic_id}\n")).map_err(|source| StorageError::Io {
+            path: dir.join(PARTITION_METADATA),
+            source,
+        })?;
+        let end = log.log_end_offset();
+        let snapshot_err = |e: strom_producer::SnapshotError| StorageError::Corrupt {
+            path: dir.to_path_buf(),
+            reason: e.to_string(),
+        };
+        strom_producer::delete_snapshots_above(dir, end).map_err(snapshot_err)?;
+        let (from, mut producers) = strom_producer::latest_snapshot(dir, end)
+            .map_err(snapshot_err)?
+            .unwrap_or((log.log_start_offset(), ProducerStateManager::new()));
+        log.scan_batches(from, |b| producers.replay(&b))?;
+        if !producers.is_empty() {
+            info!(topic, partition = index, producers = producers.len(), from, "producer state rebuilt");
+        }
+        let (high_watermark, _) = watch::channel(end);
+        Ok(Partition {
+            topic: topic.to_owned(),
+            topic_id,
+            index,
+            leader_epoch: AtomicI32::new(leader_epoch),
+            state: Mutex::new(State {
+                log,
+                producers,
+                max_message_bytes,
+                closed: false,
+            }),
+            high_watermark,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The state, unless the partition was closed or deleted.
+    fn serving(&self) -> Result<MutexGuard<'_, State>, ErrorCode> {
+        let s = self.lock();
+        if s.closed {
+            Err(ErrorCode::NotLeaderOrFollower)
+        } else {
+            Ok(s)
+        }
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+    pub fn topic_id(&self) -> Uuid {
+        self.topic_id
+    }
+    pub fn index(&self) -> i32 {
+        self.index
+    }
+    pub fn leader_epoch(&self) -> i32 {
+        self.leader_epoch.load(Ordering::Acquire)
+    }
+    pub(crate) fn set_leader_epoch(&self, epoch: i32) {
+        self.leader_epoch.store(epoch, Ordering::Release);
+    }
+    pub fn high_watermark(&self) -> i64 {
+        *self.high_watermark.borrow()
+    }
+    /// Resolves when the high watermark moves: what a waiting fetch awaits.
+    pub fn watch_high_watermark(&self) -> watch::Receiver<i64> {
+        self.high_watermark.subscribe()
+    }
+    pub fn log_end_offset(&self) -> i64 {
+        self.lock().log.log_end_offset()
+    }
+    pub fn log_start_offset(&self) -> i64 {
+        self.lock().log.log_start_offset()
+    }
+
+    pub(crate) fn update_config(&self, config: LogConfig, max_message_bytes: usize) {
+        let mut s = self.lock();
+        s.log.set_config(config);
+        s.max_message_bytes = max_message_bytes;
+    }
+
+    /// Appends a client's batch as the leader.
+    pub fn append(&self, records: &[u8], now_ms: i64) -> Result<AppendResult, (ErrorCode, String)> {
+        let mut s = self.serving().map_err(|c| (c, "partition is closed".to_owned()))?;
+        validate_produce_batch(records, s.max_message_bytes)?;
+        let batch = Batch::parse(records).expect("validated");
+        let producer = BatchInfo::of(&batch);
+        if let Some(info) = &producer {
+            match s.producers.check(info) {
+                Ok(Verdict::Append) => {}
+                Ok(Verdict::Duplicate(m)) => {
+                    return Ok(AppendResult {
+                        base_offset: m.first_offset,
+                        log_append_time: -1,
+                        log_start_offset: s.log.log_start_offset(),
+                    })
+                }
+                Err(e) => return Err((e.code(), e.to_string())),
+            }
+        }
+        let mut owned = records.to_vec();
+        let epoch = self.leader_epoch();
+        let appended = s.log.append(&mut owned, epoch, now_ms).map_err(|e| (storage_error(e), "append failed".into()))?;
+        if let Some(at) = appended.rolled_to {
+            // The snapshot holds the state before this batch, at the new
+            // segment's base offset.
+            let dir = s.log.dir().to_path_buf();
+            if let Err(e) = strom_producer::write_snapshot(&dir, at, &s.producers)
+                .and_then(|_| strom_producer::retain_latest_snapshots(&dir, SNAPSHOTS_KEPT))
+            {
+                error!(partition = ?self, error = %e, "cannot write producer snapshot");
+            }
+        }
+        if let Some(info) = &producer {
+            s.producers.record(info, appended.first_offset, appended.last_offset);
+        }
+        let end = s.log.log_end_offset();
+        let start = s.log.log_start_offset();
+        drop(s);
+        // One replica: the high watermark follows the log end.
+        self.high_watermark.send_replace(end);
+        Ok(AppendResult {
+            base_offset: appended.first_offset,
+            log_append_time: appended.log_append_time.unwrap_or(-1),
+            log_start_offset: start,
+        })
+    }
+
+    /// Reads whole batches from `offset`, below the high watermark.
+    pub fn read(&self, offset: i64, max_bytes: usize, min_one: bool) -> Result<ReadResult, ErrorCode> {
+        let s = self.serving()?;
+        let hw = self.high_watermark();
+        if offset > hw {
+            return Err(ErrorCode::OffsetOutOfRange);
+        }
+        let data = s.log.read(offset, max_bytes, hw, min_one).map_err(storage_error)?;
+        Ok(ReadResult {
+            records: Bytes::from(data.records),
+            high_watermark: hw,
+            last_stable_offset: hw,
+            log_start_offset: s.log.log_start_offset(),
+        })
+    }
+
+    /// Answers ListOffsets for this partition.
+    pub fn list_offset(&self, spec: OffsetSpec) -> Result<ListOffsetResult, ErrorCode> {
+        let s = self.serving()?;
+        let hw = self.high_watermark();
+        let none = ListOffsetResult { offset: -1, timestamp: -1 };
+        let found = match spec {
+            OffsetSpec::Earliest => ListOffsetResult { offset: s.log.log_start_offset(), timestamp: -1 },
+            OffsetSpec::Latest => ListOffsetResult { offset: hw, timestamp: -1 },
+            OffsetSpec::MaxTimestamp => s
+                .log
+                .max_timestamp()
+                .map_err(storage_error)?
+                .map_or(none, |t| ListOffsetResult { offset: t.offset, timestamp: t.timestamp }),
+            OffsetSpec::Timestamp(ts) => s
+                .log
+                .offset_for_timestamp(ts)
+                .map_err(storage_error)?
+                .map_or(none, |t| ListOffsetResult { offset: t.offset, timestamp: t.timestamp }),
+        };
+        // Clients never see offsets at or past the high watermark by time.
+        Ok(if matches!(spec, OffsetSpec::Timestamp(_) | OffsetSpec::MaxTimestamp) && found.offset >= hw {
+            none
+        } else {
+            found
+        })
+    }
+
+    /// Enforces `flush.ms` and retention.
+    pub(crate) fn maintain(&self, now_ms: i64) -> Result<(), StorageError> {
+        let mut s = self.lock();
+        if s.closed {
+            return Ok(());
+        }
+        s.log.flush_if_due(now_ms)?;
+        s.log.enforce_retention(now_ms)?;
+        Ok(())
+    }
+
+    /// Snapshots producer state at the log end and closes the log cleanly.
+    pub(crate) fn close(&self) -> Result<(), StorageError> {
+        let mut s = self.lock();
+        if std::mem::replace(&mut s.closed, true) {
+            return Ok(());
+        }
+        let dir = s.log.dir().to_path_buf();
+        if let Err(e) = strom_producer::write_snapshot(&dir, s.log.log_end_offset(), &s.producers)
+            .and_then(|_| strom_producer::retain_latest_snapshots(&dir, SNAPSHOTS_KEPT))
+        {
+            error!(partition = ?self, error = %e, "cannot write producer snapshot at shutdown");
+        }
+        s.log.close()
+    }
+
+    /// Stops serving and removes the partition's data.
+    pub(crate) fn delete(&self) -> Result<(), StorageError> {
+        let mut s = self.lock();
+        s.closed = true;
+        let dir = s.log.dir().to_path_buf();
+        std::fs::remove_dir_all(&dir).map_err(|source| StorageError::Io { path: dir, source })
+    }
+}
