@@ -1,1 +1,240 @@
-//! Helpers for the integration tests: see `harness`.
+//! A harness for integration tests: start the real `strom` binary on a
+//! free loopback port with a temporary data directory, talk to it with a
+//! minimal blocking Kafka client, kill or stop it, restart it.
+//!
+//! The binary is the one cargo built next to the test executable
+//! (`target/<profile>/strom`); `STROM_BIN` overrides it.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+
+/// Where the `strom` binary is.
+pub fn strom_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("STROM_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/strom
+    let bin = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target dir")
+        .join("strom");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build --release -p strom` (or set STROM_BIN)",
+        bin.display()
+    );
+    bin
+}
+
+/// A free loopback port (bound, then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running (or stopped) broker process with its own data directory.
+pub struct Broker {
+    child: Option<Child>,
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    config: Vec<(String, String)>,
+}
+
+impl Broker {
+    /// Starts a broker with Kafka-named settings passed through a TOML file.
+    pub fn start(config: &[(&str, &str)]) -> Broker {
+        let port = free_port();
+        let mut b = Broker {
+            child: None,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            dir: tempfile::tempdir().unwrap(),
+            config: config
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        b.spawn();
+        b
+    }
+
+    fn spawn(&mut self) {
+        let cfg_path = self.dir.path().join("strom.toml");
+        let toml: String = self
+            .config
+            .iter()
+            .map(|(k, v)| format!("\"{k}\" = \"{v}\"\n"))
+            .collect();
+        std::fs::write(&cfg_path, toml).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("broker.log"))
+            .unwrap();
+        let child = Command::new(strom_bin())
+            .arg("--listen")
+            .arg(self.addr.to_string())
+            .arg("--data-dir")
+            .arg(self.dir.path().join("data"))
+            .arg("--config")
+            .arg(&cfg_path)
+            .arg("--log-level")
+            .arg("debug")
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn strom");
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    /// Waits until the broker answers ApiVersions.
+    pub fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(mut c) = Client::connect(self.addr) {
+                if c.api_versions().is_ok() {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "broker did not become ready; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("broker.log")).unwrap_or_default()
+    }
+
+    pub fn client(&self) -> Client {
+        Client::connect(self.addr).expect("connect")
+    }
+
+    /// SIGKILL, as a crash.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    /// SIGTERM; returns the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("running");
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(s) = c.try_wait().unwrap() {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "broker did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts again on the same port and data directory.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop it first");
+        self.spawn();
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A blocking Kafka client over one connection, for tests.
+pub struct Client {
+    stream: TcpStream,
+    correlation: i32,
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr) -> std::io::Result<Client> {
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        Ok(Client {
+            stream,
+            correlation: 0,
+        })
+    }
+
+    /// Writes raw bytes (for bad-input tests).
+    pub fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes)
+    }
+
+    /// Reads one response frame; `Err` when the broker closed the connection.
+    pub fn read_frame(&mut self) -> std::io::Result<BytesMut> {
+        let mut len = [0u8; 4];
+        self.stream.read_exact(&mut len)?;
+        let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
+        self.stream.read_exact(&mut body)?;
+        Ok(BytesMut::from(&body[..]))
+    }
+
+    /// True if the broker closed the connection (read returns EOF or reset).
+    pub fn is_closed(&mut self) -> bool {
+        let mut b = [0u8; 1];
+        matches!(self.stream.read(&mut b), Ok(0) | Err(_))
+    }
+
+    /// Sends a typed request and decodes the typed response.
+    pub fn request<R: Request>(&mut self, version: i16, body: &R) -> std::io::Result<R::Response> {
+        self.correlation += 1;
+        let key = ApiKey::try_from(R::KEY).expect("known key");
+        let header = RequestHeader::default()
+            .with_request_api_key(R::KEY)
+            .with_request_api_version(version)
+            .with_correlation_id(self.correlation)
+            .with_client_id(Some(StrBytes::from_static_str("strom-tests")));
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(&[0; 4]);
+        header
+            .encode(&mut buf, key.request_header_version(version))
+            .unwrap();
+        body.encode(&mut buf, version).unwrap();
+        let len = (buf.len() - 4) as i32;
+        buf[..4].copy_from_slice(&len.to_be_bytes());
+        self.stream.write_all(&buf)?;
+        let mut frame = self.read_frame()?.freeze();
+        let rh = ResponseHeader::decode(&mut frame, R::Response::header_version(version)).unwrap();
+        assert_eq!(rh.correlation_id, self.correlation);
+        let resp = R::Response::decode(&mut frame, version).unwrap();
+        assert_eq!(frame.remaining(), 0, "response fully consumed");
+        Ok(resp)
+    }
+
+    pub fn api_versions(
+        &mut self,
+    ) -> std::io::Result<kafka_protocol::messages::ApiVersionsResponse> {
+        self.request(
+            3,
+            &kafka_protocol::messages::ApiVersionsRequest::default()
+                .with_client_software_name(StrBytes::from_static_str("strom-tests"))
+                .with_client_software_version(StrBytes::from_static_str("1")),
+        )
+    }
+}

@@ -40,8 +40,16 @@ pub struct ReplicaManager {
 }
 
 /// The log settings and `max.message.bytes` of a topic.
-fn topic_log_config(config: &StaticConfig, overrides: &BTreeMap<String, String>) -> (LogConfig, usize) {
-    let num = |name: &str| -> i64 { config.topic_value(overrides, name).parse().unwrap_or_else(|_| panic!("{name} is validated as a number")) };
+fn topic_log_config(
+    config: &StaticConfig,
+    overrides: &BTreeMap<String, String>,
+) -> (LogConfig, usize) {
+    let num = |name: &str| -> i64 {
+        config
+            .topic_value(overrides, name)
+            .parse()
+            .unwrap_or_else(|_| panic!("{name} is validated as a number"))
+    };
     let log = LogConfig {
         segment_bytes: num("segment.bytes") as u64,
         segment_ms: num("segment.ms"),
@@ -84,7 +92,9 @@ impl ReplicaManager {
 
     /// The partition if this node hosts it.
     pub fn get(&self, topic: &str, partition: i32) -> Option<Arc<Partition>> {
-        self.read().get(&TopicPartition::new(topic, partition)).cloned()
+        self.read()
+            .get(&TopicPartition::new(topic, partition))
+            .cloned()
     }
 
     pub fn partition_count(&self) -> usize {
@@ -103,7 +113,12 @@ impl ReplicaManager {
                 t.partitions
                     .values()
                     .filter(|p| p.replicas.contains(&self.node_id))
-                    .map(move |p| (TopicPartition::new(t.name.clone(), p.partition), (t.clone(), p.leader_epoch)))
+                    .map(move |p| {
+                        (
+                            TopicPartition::new(t.name.clone(), p.partition),
+                            (t.clone(), p.leader_epoch),
+                        )
+                    })
             })
             .collect();
         // Remove what is no longer ours.
@@ -114,7 +129,9 @@ impl ReplicaManager {
                 .filter(|(tp, p)| hosted.get(*tp).is_none_or(|(t, _)| t.id != p.topic_id()))
                 .map(|(tp, _)| tp.clone())
                 .collect();
-            gone.into_iter().filter_map(|tp| map.remove(&tp).map(|p| (tp, p))).collect()
+            gone.into_iter()
+                .filter_map(|tp| map.remove(&tp).map(|p| (tp, p)))
+                .collect()
         };
         for (tp, p) in removed {
             info!(topic = %tp.topic, partition = tp.partition, "deleting partition");
@@ -132,7 +149,15 @@ impl ReplicaManager {
                 continue;
             }
             let dir = self.dir.join(tp.dir_name());
-            let p = Partition::open(&dir, &tp.topic, topic.id, tp.partition, epoch, log_config, max_message_bytes)?;
+            let p = Partition::open(
+                &dir,
+                &tp.topic,
+                topic.id,
+                tp.partition,
+                epoch,
+                log_config,
+                max_message_bytes,
+            )?;
             self.write().insert(tp, Arc::new(p));
         }
         Ok(())
@@ -140,11 +165,18 @@ impl ReplicaManager {
 
     /// Deletes partition directories whose topic id is not (or no longer) hosted.
     fn remove_stray_dirs(&self, hosted: &HashMap<TopicPartition, (Arc<TopicImage>, i32)>) {
-        let Ok(entries) = std::fs::read_dir(&self.dir) else { return };
-        let wanted: HashMap<String, Uuid> = hosted.iter().map(|(tp, (t, _))| (tp.dir_name(), t.id)).collect();
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        let wanted: HashMap<String, Uuid> = hosted
+            .iter()
+            .map(|(tp, (t, _))| (tp.dir_name(), t.id))
+            .collect();
         for entry in entries.flatten() {
             let path = entry.path();
-            let Some(id) = stored_topic_id(&path) else { continue };
+            let Some(id) = stored_topic_id(&path) else {
+                continue;
+            };
             let name = entry.file_name().to_string_lossy().into_owned();
             if wanted.get(&name) != Some(&id) {
                 warn!(dir = %path.display(), "removing data of a deleted topic");

@@ -115,7 +115,11 @@ impl Partition {
         max_message_bytes: usize,
     ) -> Result<Partition, StorageError> {
         let log = Log::open(dir, config)?;
-        std::fs::write(dir.join(PARTITION_METADATA), format!("version: 0\ntopic_id: {topic_id}\n")).map_err(|source| StorageError::Io {
+        std::fs::write(
+            dir.join(PARTITION_METADATA),
+            format!("version: 0\ntopic_id: {topic_id}\n"),
+        )
+        .map_err(|source| StorageError::Io {
             path: dir.join(PARTITION_METADATA),
             source,
         })?;
@@ -130,7 +134,13 @@ impl Partition {
             .unwrap_or((log.log_start_offset(), ProducerStateManager::new()));
         log.scan_batches(from, |b| producers.replay(&b))?;
         if !producers.is_empty() {
-            info!(topic, partition = index, producers = producers.len(), from, "producer state rebuilt");
+            info!(
+                topic,
+                partition = index,
+                producers = producers.len(),
+                from,
+                "producer state rebuilt"
+            );
         }
         let (high_watermark, _) = watch::channel(end);
         Ok(Partition {
@@ -199,7 +209,9 @@ impl Partition {
 
     /// Appends a client's batch as the leader.
     pub fn append(&self, records: &[u8], now_ms: i64) -> Result<AppendResult, (ErrorCode, String)> {
-        let mut s = self.serving().map_err(|c| (c, "partition is closed".to_owned()))?;
+        let mut s = self
+            .serving()
+            .map_err(|c| (c, "partition is closed".to_owned()))?;
         validate_produce_batch(records, s.max_message_bytes)?;
         let batch = Batch::parse(records).expect("validated");
         let producer = BatchInfo::of(&batch);
@@ -218,7 +230,10 @@ impl Partition {
         }
         let mut owned = records.to_vec();
         let epoch = self.leader_epoch();
-        let appended = s.log.append(&mut owned, epoch, now_ms).map_err(|e| (storage_error(e), "append failed".into()))?;
+        let appended = s
+            .log
+            .append(&mut owned, epoch, now_ms)
+            .map_err(|e| (storage_error(e), "append failed".into()))?;
         if let Some(at) = appended.rolled_to {
             // The snapshot holds the state before this batch, at the new
             // segment's base offset.
@@ -230,7 +245,8 @@ impl Partition {
             }
         }
         if let Some(info) = &producer {
-            s.producers.record(info, appended.first_offset, appended.last_offset);
+            s.producers
+                .record(info, appended.first_offset, appended.last_offset);
         }
         let end = s.log.log_end_offset();
         let start = s.log.log_start_offset();
@@ -245,13 +261,21 @@ impl Partition {
     }
 
     /// Reads whole batches from `offset`, below the high watermark.
-    pub fn read(&self, offset: i64, max_bytes: usize, min_one: bool) -> Result<ReadResult, ErrorCode> {
+    pub fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one: bool,
+    ) -> Result<ReadResult, ErrorCode> {
         let s = self.serving()?;
         let hw = self.high_watermark();
         if offset > hw {
             return Err(ErrorCode::OffsetOutOfRange);
         }
-        let data = s.log.read(offset, max_bytes, hw, min_one).map_err(storage_error)?;
+        let data = s
+            .log
+            .read(offset, max_bytes, hw, min_one)
+            .map_err(storage_error)?;
         Ok(ReadResult {
             records: Bytes::from(data.records),
             high_watermark: hw,
@@ -264,27 +288,47 @@ impl Partition {
     pub fn list_offset(&self, spec: OffsetSpec) -> Result<ListOffsetResult, ErrorCode> {
         let s = self.serving()?;
         let hw = self.high_watermark();
-        let none = ListOffsetResult { offset: -1, timestamp: -1 };
+        let none = ListOffsetResult {
+            offset: -1,
+            timestamp: -1,
+        };
         let found = match spec {
-            OffsetSpec::Earliest => ListOffsetResult { offset: s.log.log_start_offset(), timestamp: -1 },
-            OffsetSpec::Latest => ListOffsetResult { offset: hw, timestamp: -1 },
-            OffsetSpec::MaxTimestamp => s
-                .log
-                .max_timestamp()
-                .map_err(storage_error)?
-                .map_or(none, |t| ListOffsetResult { offset: t.offset, timestamp: t.timestamp }),
+            OffsetSpec::Earliest => ListOffsetResult {
+                offset: s.log.log_start_offset(),
+                timestamp: -1,
+            },
+            OffsetSpec::Latest => ListOffsetResult {
+                offset: hw,
+                timestamp: -1,
+            },
+            OffsetSpec::MaxTimestamp => {
+                s.log
+                    .max_timestamp()
+                    .map_err(storage_error)?
+                    .map_or(none, |t| ListOffsetResult {
+                        offset: t.offset,
+                        timestamp: t.timestamp,
+                    })
+            }
             OffsetSpec::Timestamp(ts) => s
                 .log
                 .offset_for_timestamp(ts)
                 .map_err(storage_error)?
-                .map_or(none, |t| ListOffsetResult { offset: t.offset, timestamp: t.timestamp }),
+                .map_or(none, |t| ListOffsetResult {
+                    offset: t.offset,
+                    timestamp: t.timestamp,
+                }),
         };
         // Clients never see offsets at or past the high watermark by time.
-        Ok(if matches!(spec, OffsetSpec::Timestamp(_) | OffsetSpec::MaxTimestamp) && found.offset >= hw {
-            none
-        } else {
-            found
-        })
+        Ok(
+            if matches!(spec, OffsetSpec::Timestamp(_) | OffsetSpec::MaxTimestamp)
+                && found.offset >= hw
+            {
+                none
+            } else {
+                found
+            },
+        )
     }
 
     /// Enforces `flush.ms` and retention.

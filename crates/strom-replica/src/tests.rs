@@ -1,7 +1,9 @@
 use std::collections::BTreeMap;
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
 use strom_metadata::config::StaticConfig;
 use strom_metadata::{MetadataImage, MetadataRecord, Uuid};
 use strom_protocol::ErrorCode;
@@ -18,7 +20,11 @@ fn batch(pid: i64, epoch: i16, seq: i32, n: usize, ts: i64) -> Vec<u8> {
             producer_epoch: epoch,
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
-            sequence: if pid < 0 { i as i32 - 1 } else { seq + i as i32 },
+            sequence: if pid < 0 {
+                i as i32 - 1
+            } else {
+                seq + i as i32
+            },
             timestamp: ts,
             key: None,
             value: Some(Bytes::from_static(b"value")),
@@ -27,19 +33,37 @@ fn batch(pid: i64, epoch: i16, seq: i32, n: usize, ts: i64) -> Vec<u8> {
         })
         .collect();
     let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression: Compression::None }).unwrap();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .unwrap();
     buf.to_vec()
 }
 
 fn image(topic: &str, id: u128, configs: &[(&str, &str)]) -> MetadataImage {
     let topic_id = Uuid::from_u128(id);
-    let mut records = vec![MetadataRecord::Topic { name: topic.into(), topic_id }];
+    let mut records = vec![MetadataRecord::Topic {
+        name: topic.into(),
+        topic_id,
+    }];
     records.extend(configs.iter().map(|(k, v)| MetadataRecord::Config {
         resource: strom_metadata::ConfigResource::Topic(topic.into()),
         name: (*k).into(),
         value: Some((*v).into()),
     }));
-    records.push(MetadataRecord::Partition { topic_id, partition: 0, replicas: vec![1], isr: vec![1], leader: 1, leader_epoch: 0 });
+    records.push(MetadataRecord::Partition {
+        topic_id,
+        partition: 0,
+        replicas: vec![1],
+        isr: vec![1],
+        leader: 1,
+        leader_epoch: 0,
+    });
     MetadataImage::empty().apply(0, &records)
 }
 
@@ -51,7 +75,8 @@ fn manager(dir: &std::path::Path) -> ReplicaManager {
 fn produce_errors_use_kafka_codes() {
     let dir = tempfile::tempdir().unwrap();
     let rm = manager(dir.path());
-    rm.apply_image(&image("t", 1, &[("max.message.bytes", "200")])).unwrap();
+    rm.apply_image(&image("t", 1, &[("max.message.bytes", "200")]))
+        .unwrap();
     let p = rm.get("t", 0).unwrap();
     let code = |bytes: &[u8]| p.append(bytes, 0).unwrap_err().0;
     assert_eq!(code(&[]), ErrorCode::InvalidRecord);
@@ -83,7 +108,10 @@ fn idempotent_dedup_survives_unclean_and_clean_restarts() {
     }
     // A retry of the last batch is answered with its original offset.
     assert_eq!(p.append(&batch(7, 0, 18, 2, 0), 0).unwrap().base_offset, 18);
-    assert_eq!(p.append(&batch(7, 0, 30, 2, 0), 0).unwrap_err().0, ErrorCode::OutOfOrderSequenceNumber);
+    assert_eq!(
+        p.append(&batch(7, 0, 30, 2, 0), 0).unwrap_err().0,
+        ErrorCode::OutOfOrderSequenceNumber
+    );
     drop(p);
     drop(rm); // as after kill -9: nothing closed
     let rm = manager(dir.path());
@@ -91,7 +119,10 @@ fn idempotent_dedup_survives_unclean_and_clean_restarts() {
     let p = rm.get("t", 0).unwrap();
     assert_eq!(p.append(&batch(7, 0, 16, 2, 0), 0).unwrap().base_offset, 16);
     assert_eq!(p.append(&batch(7, 0, 20, 2, 0), 0).unwrap().base_offset, 20);
-    assert_eq!(p.append(&batch(7, -1 + 0, 22, 1, 0), 0).unwrap_err().0, ErrorCode::InvalidProducerEpoch);
+    assert_eq!(
+        p.append(&batch(7, -1 + 0, 22, 1, 0), 0).unwrap_err().0,
+        ErrorCode::InvalidProducerEpoch
+    );
     drop(p);
     rm.shutdown();
     let rm = manager(dir.path());
@@ -113,10 +144,19 @@ fn list_offsets_and_reads() {
     let at = |spec| p.list_offset(spec).unwrap();
     assert_eq!(at(OffsetSpec::Earliest).offset, 0);
     assert_eq!(at(OffsetSpec::Latest).offset, 3);
-    assert_eq!((at(OffsetSpec::MaxTimestamp).offset, at(OffsetSpec::MaxTimestamp).timestamp), (1, 300));
+    assert_eq!(
+        (
+            at(OffsetSpec::MaxTimestamp).offset,
+            at(OffsetSpec::MaxTimestamp).timestamp
+        ),
+        (1, 300)
+    );
     assert_eq!(at(OffsetSpec::Timestamp(150)).offset, 1);
     assert_eq!(at(OffsetSpec::Timestamp(301)).offset, -1);
-    assert_eq!(p.read(4, 100, true).unwrap_err(), ErrorCode::OffsetOutOfRange);
+    assert_eq!(
+        p.read(4, 100, true).unwrap_err(),
+        ErrorCode::OffsetOutOfRange
+    );
     assert!(p.read(3, 100, true).unwrap().records.is_empty());
     assert_eq!(p.read(0, 1 << 20, true).unwrap().high_watermark, 3);
 }
@@ -126,7 +166,10 @@ fn deleted_and_recreated_topics_lose_their_data() {
     let dir = tempfile::tempdir().unwrap();
     let rm = manager(dir.path());
     rm.apply_image(&image("t", 1, &[])).unwrap();
-    rm.get("t", 0).unwrap().append(&batch(-1, -1, 0, 1, 0), 0).unwrap();
+    rm.get("t", 0)
+        .unwrap()
+        .append(&batch(-1, -1, 0, 1, 0), 0)
+        .unwrap();
     rm.shutdown();
     // Recreated under a new id while the node was down.
     let rm = manager(dir.path());

@@ -345,7 +345,7 @@ proptest! {
                     }
                 }
                 Op::Reopen { clean } => {
-                    let l = log.take().unwrap();
+                    let mut l = log.take().unwrap();
                     if clean { l.close().unwrap() } else { drop(l) }
                     log = Some(Log::open(dir.path(), cfg.clone()).unwrap());
                 }

@@ -1,1 +1,184 @@
-fn main() {}
+//! `strom`: one node of a Strom cluster (today: a single combined node).
+//!
+//! Configuration, lowest precedence first: a TOML file of Kafka-named keys
+//! (`--config`), `STROM_*` environment variables (`STROM_LOG_SEGMENT_BYTES`
+//! sets `log.segment.bytes`), then flags.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use strom_metadata::config::{broker_config_names, StaticConfig};
+use strom_server::{Broker, BrokerOptions};
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+
+#[global_allocator]
+static ALLOC: strom_alloc::Guarded = strom_alloc::Guarded;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "strom",
+    version,
+    about = "A Kafka-wire-compatible message broker"
+)]
+struct Args {
+    /// Address to accept clients on (port 0 picks a free port).
+    #[arg(long, env = "STROM_LISTEN")]
+    listen: Option<String>,
+    /// Address clients are told to connect to; defaults to the listen address.
+    #[arg(long, env = "STROM_ADVERTISE")]
+    advertise: Option<String>,
+    /// Directory for logs and metadata.
+    #[arg(long, env = "STROM_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// This node's id.
+    #[arg(long, env = "STROM_NODE_ID")]
+    node_id: Option<i32>,
+    /// TOML file of Kafka-named settings.
+    #[arg(long, env = "STROM_CONFIG")]
+    config: Option<PathBuf>,
+    /// Log filter: error, warn, info, debug, trace, or a tracing directive.
+    #[arg(long, env = "STROM_LOG_LEVEL", default_value = "info")]
+    log_level: String,
+    /// Log format.
+    #[arg(long, env = "STROM_LOG_FORMAT", value_parser = ["text", "json"], default_value = "text")]
+    log_format: String,
+}
+
+/// Kafka settings from the file and the environment, as strings.
+fn gather_settings(file: Option<&PathBuf>) -> Result<BTreeMap<String, String>> {
+    let mut values = BTreeMap::new();
+    if let Some(path) = file {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let table: toml::Table = text
+            .parse()
+            .with_context(|| format!("parsing {}", path.display()))?;
+        for (k, v) in table {
+            let s = match v {
+                toml::Value::String(s) => s,
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                toml::Value::Float(f) => f.to_string(),
+                other => bail!("{}: {k} has an unsupported value {other}", path.display()),
+            };
+            values.insert(k, s);
+        }
+    }
+    let env_names =
+        broker_config_names().chain(["node.id", "log.dirs", "listeners", "advertised.listeners"]);
+    for name in env_names {
+        let var = format!("STROM_{}", name.to_uppercase().replace('.', "_"));
+        if let Ok(v) = std::env::var(&var) {
+            values.insert(name.to_owned(), v);
+        }
+    }
+    Ok(values)
+}
+
+/// `PLAINTEXT://host:port` or `host:port` (the first listener if several).
+fn listener_address(s: &str) -> &str {
+    let first = s.split(',').next().unwrap_or(s).trim();
+    first.split_once("://").map_or(first, |(_, addr)| addr)
+}
+
+fn init_logging(args: &Args) -> Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
+        .with_context(|| format!("bad --log-level {:?}", args.log_level))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(std::io::stdout().is_terminal());
+    if args.log_format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM received"),
+        _ = int.recv() => info!("SIGINT received"),
+    }
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    init_logging(&args)?;
+    let mut settings = gather_settings(args.config.as_ref())?;
+    // Identity and addresses: flags, then Kafka-named settings, then defaults.
+    let node_id = match args.node_id {
+        Some(n) => n,
+        None => settings
+            .remove("node.id")
+            .map(|v| v.parse())
+            .transpose()
+            .context("node.id")?
+            .unwrap_or(1),
+    };
+    let data_dir = args
+        .data_dir
+        .clone()
+        .or_else(|| settings.remove("log.dirs").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("strom-data"));
+    let listen = args
+        .listen
+        .clone()
+        .or_else(|| {
+            settings
+                .remove("listeners")
+                .map(|l| listener_address(&l).to_owned())
+        })
+        .unwrap_or_else(|| "127.0.0.1:9092".into());
+    let advertise = args.advertise.clone().or_else(|| {
+        settings
+            .remove("advertised.listeners")
+            .map(|l| listener_address(&l).to_owned())
+    });
+    let (config, unknown) = StaticConfig::new(settings).context("invalid configuration")?;
+    for key in unknown {
+        warn!(key, "ignoring unknown configuration key");
+    }
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let listener = TcpListener::bind(&listen).await.with_context(|| format!("binding {listen}"))?;
+        let bound: SocketAddr = listener.local_addr()?;
+        let (host, port) = match advertise {
+            Some(a) => {
+                let (h, p) = a.rsplit_once(':').with_context(|| format!("--advertise {a:?} is not HOST:PORT"))?;
+                (h.to_owned(), p.parse::<u16>().with_context(|| format!("port of --advertise {a:?}"))?)
+            }
+            None if bound.ip().is_unspecified() => {
+                warn!(%bound, "listening on all interfaces without --advertise; advertising 127.0.0.1");
+                ("127.0.0.1".to_owned(), bound.port())
+            }
+            None => (bound.ip().to_string(), bound.port()),
+        };
+        let broker = tokio::task::block_in_place(|| {
+            Broker::open(BrokerOptions {
+                node_id,
+                data_dir: data_dir.clone(),
+                advertised_host: host.clone(),
+                advertised_port: port,
+                config,
+            })
+        })
+        .with_context(|| format!("opening data directory {}", data_dir.display()))?;
+        info!(listen = %bound, advertise = %format!("{host}:{port}"), data_dir = %data_dir.display(), node_id, "strom is ready");
+        strom_server::run(listener, broker, shutdown_signal()).await;
+        info!("stopped");
+        Ok(())
+    })
+}

@@ -1,0 +1,118 @@
+//! The state of one node and how it is opened and closed.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use strom_controller::{ApiError, Controller, ControllerError, LocalMetadataLog, MetadataLogError};
+use strom_metadata::config::StaticConfig;
+use strom_metadata::MetadataImage;
+use strom_protocol::ErrorCode;
+use strom_replica::ReplicaManager;
+use strom_storage::StorageError;
+use tracing::{error, info};
+
+use crate::meta::{MetaError, MetaProperties};
+use crate::producer_ids::ProducerIdAllocator;
+
+/// What a node is started with.
+#[derive(Debug, Clone)]
+pub struct BrokerOptions {
+    pub node_id: i32,
+    pub data_dir: PathBuf,
+    /// The address clients are told to connect to.
+    pub advertised_host: String,
+    pub advertised_port: u16,
+    pub config: StaticConfig,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+    #[error(transparent)]
+    MetadataLog(#[from] MetadataLogError),
+    #[error(transparent)]
+    Controller(#[from] ControllerError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// One node: controller and broker roles together.
+pub struct Broker {
+    pub(crate) node_id: i32,
+    pub(crate) cluster_id: String,
+    pub(crate) controller: Controller,
+    pub(crate) replicas: ReplicaManager,
+    pub(crate) producer_ids: ProducerIdAllocator,
+    pub(crate) config: StaticConfig,
+    /// Serialises applying images to the replica manager.
+    apply_lock: Mutex<()>,
+}
+
+/// Wall-clock milliseconds since the epoch.
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Broker {
+    /// Opens the data directory: identity, metadata log (replayed), broker
+    /// registration, then every hosted partition (recovered).
+    pub fn open(opts: BrokerOptions) -> Result<Arc<Broker>, BrokerError> {
+        let meta = MetaProperties::load_or_create(&opts.data_dir, opts.node_id)?;
+        let log = LocalMetadataLog::open(&opts.data_dir.join("__cluster_metadata-0"))?;
+        let controller = Controller::open(Box::new(log), opts.config.clone());
+        controller.register_broker(
+            opts.node_id,
+            &opts.advertised_host,
+            i32::from(opts.advertised_port),
+        )?;
+        let replicas = ReplicaManager::new(opts.node_id, &opts.data_dir, opts.config.clone());
+        replicas.apply_image(&controller.image())?;
+        info!(node_id = opts.node_id, cluster_id = %meta.cluster_id, partitions = replicas.partition_count(), "broker opened");
+        Ok(Arc::new(Broker {
+            node_id: opts.node_id,
+            cluster_id: meta.cluster_id,
+            controller,
+            replicas,
+            producer_ids: ProducerIdAllocator::default(),
+            config: opts.config,
+            apply_lock: Mutex::new(()),
+        }))
+    }
+
+    pub(crate) fn image(&self) -> Arc<MetadataImage> {
+        self.controller.image()
+    }
+
+    /// Brings the hosted partitions up to the controller's current image;
+    /// called after every metadata change so a request that changed
+    /// metadata is answered only once the change is in effect here.
+    pub(crate) fn sync_replicas(&self) -> Result<(), ApiError> {
+        let _guard = self.apply_lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.replicas
+            .apply_image(&self.controller.image())
+            .map_err(|e| {
+                error!(error = %e, "cannot apply metadata image");
+                ApiError::new(ErrorCode::KafkaStorageError, e.to_string())
+            })
+    }
+
+    /// `socket.request.max.bytes`.
+    pub fn max_frame_bytes(&self) -> usize {
+        self.config.get_i64("socket.request.max.bytes") as usize
+    }
+
+    /// Periodic upkeep: `flush.ms` and retention.
+    pub fn maintain(&self) {
+        self.replicas.maintain(now_ms());
+    }
+
+    /// Closes every partition cleanly.
+    pub fn shutdown(&self) {
+        self.replicas.shutdown();
+        info!("broker closed");
+    }
+}

@@ -1,0 +1,170 @@
+//! DescribeConfigs (v1+): topic and broker configs with sources, synonyms
+//! and documentation.
+
+use strom_metadata::config::{ConfigDef, ConfigSource};
+use strom_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
+};
+use strom_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
+use strom_protocol::ErrorCode;
+
+use super::str_bytes;
+use crate::broker::Broker;
+
+const TOPIC: i8 = 2;
+const BROKER: i8 = 4;
+
+struct Options {
+    synonyms: bool,
+    documentation: bool,
+}
+
+fn entry(
+    def: &ConfigDef,
+    name: &str,
+    value: &str,
+    source: ConfigSource,
+    read_only: bool,
+    synonyms: Vec<DescribeConfigsSynonym>,
+    opts: &Options,
+) -> DescribeConfigsResourceResult {
+    DescribeConfigsResourceResult::default()
+        .with_name(str_bytes(name))
+        .with_value(Some(str_bytes(value)))
+        .with_read_only(read_only)
+        .with_config_source(source as i8)
+        .with_config_type(def.ty as i8)
+        .with_synonyms(if opts.synonyms { synonyms } else { Vec::new() })
+        .with_documentation(opts.documentation.then(|| str_bytes(def.doc)))
+}
+
+fn synonym(name: &str, value: &str, source: ConfigSource) -> DescribeConfigsSynonym {
+    DescribeConfigsSynonym::default()
+        .with_name(str_bytes(name))
+        .with_value(Some(str_bytes(value)))
+        .with_source(source as i8)
+}
+
+fn describe_topic(
+    broker: &Broker,
+    name: &str,
+    keys: Option<&[String]>,
+    opts: &Options,
+) -> Result<Vec<DescribeConfigsResourceResult>, ErrorCode> {
+    let image = broker.image();
+    let topic = image
+        .topic(name)
+        .ok_or(ErrorCode::UnknownTopicOrPartition)?;
+    Ok(broker
+        .config
+        .topic_configs(&topic.configs)
+        .into_iter()
+        .filter(|(d, _, _)| keys.is_none_or(|k| k.iter().any(|k| k == d.def.name)))
+        .map(|(d, value, source)| {
+            let mut synonyms = Vec::new();
+            if let Some(v) = topic.configs.get(d.def.name) {
+                synonyms.push(synonym(d.def.name, v, ConfigSource::TopicOverride));
+            }
+            if let Some(v) = broker.config.explicit(d.broker_synonym) {
+                synonyms.push(synonym(d.broker_synonym, v, ConfigSource::StaticBroker));
+            }
+            synonyms.push(synonym(
+                d.broker_synonym,
+                d.def.default,
+                ConfigSource::Default,
+            ));
+            entry(&d.def, d.def.name, &value, source, false, synonyms, opts)
+        })
+        .collect())
+}
+
+fn describe_broker(
+    broker: &Broker,
+    name: &str,
+    keys: Option<&[String]>,
+    opts: &Options,
+) -> Result<Vec<DescribeConfigsResourceResult>, ErrorCode> {
+    if !name.is_empty() && name != broker.node_id.to_string() {
+        return Err(ErrorCode::InvalidRequest);
+    }
+    let id = broker.node_id.to_string();
+    let identity = ConfigDef {
+        name: "node.id",
+        ty: strom_metadata::config::ConfigType::Int,
+        default: "",
+        one_of: &[],
+        at_least: None,
+        doc: "The id of this node",
+    };
+    let mut out: Vec<DescribeConfigsResourceResult> = ["node.id", "broker.id"]
+        .into_iter()
+        .map(|n| {
+            entry(
+                &identity,
+                n,
+                &id,
+                ConfigSource::StaticBroker,
+                true,
+                vec![synonym(n, &id, ConfigSource::StaticBroker)],
+                opts,
+            )
+        })
+        .collect();
+    out.extend(
+        broker
+            .config
+            .describe()
+            .into_iter()
+            .map(|(d, value, source)| {
+                let mut synonyms = vec![synonym(d.name, &value, source)];
+                if source != ConfigSource::Default {
+                    synonyms.push(synonym(d.name, d.default, ConfigSource::Default));
+                }
+                entry(&d, d.name, &value, source, true, synonyms, opts)
+            }),
+    );
+    out.retain(|e| keys.is_none_or(|k| k.iter().any(|k| k == e.name.as_str())));
+    Ok(out)
+}
+
+pub(super) fn handle(broker: &Broker, req: DescribeConfigsRequest) -> DescribeConfigsResponse {
+    let opts = Options {
+        synonyms: req.include_synonyms,
+        documentation: req.include_documentation,
+    };
+    let results = req
+        .resources
+        .into_iter()
+        .map(|r| {
+            let keys: Option<Vec<String>> = r
+                .configuration_keys
+                .map(|k| k.iter().map(|s| s.as_str().to_owned()).collect());
+            let name = r.resource_name.as_str().to_owned();
+            let outcome = match r.resource_type {
+                TOPIC => describe_topic(broker, &name, keys.as_deref(), &opts),
+                BROKER => describe_broker(broker, &name, keys.as_deref(), &opts),
+                _ => Err(ErrorCode::InvalidRequest),
+            };
+            let base = DescribeConfigsResult::default()
+                .with_resource_type(r.resource_type)
+                .with_resource_name(r.resource_name);
+            match outcome {
+                Ok(configs) => base.with_configs(configs),
+                Err(code) => {
+                    let message = match code {
+                        ErrorCode::UnknownTopicOrPartition => {
+                            format!("Topic {name} does not exist")
+                        }
+                        _ => format!(
+                            "Resource type {} named {name:?} cannot be described here",
+                            r.resource_type
+                        ),
+                    };
+                    base.with_error_code(code.code())
+                        .with_error_message(Some(str_bytes(&message)))
+                }
+            }
+        })
+        .collect();
+    DescribeConfigsResponse::default().with_results(results)
+}

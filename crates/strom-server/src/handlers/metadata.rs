@@ -1,0 +1,161 @@
+//! Metadata: brokers, topics and partitions; auto-creates topics.
+
+use std::sync::Arc;
+
+use strom_controller::{validate_topic_name, CreateTopicRequest};
+use strom_metadata::{MetadataImage, TopicImage};
+use strom_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use strom_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use strom_protocol::ErrorCode;
+use tracing::info;
+use uuid::Uuid;
+
+use super::str_bytes;
+use crate::broker::Broker;
+
+/// Every topic operation (READ..ALTER_CONFIGS but CLUSTER_ACTION): there
+/// are no ACLs yet, so everything is allowed.
+const ALL_TOPIC_OPERATIONS: i32 =
+    (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
+/// Reported when operations were not asked for.
+const OPERATIONS_OMITTED: i32 = i32::MIN;
+
+fn describe_topic(t: &TopicImage, include_ops: bool) -> MetadataResponseTopic {
+    MetadataResponseTopic::default()
+        .with_name(Some(TopicName(str_bytes(&t.name))))
+        .with_topic_id(t.id)
+        .with_is_internal(t.is_internal())
+        .with_topic_authorized_operations(if include_ops {
+            ALL_TOPIC_OPERATIONS
+        } else {
+            OPERATIONS_OMITTED
+        })
+        .with_partitions(
+            t.partitions
+                .values()
+                .map(|p| {
+                    MetadataResponsePartition::default()
+                        .with_partition_index(p.partition)
+                        .with_leader_id(BrokerId(p.leader))
+                        .with_leader_epoch(p.leader_epoch)
+                        .with_replica_nodes(p.replicas.iter().map(|r| BrokerId(*r)).collect())
+                        .with_isr_nodes(p.isr.iter().map(|r| BrokerId(*r)).collect())
+                })
+                .collect(),
+        )
+}
+
+fn topic_error(name: Option<&str>, id: Uuid, code: ErrorCode) -> MetadataResponseTopic {
+    MetadataResponseTopic::default()
+        .with_name(name.map(|n| TopicName(str_bytes(n))))
+        .with_topic_id(id)
+        .with_error_code(code.code())
+        .with_topic_authorized_operations(OPERATIONS_OMITTED)
+}
+
+/// Creates `name` with the broker defaults, as `auto.create.topics.enable` asks.
+fn auto_create(broker: &Broker, name: &str) -> Result<Arc<MetadataImage>, ErrorCode> {
+    let req = CreateTopicRequest {
+        name: name.to_owned(),
+        num_partitions: -1,
+        replication_factor: -1,
+        ..Default::default()
+    };
+    let result = broker
+        .controller
+        .create_topics(vec![req], false)
+        .map_err(|_| ErrorCode::UnknownServerError)?;
+    match result.into_iter().next() {
+        Some(Ok(_)) => info!(topic = name, "auto-created topic"),
+        // Created concurrently by another request: fine.
+        Some(Err(e)) if e.code == ErrorCode::TopicAlreadyExists => {}
+        Some(Err(e)) => return Err(e.code),
+        None => return Err(ErrorCode::UnknownServerError),
+    }
+    broker.sync_replicas().map_err(|e| e.code)?;
+    Ok(broker.image())
+}
+
+pub(super) fn handle(broker: &Broker, req: MetadataRequest, version: i16) -> MetadataResponse {
+    let mut image = broker.image();
+    let include_ops = req.include_topic_authorized_operations;
+    // v0: an empty list means all topics; v1+: null means all.
+    let requested = match req.topics {
+        None => None,
+        Some(t) if t.is_empty() && version == 0 => None,
+        Some(t) => Some(t),
+    };
+    let auto_create_allowed = (version < 4 || req.allow_auto_topic_creation)
+        && broker.config.get_bool("auto.create.topics.enable");
+    let topics = match requested {
+        None => image
+            .topics()
+            .into_iter()
+            .map(|t| describe_topic(t, include_ops))
+            .collect(),
+        Some(requested) => requested
+            .into_iter()
+            .map(|r| match r.name {
+                Some(name) => {
+                    let name = name.0.as_str().to_owned();
+                    if let Some(t) = image.topic(&name) {
+                        return describe_topic(t, include_ops);
+                    }
+                    if validate_topic_name(&name).is_err() {
+                        return topic_error(
+                            Some(&name),
+                            Uuid::nil(),
+                            ErrorCode::InvalidTopicException,
+                        );
+                    }
+                    if !auto_create_allowed {
+                        return topic_error(
+                            Some(&name),
+                            Uuid::nil(),
+                            ErrorCode::UnknownTopicOrPartition,
+                        );
+                    }
+                    match auto_create(broker, &name) {
+                        Ok(newer) => {
+                            image = newer;
+                            image.topic(&name).map_or_else(
+                                || {
+                                    topic_error(
+                                        Some(&name),
+                                        Uuid::nil(),
+                                        ErrorCode::LeaderNotAvailable,
+                                    )
+                                },
+                                |t| describe_topic(t, include_ops),
+                            )
+                        }
+                        Err(code) => topic_error(Some(&name), Uuid::nil(), code),
+                    }
+                }
+                None => match image.topic_by_id(&r.topic_id) {
+                    Some(t) => describe_topic(t, include_ops),
+                    None => topic_error(None, r.topic_id, ErrorCode::UnknownTopicId),
+                },
+            })
+            .collect(),
+    };
+    MetadataResponse::default()
+        .with_brokers(
+            image
+                .brokers()
+                .map(|b| {
+                    MetadataResponseBroker::default()
+                        .with_node_id(BrokerId(b.node_id))
+                        .with_host(str_bytes(&b.host))
+                        .with_port(b.port)
+                        .with_rack(b.rack.as_deref().map(str_bytes))
+                })
+                .collect(),
+        )
+        .with_cluster_id(Some(str_bytes(&broker.cluster_id)))
+        .with_controller_id(BrokerId(broker.node_id))
+        .with_topics(topics)
+        .with_cluster_authorized_operations(OPERATIONS_OMITTED)
+}

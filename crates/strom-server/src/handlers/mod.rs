@@ -1,0 +1,90 @@
+//! One module per API. Each `handle` takes what it needs and returns the
+//! typed response; errors a client caused are answered with Kafka's error
+//! codes inside the response, never by closing the connection.
+
+mod api_versions;
+mod create_partitions;
+mod create_topics;
+mod delete_topics;
+mod describe_cluster;
+mod describe_configs;
+mod fetch;
+mod init_producer_id;
+mod list_offsets;
+mod metadata;
+mod offset_for_leader_epoch;
+mod produce;
+
+use strom_protocol::messages::{RequestHeader, RequestKind, ResponseKind};
+use strom_protocol::StrBytes;
+
+use crate::broker::Broker;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    #[error("no handler for this request")]
+    Unhandled,
+}
+
+/// Routes a request to its handler. `Ok(None)` means no response is sent
+/// (Produce with acks=0).
+pub(crate) async fn dispatch(
+    broker: &Broker,
+    _header: &RequestHeader,
+    version: i16,
+    body: RequestKind,
+) -> Result<Option<ResponseKind>, HandlerError> {
+    Ok(Some(match body {
+        RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(&r, version)),
+        RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(broker, r, version)),
+        RequestKind::Produce(r) => match produce::handle(broker, r) {
+            Some(resp) => ResponseKind::Produce(resp),
+            None => return Ok(None),
+        },
+        RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(broker, r, version).await),
+        RequestKind::ListOffsets(r) => {
+            ResponseKind::ListOffsets(list_offsets::handle(broker, r, version))
+        }
+        RequestKind::CreateTopics(r) => {
+            ResponseKind::CreateTopics(create_topics::handle(broker, r, version))
+        }
+        RequestKind::DeleteTopics(r) => {
+            ResponseKind::DeleteTopics(delete_topics::handle(broker, r, version))
+        }
+        RequestKind::CreatePartitions(r) => {
+            ResponseKind::CreatePartitions(create_partitions::handle(broker, r))
+        }
+        RequestKind::DescribeConfigs(r) => {
+            ResponseKind::DescribeConfigs(describe_configs::handle(broker, r))
+        }
+        RequestKind::DescribeCluster(r) => {
+            ResponseKind::DescribeCluster(describe_cluster::handle(broker, &r))
+        }
+        RequestKind::InitProducerId(r) => {
+            ResponseKind::InitProducerId(init_producer_id::handle(broker, &r))
+        }
+        RequestKind::OffsetForLeaderEpoch(r) => {
+            ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(broker, r))
+        }
+        _ => return Err(HandlerError::Unhandled),
+    }))
+}
+
+pub(crate) fn str_bytes(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_owned())
+}
+
+/// Checks a request's `current_leader_epoch` against ours, as Kafka does:
+/// -1 skips the check, older is FENCED_LEADER_EPOCH, newer UNKNOWN_LEADER_EPOCH.
+pub(crate) fn check_leader_epoch(
+    requested: i32,
+    ours: i32,
+) -> Result<(), strom_protocol::ErrorCode> {
+    use strom_protocol::ErrorCode;
+    match requested {
+        -1 => Ok(()),
+        e if e < ours => Err(ErrorCode::FencedLeaderEpoch),
+        e if e > ours => Err(ErrorCode::UnknownLeaderEpoch),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,59 @@
+//! OffsetForLeaderEpoch: the end offset of a leader epoch, which clients
+//! use to detect log truncation after a leader change.
+
+use strom_protocol::messages::offset_for_leader_epoch_response::{
+    EpochEndOffset, OffsetForLeaderTopicResult,
+};
+use strom_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
+use strom_protocol::ErrorCode;
+
+use super::check_leader_epoch;
+use crate::broker::Broker;
+
+pub(super) fn handle(
+    broker: &Broker,
+    req: OffsetForLeaderEpochRequest,
+) -> OffsetForLeaderEpochResponse {
+    let topics = req
+        .topics
+        .into_iter()
+        .map(|t| {
+            let name = t.topic.0.as_str().to_owned();
+            let partitions = t
+                .partitions
+                .into_iter()
+                .map(|p| {
+                    let base = EpochEndOffset::default().with_partition(p.partition);
+                    let result = (|| {
+                        let partition = broker
+                            .replicas
+                            .get(&name, p.partition)
+                            .ok_or(ErrorCode::UnknownTopicOrPartition)?;
+                        let ours = partition.leader_epoch();
+                        check_leader_epoch(p.current_leader_epoch, ours)?;
+                        // Leadership never changes on a single node, so the
+                        // current epoch spans the whole log.
+                        Ok::<_, ErrorCode>(if p.leader_epoch == ours {
+                            (ours, partition.log_end_offset())
+                        } else if p.leader_epoch < ours && p.leader_epoch >= 0 {
+                            (p.leader_epoch, partition.log_start_offset())
+                        } else {
+                            (-1, -1)
+                        })
+                    })();
+                    match result {
+                        Ok((epoch, end)) => base.with_leader_epoch(epoch).with_end_offset(end),
+                        Err(code) => base
+                            .with_error_code(code.code())
+                            .with_leader_epoch(-1)
+                            .with_end_offset(-1),
+                    }
+                })
+                .collect();
+            OffsetForLeaderTopicResult::default()
+                .with_topic(t.topic)
+                .with_partitions(partitions)
+        })
+        .collect();
+    OffsetForLeaderEpochResponse::default().with_topics(topics)
+}

@@ -1,0 +1,74 @@
+//! Produce (v3+): validate, deduplicate, append; acks 0, 1 and all.
+
+use strom_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use strom_protocol::messages::{ProduceRequest, ProduceResponse};
+use strom_protocol::ErrorCode;
+use tracing::debug;
+
+use super::str_bytes;
+use crate::broker::{now_ms, Broker};
+
+fn error(index: i32, code: ErrorCode, message: Option<String>) -> PartitionProduceResponse {
+    PartitionProduceResponse::default()
+        .with_index(index)
+        .with_error_code(code.code())
+        .with_base_offset(-1)
+        .with_log_append_time_ms(-1)
+        .with_log_start_offset(-1)
+        .with_error_message(message.as_deref().map(str_bytes))
+}
+
+/// `None` for acks=0: the client expects no response.
+pub(super) fn handle(broker: &Broker, req: ProduceRequest) -> Option<ProduceResponse> {
+    let acks = req.acks;
+    let image = broker.image();
+    let now = now_ms();
+    let responses = req
+        .topic_data
+        .into_iter()
+        .map(|topic| {
+            let name = topic.name.0.as_str().to_owned();
+            let partitions = topic
+                .partition_data
+                .into_iter()
+                .map(|p| {
+                    if !matches!(acks, -1..=1) {
+                        return error(p.index, ErrorCode::InvalidRequiredAcks, None);
+                    }
+                    if req.transactional_id.is_some() {
+                        return error(p.index, ErrorCode::TransactionalIdAuthorizationFailed, Some("transactions are not supported yet".into()));
+                    }
+                    let Some(partition) = broker.replicas.get(&name, p.index) else {
+                        return error(p.index, ErrorCode::UnknownTopicOrPartition, None);
+                    };
+                    if acks == -1 {
+                        let isr = image.topic(&name).and_then(|t| t.partitions.get(&p.index)).map_or(0, |pi| pi.isr.len());
+                        let topic_overrides = image.topic(&name).map(|t| t.configs.clone()).unwrap_or_default();
+                        let min_isr: usize = broker.config.topic_value(&topic_overrides, "min.insync.replicas").parse().unwrap_or(1);
+                        if isr < min_isr {
+                            return error(p.index, ErrorCode::NotEnoughReplicas, Some(format!("{isr} in-sync replicas, min.insync.replicas is {min_isr}")));
+                        }
+                    }
+                    let Some(records) = p.records else {
+                        return error(p.index, ErrorCode::InvalidRecord, Some("no records".into()));
+                    };
+                    match partition.append(&records, now) {
+                        Ok(r) => PartitionProduceResponse::default()
+                            .with_index(p.index)
+                            .with_base_offset(r.base_offset)
+                            .with_log_append_time_ms(r.log_append_time)
+                            .with_log_start_offset(r.log_start_offset),
+                        Err((code, message)) => {
+                            debug!(topic = %name, partition = p.index, ?code, %message, "produce refused");
+                            error(p.index, code, Some(message))
+                        }
+                    }
+                })
+                .collect();
+            TopicProduceResponse::default()
+                .with_name(strom_protocol::messages::TopicName(str_bytes(&name)))
+                .with_partition_responses(partitions)
+        })
+        .collect();
+    (acks != 0).then(|| ProduceResponse::default().with_responses(responses))
+}

@@ -1,0 +1,444 @@
+//! Integration tests against the real binary.
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use strom_tests::{Broker, Client};
+
+fn name(s: &str) -> TopicName {
+    TopicName(StrBytes::from_string(s.to_owned()))
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// A batch stamped now (older timestamps would be deleted by retention.ms).
+fn batch(values: &[String]) -> Bytes {
+    let now = now_ms();
+    let records: Vec<Record> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Record {
+            transactional: false,
+            control: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: i as i32 - 1,
+            timestamp: now + i as i64,
+            key: None,
+            value: Some(Bytes::from(v.clone())),
+            headers: Default::default(),
+            delete_horizon: false,
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::Lz4,
+        },
+    )
+    .unwrap();
+    buf.freeze()
+}
+
+fn create_topic(c: &mut Client, topic: &str, partitions: i32) {
+    let resp = c
+        .request(
+            7,
+            &CreateTopicsRequest::default()
+                .with_timeout_ms(5000)
+                .with_topics(vec![CreatableTopic::default()
+                    .with_name(name(topic))
+                    .with_num_partitions(partitions)
+                    .with_replication_factor(1)]),
+        )
+        .unwrap();
+    assert_eq!(
+        resp.topics[0].error_code, 0,
+        "{:?}",
+        resp.topics[0].error_message
+    );
+}
+
+fn produce(c: &mut Client, topic: &str, partition: i32, values: &[String]) -> i64 {
+    let resp = c
+        .request(
+            9,
+            &ProduceRequest::default()
+                .with_acks(-1)
+                .with_timeout_ms(5000)
+                .with_topic_data(vec![TopicProduceData::default()
+                    .with_name(name(topic))
+                    .with_partition_data(vec![PartitionProduceData::default()
+                        .with_index(partition)
+                        .with_records(Some(batch(values)))])]),
+        )
+        .unwrap();
+    let p = &resp.responses[0].partition_responses[0];
+    assert_eq!(p.error_code, 0);
+    p.base_offset
+}
+
+fn fetch_all(c: &mut Client, topic: &str, partition: i32) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut offset = 0;
+    loop {
+        let resp = c
+            .request(
+                12,
+                &FetchRequest::default()
+                    .with_max_wait_ms(0)
+                    .with_max_bytes(1 << 20)
+                    .with_topics(vec![FetchTopic::default()
+                        .with_topic(name(topic))
+                        .with_partitions(vec![FetchPartition::default()
+                            .with_partition(partition)
+                            .with_fetch_offset(offset)
+                            .with_partition_max_bytes(1 << 20)])]),
+            )
+            .unwrap();
+        let p = &resp.responses[0].partitions[0];
+        assert_eq!(p.error_code, 0, "fetch at {offset}");
+        let mut records = p.records.clone().unwrap_or_default();
+        if records.is_empty() {
+            return out;
+        }
+        while !records.is_empty() {
+            let set = RecordBatchDecoder::decode(&mut records).unwrap();
+            for r in set.records {
+                if r.offset >= offset {
+                    out.push(String::from_utf8(r.value.unwrap().to_vec()).unwrap());
+                    offset = r.offset + 1;
+                }
+            }
+        }
+    }
+}
+
+/// Every served API answers every advertised version, for requests that
+/// take the success and the error paths (a response field that a version
+/// cannot carry would otherwise fail to encode and close the connection).
+#[test]
+fn every_api_answers_every_version() {
+    let b = Broker::start(&[]);
+    let mut c = b.client();
+    create_topic(&mut c, "t", 1);
+    produce(&mut c, "t", 0, &["x".into()]);
+    let versions = c.api_versions().unwrap();
+    let range = |key: ApiKey| {
+        let v = versions
+            .api_keys
+            .iter()
+            .find(|k| k.api_key == key as i16)
+            .unwrap();
+        v.min_version..=v.max_version
+    };
+    for topic in ["t", "missing.topic"] {
+        for v in range(ApiKey::Metadata) {
+            // Before v4 a missing topic is auto-created: ask for another one.
+            let asked = if v < 4 && topic != "t" {
+                "auto.created"
+            } else {
+                topic
+            };
+            let topics = vec![MetadataRequestTopic::default().with_name(Some(name(asked)))];
+            // Before v4 the request cannot say no to auto-creation.
+            let r = c
+                .request(
+                    v,
+                    &MetadataRequest::default()
+                        .with_topics(Some(topics))
+                        .with_allow_auto_topic_creation(v < 4),
+                )
+                .unwrap();
+            assert_eq!(r.topics.len(), 1, "Metadata v{v}");
+        }
+        for v in range(ApiKey::ListOffsets) {
+            let r = c
+                .request(
+                    v,
+                    &ListOffsetsRequest::default()
+                        .with_replica_id(BrokerId(-1))
+                        .with_topics(vec![ListOffsetsTopic::default()
+                            .with_name(name(topic))
+                            .with_partitions(vec![ListOffsetsPartition::default()
+                                .with_partition_index(0)
+                                .with_timestamp(-1)])]),
+                )
+                .unwrap();
+            assert_eq!(
+                r.topics[0].partitions[0].error_code != 0,
+                topic == "missing.topic",
+                "ListOffsets v{v}"
+            );
+        }
+        for v in range(ApiKey::Fetch) {
+            let t = FetchTopic::default()
+                .with_topic(name(topic))
+                .with_partitions(vec![FetchPartition::default()
+                    .with_partition(0)
+                    .with_partition_max_bytes(1000)]);
+            let r = c
+                .request(
+                    v,
+                    &FetchRequest::default()
+                        .with_max_bytes(1000)
+                        .with_topics(vec![t]),
+                )
+                .unwrap();
+            assert_eq!(r.responses.len(), 1, "Fetch v{v}");
+        }
+        for v in 3..=*range(ApiKey::Produce).end() {
+            let r = c
+                .request(
+                    v,
+                    &ProduceRequest::default().with_acks(1).with_topic_data(vec![
+                        TopicProduceData::default()
+                            .with_name(name(topic))
+                            .with_partition_data(vec![PartitionProduceData::default()
+                                .with_index(0)
+                                .with_records(Some(batch(&["y".into()])))]),
+                    ]),
+                )
+                .unwrap();
+            assert_eq!(
+                r.responses[0].partition_responses[0].error_code != 0,
+                topic == "missing.topic",
+                "Produce v{v}"
+            );
+        }
+        for v in range(ApiKey::DescribeConfigs) {
+            let r = c
+                .request(
+                    v,
+                    &DescribeConfigsRequest::default()
+                        .with_include_synonyms(v >= 1)
+                        .with_resources(vec![
+                            describe_configs_request::DescribeConfigsResource::default()
+                                .with_resource_type(2)
+                                .with_resource_name(StrBytes::from_static_str("t")),
+                            describe_configs_request::DescribeConfigsResource::default()
+                                .with_resource_type(2)
+                                .with_resource_name(StrBytes::from_string(topic.to_owned())),
+                            describe_configs_request::DescribeConfigsResource::default()
+                                .with_resource_type(4)
+                                .with_resource_name(StrBytes::from_static_str("1")),
+                        ]),
+                )
+                .unwrap();
+            assert_eq!(r.results.len(), 3);
+        }
+        for v in range(ApiKey::OffsetForLeaderEpoch) {
+            let r = c
+                .request(
+                    v,
+                    &OffsetForLeaderEpochRequest::default().with_topics(vec![
+                        offset_for_leader_epoch_request::OffsetForLeaderTopic::default()
+                            .with_topic(name(topic))
+                            .with_partitions(vec![
+                                offset_for_leader_epoch_request::OffsetForLeaderPartition::default(
+                                )
+                                .with_leader_epoch(0)
+                                .with_current_leader_epoch(-1),
+                            ]),
+                    ]),
+                )
+                .unwrap();
+            assert_eq!(r.topics.len(), 1);
+        }
+    }
+    for v in range(ApiKey::CreateTopics) {
+        let r = c
+            .request(
+                v,
+                &CreateTopicsRequest::default().with_topics(vec![
+                    CreatableTopic::default()
+                        .with_name(name(&format!("c{v}")))
+                        .with_num_partitions(1)
+                        .with_replication_factor(1),
+                    CreatableTopic::default()
+                        .with_name(name("t"))
+                        .with_num_partitions(1)
+                        .with_replication_factor(1),
+                ]),
+            )
+            .unwrap();
+        assert_eq!(r.topics[0].error_code, 0, "CreateTopics v{v}");
+        assert_eq!(
+            r.topics[1].error_code, 36,
+            "CreateTopics v{v}: TOPIC_ALREADY_EXISTS"
+        );
+    }
+    for v in range(ApiKey::CreatePartitions) {
+        let r = c
+            .request(
+                v,
+                &CreatePartitionsRequest::default().with_topics(vec![
+                    create_partitions_request::CreatePartitionsTopic::default()
+                        .with_name(name(&format!("c{}", 2 + v)))
+                        .with_count(2 + v as i32),
+                ]),
+            )
+            .unwrap();
+        assert_eq!(r.results[0].error_code, 0, "CreatePartitions v{v}");
+    }
+    for v in range(ApiKey::DeleteTopics) {
+        let req = if v >= 6 {
+            DeleteTopicsRequest::default()
+                .with_topics(vec![delete_topics_request::DeleteTopicState::default()
+                    .with_name(Some(name(&format!("c{}", v + 1))))])
+        } else {
+            DeleteTopicsRequest::default()
+                .with_topic_names(vec![name(&format!("c{}", v + 1)), name("nope")])
+        };
+        let r = c.request(v, &req).unwrap();
+        assert_eq!(r.responses[0].error_code, 0, "DeleteTopics v{v}");
+    }
+    for v in range(ApiKey::InitProducerId) {
+        let r = c
+            .request(
+                v,
+                &InitProducerIdRequest::default()
+                    .with_transactional_id(None)
+                    .with_transaction_timeout_ms(60000),
+            )
+            .unwrap();
+        assert_eq!(r.error_code, 0);
+        assert!(r.producer_id.0 >= 0);
+    }
+    for v in range(ApiKey::DescribeCluster) {
+        let r = c.request(v, &DescribeClusterRequest::default()).unwrap();
+        assert_eq!(r.brokers.len(), 1);
+    }
+    for v in range(ApiKey::ApiVersions) {
+        let r = c
+            .request(
+                v,
+                &ApiVersionsRequest::default()
+                    .with_client_software_name(StrBytes::from_static_str("a"))
+                    .with_client_software_version(StrBytes::from_static_str("1")),
+            )
+            .unwrap();
+        assert_eq!(r.error_code, 0);
+    }
+}
+
+#[test]
+fn acknowledged_writes_survive_kill_9() {
+    let mut b = Broker::start(&[("log.segment.bytes", "20000")]);
+    let mut c = b.client();
+    create_topic(&mut c, "durable", 1);
+    let mut expected = Vec::new();
+    for i in 0..200 {
+        let values: Vec<String> = (0..5).map(|j| format!("record-{i}-{j}")).collect();
+        let base = produce(&mut c, "durable", 0, &values);
+        assert_eq!(base, i * 5);
+        expected.extend(values);
+    }
+    b.kill9();
+    b.restart();
+    let mut c = b.client();
+    assert_eq!(fetch_all(&mut c, "durable", 0), expected);
+    let base = produce(&mut c, "durable", 0, &["after".into()]);
+    assert_eq!(base, 1000, "writes continue at the old log end");
+}
+
+#[test]
+fn sigterm_shuts_down_cleanly() {
+    let mut b = Broker::start(&[]);
+    let mut c = b.client();
+    create_topic(&mut c, "t", 2);
+    produce(&mut c, "t", 1, &["a".into(), "b".into()]);
+    let status = b.terminate();
+    assert!(status.success(), "exit status {status:?}");
+    assert!(
+        b.log().contains("clean shutdown") || b.log().contains("broker closed"),
+        "{}",
+        b.log()
+    );
+    b.restart();
+    let mut c = b.client();
+    assert_eq!(fetch_all(&mut c, "t", 1), vec!["a", "b"]);
+    assert!(
+        b.log().contains("clean=true"),
+        "the restart trusted the clean shutdown"
+    );
+}
+
+#[test]
+fn bad_frames_close_only_their_connection() {
+    let b = Broker::start(&[("socket.request.max.bytes", "1000")]);
+    let mut healthy = b.client();
+    let cases: Vec<Vec<u8>> = vec![
+        2000i32.to_be_bytes().to_vec(), // over socket.request.max.bytes
+        (-5i32).to_be_bytes().to_vec(), // negative size
+        [&6i32.to_be_bytes()[..], &[0xff; 6]].concat(), // too short for a header
+        [&10i32.to_be_bytes()[..], &9999i16.to_be_bytes(), &[0; 8]].concat(), // unknown api key
+        [
+            &12i32.to_be_bytes()[..],
+            &3i16.to_be_bytes(),
+            &99i16.to_be_bytes(),
+            &[0; 8],
+        ]
+        .concat(), // Metadata v99
+        [
+            &20i32.to_be_bytes()[..],
+            &3i16.to_be_bytes(),
+            &9i16.to_be_bytes(),
+            &[0xab; 16],
+        ]
+        .concat(), // garbage body
+    ];
+    for bytes in cases {
+        let mut c = b.client();
+        c.send_raw(&bytes).unwrap();
+        assert!(c.is_closed(), "connection closed after {bytes:?}");
+        assert!(
+            healthy.api_versions().is_ok(),
+            "other connections unaffected"
+        );
+    }
+    assert!(b.log().contains("closing connection"));
+}
+
+#[test]
+fn unknown_api_versions_version_gets_our_ranges() {
+    let b = Broker::start(&[]);
+    let mut c = b.client();
+    let mut frame = Vec::new();
+    frame.extend_from_slice(&18i16.to_be_bytes());
+    frame.extend_from_slice(&77i16.to_be_bytes());
+    frame.extend_from_slice(&42i32.to_be_bytes());
+    frame.extend_from_slice(&(-1i16).to_be_bytes());
+    let mut raw = (frame.len() as i32).to_be_bytes().to_vec();
+    raw.extend(frame);
+    c.send_raw(&raw).unwrap();
+    let mut resp = c.read_frame().unwrap().freeze();
+    use kafka_protocol::protocol::Decodable;
+    let header = ResponseHeader::decode(&mut resp, 0).unwrap();
+    assert_eq!(header.correlation_id, 42);
+    let body = ApiVersionsResponse::decode(&mut resp, 0).unwrap();
+    assert_eq!(body.error_code, 35);
+    assert!(body
+        .api_keys
+        .iter()
+        .any(|k| k.api_key == 18 && k.max_version == 4));
+}
