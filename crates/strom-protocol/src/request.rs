@@ -21,7 +21,7 @@ pub struct Request {
 #[derive(Debug)]
 pub enum Body {
     /// A request in a version we serve.
-    Served(RequestKind),
+    Served(Box<RequestKind>),
     /// A version we advertise but refuse per item (Produce v0–v2); the raw
     /// body follows the header.
     Refused(Bytes),
@@ -79,10 +79,10 @@ pub fn decode_request(mut frame: Bytes) -> Result<Request, DecodeError> {
     let body = if version < support.min_served {
         Body::Refused(frame)
     } else {
-        Body::Served(
+        Body::Served(Box::new(
             RequestKind::decode(api_key, &mut frame, version)
                 .map_err(|e| malformed(e.to_string()))?,
-        )
+        ))
     };
     Ok(Request {
         header,
@@ -194,7 +194,7 @@ mod tests {
         assert_eq!(req.header.correlation_id, 7);
         assert!(matches!(
             req.body,
-            Body::Served(RequestKind::ApiVersions(_))
+            Body::Served(ref k) if matches!(**k, RequestKind::ApiVersions(_))
         ));
     }
 

@@ -120,7 +120,7 @@ fn idempotent_dedup_survives_unclean_and_clean_restarts() {
     assert_eq!(p.append(&batch(7, 0, 16, 2, 0), 0).unwrap().base_offset, 16);
     assert_eq!(p.append(&batch(7, 0, 20, 2, 0), 0).unwrap().base_offset, 20);
     assert_eq!(
-        p.append(&batch(7, -1 + 0, 22, 1, 0), 0).unwrap_err().0,
+        p.append(&batch(7, -1, 22, 1, 0), 0).unwrap_err().0,
         ErrorCode::InvalidProducerEpoch
     );
     drop(p);

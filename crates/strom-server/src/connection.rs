@@ -159,7 +159,7 @@ async fn handle_frame(broker: &Broker, frame: Bytes) -> Reply {
             }
         }
     };
-    let response = handlers::dispatch(broker, &req.header, req.version, body)
+    let response = handlers::dispatch(broker, &req.header, req.version, *body)
         .instrument(span)
         .await;
     match response {

@@ -49,7 +49,7 @@ pub(crate) fn encode_times(entries: &[TimeEntry]) -> Vec<u8> {
 /// Decodes an offset index, or `None` when the bytes cannot be one of a
 /// segment of `segment_size` bytes (then it is rebuilt).
 pub fn decode_offsets(bytes: &[u8], segment_size: u64) -> Option<Vec<OffsetEntry>> {
-    if bytes.len() % 8 != 0 {
+    if !bytes.len().is_multiple_of(8) {
         return None;
     }
     let entries: Vec<OffsetEntry> = bytes
@@ -70,7 +70,7 @@ pub fn decode_offsets(bytes: &[u8], segment_size: u64) -> Option<Vec<OffsetEntry
 
 /// Decodes a time index, or `None` when it is not well formed.
 pub fn decode_times(bytes: &[u8]) -> Option<Vec<TimeEntry>> {
-    if bytes.len() % 12 != 0 {
+    if !bytes.len().is_multiple_of(12) {
         return None;
     }
     let entries: Vec<TimeEntry> = bytes

@@ -136,9 +136,10 @@ fn rolls_by_size_and_age_and_reads_across_segments() {
     }
     assert_eq!(next, 40);
 
-    let mut cfg = LogConfig::default();
-    cfg.segment_ms = 1000;
-    log.set_config(cfg);
+    log.set_config(LogConfig {
+        segment_ms: 1000,
+        ..LogConfig::default()
+    });
     let before = log.segment_count();
     log.append(&mut batch(1, 10, 0), 0, 10_000).unwrap();
     assert_eq!(log.segment_count(), before + 1, "an old segment rolls");
