@@ -38,6 +38,10 @@ class BrokerStartError(Exception):
     pass
 
 
+class BrokerHangs(BrokerStartError):
+    """Started, but never answered ApiVersions."""
+
+
 def strom_binary() -> Path:
     env = os.environ.get("STROM_BIN")
     return Path(env) if env else REPO_ROOT / "target" / "release" / "strom"
@@ -82,6 +86,7 @@ class StromBroker:
         self.port = free_port()
         self.proc: subprocess.Popen | None = None
         self.starts = 0
+        self.stopped_on_purpose = False
         workdir.mkdir(parents=True, exist_ok=True)
         self.data_dir.mkdir(exist_ok=True)
         if self.config_path is not None:
@@ -111,6 +116,7 @@ class StromBroker:
         if self.is_running():
             raise RuntimeError("strom is already running")
         self.starts += 1
+        self.stopped_on_purpose = False
         cmd = self.command()
         with open(self.log_path, "ab") as log:
             log.write(f"\n=== start #{self.starts}: {' '.join(cmd)}\n".encode())
@@ -138,19 +144,21 @@ class StromBroker:
             except (OSError, kafka_wire.ProtocolError) as exc:
                 last_error = exc
                 time.sleep(0.05)
-        raise BrokerStartError(
+        raise BrokerHangs(
             f"strom (pid {self.pid}) did not answer ApiVersions on {self.bootstrap} within {timeout}s "
             f"(last error: {last_error!r})")
 
     def kill9(self) -> None:
         """SIGKILL the process and wait for it to be gone."""
         assert self.is_running(), "kill9() on a broker that is not running"
+        self.stopped_on_purpose = True
         os.kill(self.proc.pid, signal.SIGKILL)
         self.proc.wait(timeout=STOP_TIMEOUT)
 
     def terminate(self, timeout: float = STOP_TIMEOUT) -> None:
         """SIGTERM, wait, and require a clean exit (code 0)."""
         assert self.is_running(), "terminate() on a broker that is not running"
+        self.stopped_on_purpose = True
         os.kill(self.proc.pid, signal.SIGTERM)
         try:
             code = self.proc.wait(timeout=timeout)
@@ -167,9 +175,16 @@ class StromBroker:
             self.terminate()
         return self.start(timeout)
 
+    def crashed(self) -> int | None:
+        """Exit code if the process ended without kill9()/terminate(), else None."""
+        if self.proc is None or self.stopped_on_purpose:
+            return None
+        return self.proc.poll()
+
     def stop(self) -> None:
         """Teardown: SIGKILL whatever is still running."""
         if self.is_running():
+            self.stopped_on_purpose = True
             os.kill(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=STOP_TIMEOUT)
 
@@ -195,6 +210,12 @@ def strom_bin() -> Path:
     return path
 
 
+# Set once a broker never became ready: every later start fails at once
+# instead of waiting READY_TIMEOUT again (a hanging binary would otherwise
+# cost 30 s per test).
+_first_hang: list[str] = []
+
+
 @pytest.fixture
 def strom_factory(strom_bin, tmp_path, request):
     """Start brokers: ``strom_factory(config: dict | None = None) -> StromBroker``."""
@@ -202,16 +223,27 @@ def strom_factory(strom_bin, tmp_path, request):
     request.node._strom_brokers = brokers
 
     def start(config: dict | None = None) -> StromBroker:
+        if _first_hang:
+            pytest.fail(f"not starting strom: an earlier start never became ready ({_first_hang[0]})",
+                        pytrace=False)
         broker = StromBroker(strom_bin, tmp_path / f"broker{len(brokers)}", config)
         brokers.append(broker)
         try:
             return broker.start()
         except BrokerStartError as exc:
-            pytest.fail(str(exc), pytrace=False)
+            if isinstance(exc, BrokerHangs):
+                _first_hang.append(f"{request.node.nodeid}: {exc}")
+            error = str(exc)
+        pytest.fail(error, pytrace=False)
 
     yield start
+    crashes = [(b, b.crashed()) for b in brokers]
     for broker in brokers:
         broker.stop()
+    for broker, code in crashes:
+        if code is not None:
+            pytest.fail(f"strom on port {broker.port} exited on its own (code {code}) during the test",
+                        pytrace=False)
 
 
 @pytest.fixture
@@ -220,10 +252,10 @@ def broker(strom_factory) -> StromBroker:
     return strom_factory()
 
 
-@pytest.hookimpl(hookwrapper=True)
+@pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
-    outcome = yield
-    report = outcome.get_result()
-    if report.failed and report.when in ("setup", "call"):
+    report = yield
+    if report.failed:
         for broker in getattr(item, "_strom_brokers", []):
             report.sections.append((f"strom log (port {broker.port})", broker.log_tail()))
+    return report

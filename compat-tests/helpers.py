@@ -19,7 +19,7 @@ import threading
 import time
 import uuid
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
 import confluent_kafka
@@ -67,9 +67,11 @@ def wait_until(predicate: Callable[[], T], timeout: float = DEFAULT_TIMEOUT,
         except AssertionError:
             raise
         except Exception as exc:  # noqa: BLE001 - reported on timeout
-            last = exc
+            # Keep only the text: holding the exception would keep the
+            # predicate's frames (and any client objects they reference) alive.
+            last = f"{type(exc).__name__}: {exc}"
         if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}; last result: {last!r}")
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}; last result: {last}")
         time.sleep(interval)
 
 
@@ -356,7 +358,6 @@ def read_partition(broker, topic: str, partition: int = 0, timeout: float = 60.0
         return got
 
 
-
 # --------------------------------------------------------------------------
 # topics
 
@@ -396,10 +397,24 @@ def end_offsets(broker, topic: str, partitions: Iterable[int] = (0,)) -> dict[in
         return {tp.partition: off for tp, off in consumer.end_offsets(tps).items()}
 
 
-def stored_codecs(broker, topic: str, partition: int = 0) -> tuple[set[str], int]:
-    """(set of codecs of the stored batches, total record count), via raw Fetch v4."""
+def assert_stored_codec(broker, topic: str, codec: str | None, records: int, partition: int = 0) -> None:
+    """Check, via raw Fetch v4, how the partition's batches are stored.
+
+    The broker keeps batches as the producer compressed them
+    (compression.type=producer), so this shows what the client really sent:
+    librdkafka silently sends uncompressed batches when it believes the
+    broker can't take a codec. librdkafka also sends a batch uncompressed
+    when compressing does not make it smaller, so "none" is tolerated next to
+    the codec.
+    """
     batches = kafka_wire.stored_batches(broker.host, broker.port, topic, partition)
-    return {b.codec for b in batches}, sum(b.record_count for b in batches)
+    codecs = {b.codec for b in batches}
+    if codec is None:
+        assert codecs == {"none"}, codecs
+    else:
+        assert codec in codecs, f"no batch stored with {codec}: {codecs}"
+        assert codecs <= {codec, "none"}, codecs
+    assert sum(b.record_count for b in batches) == records
 
 
 # --------------------------------------------------------------------------

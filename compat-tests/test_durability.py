@@ -9,6 +9,9 @@ from collections import Counter
 import kafka
 import pytest
 from kafka.admin import ConfigResource
+from kafka.net.compat import KafkaNetClient
+from kafka.protocol.producer import InitProducerIdRequest, ProduceRequest
+from kafka.record.default_records import DefaultRecordBatchBuilder
 
 from helpers import (
     CONFLUENT, KAFKA_PYTHON, BackgroundTask, Rec, create_topic, end_offsets, kp_admin, produce,
@@ -125,3 +128,72 @@ def test_idempotent_producer_exactly_once_across_kill9(broker):
     assert values == list(range(total)), "values out of order"
     # A re-sent duplicate batch is acknowledged with its original offsets.
     assert offsets == list(range(total))
+
+
+class SequencedProducer:
+    """kafka-python's network client and record-batch builder, used to send
+    batches with hand-picked (producer id, epoch, base sequence): what an
+    idempotent producer re-sends after losing an acknowledgement."""
+
+    ERROR_OUT_OF_ORDER_SEQUENCE = 45
+
+    def __init__(self, broker):
+        self.client = KafkaNetClient(bootstrap_servers=broker.bootstrap)
+        self.client.check_version()
+
+    def close(self):
+        self.client.close()
+
+    def init_producer_id(self) -> tuple[int, int]:
+        resp = self.client.send_and_receive(1, InitProducerIdRequest(
+            transactional_id=None, transaction_timeout_ms=60000, producer_id=-1, producer_epoch=-1,
+            max_version=4))
+        assert resp.error_code == 0
+        return resp.producer_id, resp.producer_epoch
+
+    def send(self, topic: str, pid: int, epoch: int, sequence: int, values: list[bytes]) -> tuple[int, int]:
+        """-> (error_code, base_offset) of an acks=all Produce of one batch."""
+        builder = DefaultRecordBatchBuilder(magic=2, compression_type=0, is_transactional=False,
+                                            producer_id=pid, producer_epoch=epoch, base_sequence=sequence,
+                                            batch_size=1 << 20)
+        for i, value in enumerate(values):
+            builder.append(i, timestamp=None, key=None, value=value, headers=[])
+        topic_data = ProduceRequest.TopicProduceData
+        request = ProduceRequest(
+            transactional_id=None, acks=-1, timeout_ms=10000, max_version=9,
+            topic_data=[topic_data(name=topic, partition_data=[
+                topic_data.PartitionProduceData(index=0, records=bytes(builder.build()))])])
+        (topic_resp,) = self.client.send_and_receive(1, request).responses
+        (part,) = topic_resp.partition_responses
+        return part.error_code, part.base_offset
+
+
+def test_duplicate_sequenced_batches_are_not_appended(broker):
+    """Deterministic version of the race above: the last batches of a
+    producer, re-sent with the same sequence numbers, are acknowledged with
+    their original offsets and not appended, also after kill -9."""
+    topic = create_topic(broker)
+    producer = SequencedProducer(broker)
+    try:
+        pid, epoch = producer.init_producer_id()
+        assert producer.send(topic, pid, epoch, 0, [b"a0", b"a1", b"a2"]) == (0, 0)
+        assert producer.send(topic, pid, epoch, 3, [b"b3", b"b4"]) == (0, 3)
+        assert producer.send(topic, pid, epoch, 3, [b"b3", b"b4"]) == (0, 3)  # duplicate of the last batch
+        assert producer.send(topic, pid, epoch, 0, [b"a0", b"a1", b"a2"]) == (0, 0)  # one of the last five
+    finally:
+        producer.close()
+    assert end_offsets(broker, topic) == {0: 5}
+
+    broker.kill9()
+    broker.restart()
+
+    producer = SequencedProducer(broker)
+    try:
+        assert producer.send(topic, pid, epoch, 3, [b"b3", b"b4"]) == (0, 3)  # state rebuilt from the log
+        error, _ = producer.send(topic, pid, epoch, 9, [b"gap"])
+        assert error == SequencedProducer.ERROR_OUT_OF_ORDER_SEQUENCE
+        assert producer.send(topic, pid, epoch, 5, [b"c5"]) == (0, 5)
+        assert producer.init_producer_id()[0] != pid, "producer id handed out twice"
+    finally:
+        producer.close()
+    assert [g.value for g in read_partition(broker, topic)] == [b"a0", b"a1", b"a2", b"b3", b"b4", b"c5"]

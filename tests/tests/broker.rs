@@ -324,6 +324,21 @@ fn every_api_answers_every_version() {
         assert_eq!(r.error_code, 0);
         assert!(r.producer_id.0 >= 0);
     }
+    for v in range(ApiKey::FindCoordinator) {
+        let req = if v >= 4 {
+            FindCoordinatorRequest::default()
+                .with_coordinator_keys(vec![StrBytes::from_static_str("g")])
+        } else {
+            FindCoordinatorRequest::default().with_key(StrBytes::from_static_str("g"))
+        };
+        let r = c.request(v, &req).unwrap();
+        let code = if v >= 4 {
+            r.coordinators[0].error_code
+        } else {
+            r.error_code
+        };
+        assert_eq!(code, 15, "FindCoordinator v{v}: COORDINATOR_NOT_AVAILABLE");
+    }
     for v in range(ApiKey::DescribeCluster) {
         let r = c.request(v, &DescribeClusterRequest::default()).unwrap();
         assert_eq!(r.brokers.len(), 1);

@@ -43,6 +43,9 @@ pub const SUPPORTED: &[ApiSupport] = &[
     api(ApiKey::Fetch, 4, 17),
     api(ApiKey::ListOffsets, 1, 10),
     api(ApiKey::Metadata, 0, 13),
+    // No coordinator yet (answered COORDINATOR_NOT_AVAILABLE); listed
+    // because librdkafka enables LZ4 only when it sees this API.
+    api(ApiKey::FindCoordinator, 0, 6),
     api(ApiKey::ApiVersions, 0, 4),
     api(ApiKey::CreateTopics, 2, 7),
     api(ApiKey::DeleteTopics, 1, 6),

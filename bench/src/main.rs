@@ -1,0 +1,324 @@
+//! Drives a running broker with librdkafka (through `rdkafka`), never with
+//! Strom's own codec, and prints what it measured.
+//!
+//! - `produce`: records of a given size to a topic's partitions as fast as
+//!   the client goes, with acks=1 or all; MB/s and records/s.
+//! - `consume`: reads the topic from the beginning to its end; MB/s.
+//! - `latency`: produces at a fixed rate with linger 0 while a consumer with
+//!   the client's default fetch wait reads; end-to-end p50/p99/max.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+
+#[derive(Parser)]
+#[command(about = "Benchmark a Kafka-compatible broker with librdkafka")]
+struct Args {
+    /// Bootstrap servers.
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    brokers: String,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    Produce {
+        #[arg(long)]
+        topic: String,
+        #[arg(long, default_value_t = 6)]
+        partitions: i32,
+        #[arg(long, default_value_t = 1024)]
+        record_size: usize,
+        /// Total bytes of record values to send.
+        #[arg(long, default_value_t = 1 << 30)]
+        bytes: usize,
+        /// 1 or all.
+        #[arg(long, default_value = "1")]
+        acks: String,
+    },
+    Consume {
+        #[arg(long)]
+        topic: String,
+        #[arg(long, default_value_t = 6)]
+        partitions: i32,
+    },
+    Latency {
+        #[arg(long)]
+        topic: String,
+        #[arg(long, default_value_t = 6)]
+        partitions: i32,
+        #[arg(long, default_value_t = 2000)]
+        rate: u64,
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        #[arg(long, default_value_t = 1024)]
+        record_size: usize,
+    },
+}
+
+fn now_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64
+}
+
+fn create_topic(brokers: &str, topic: &str, partitions: i32) -> Result<()> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()?;
+    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let results = futures_block_on(admin.create_topics(&[new], &AdminOptions::new()))?;
+    for r in results {
+        match r {
+            Ok(_) => {}
+            Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((t, e)) => bail!("creating {t}: {e}"),
+        }
+    }
+    Ok(())
+}
+
+/// A minimal executor for the admin client's one future.
+fn futures_block_on<F: std::future::Future>(f: F) -> F::Output {
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Wake, Waker};
+    struct Thread(std::thread::Thread);
+    impl Wake for Thread {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Thread(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut f = std::pin::pin!(f);
+    loop {
+        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park();
+    }
+}
+
+fn produce(
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+    size: usize,
+    total: usize,
+    acks: &str,
+) -> Result<()> {
+    create_topic(brokers, topic, partitions)?;
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("acks", acks)
+        .set("enable.idempotence", "false")
+        .set("queue.buffering.max.kbytes", "1048576")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()?;
+    let payload = vec![b'x'; size];
+    let count = total / size;
+    let start = Instant::now();
+    for i in 0..count {
+        let key = (i as i32 % partitions).to_be_bytes();
+        let mut record = BaseRecord::to(topic)
+            .payload(&payload)
+            .key(&key)
+            .partition(i as i32 % partitions);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((e, r))
+                    if e.rdkafka_error_code()
+                        == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) =>
+                {
+                    producer.poll(Duration::from_millis(1));
+                    record = r;
+                }
+                Err((e, _)) => bail!("send: {e}"),
+            }
+        }
+        if i % 1024 == 0 {
+            producer.poll(Duration::ZERO);
+        }
+    }
+    producer.flush(Duration::from_secs(120))?;
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "produce acks={acks} record_size={size} records={count} seconds={secs:.2} MB/s={:.1} records/s={:.0}",
+        (count * size) as f64 / secs / 1e6,
+        count as f64 / secs
+    );
+    Ok(())
+}
+
+fn consumer(brokers: &str) -> Result<BaseConsumer> {
+    Ok(ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "strom-bench")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .create()?)
+}
+
+fn consume(brokers: &str, topic: &str, partitions: i32) -> Result<()> {
+    let c = consumer(brokers)?;
+    let mut ends = HashMap::new();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        let (_, high) = c.fetch_watermarks(topic, p, Duration::from_secs(10))?;
+        if high > 0 {
+            ends.insert(p, high);
+            tpl.add_partition_offset(topic, p, Offset::Beginning)?;
+        }
+    }
+    c.assign(&tpl)?;
+    let (mut bytes, mut records) = (0usize, 0usize);
+    let start = Instant::now();
+    while !ends.is_empty() {
+        match c.poll(Duration::from_secs(10)) {
+            Some(Ok(m)) => {
+                bytes += m.payload().map_or(0, <[u8]>::len);
+                records += 1;
+                if ends
+                    .get(&m.partition())
+                    .is_some_and(|end| m.offset() + 1 >= *end)
+                {
+                    ends.remove(&m.partition());
+                }
+            }
+            Some(Err(e)) => bail!("consume: {e}"),
+            None => bail!(
+                "no message for 10 s with {} partitions unfinished",
+                ends.len()
+            ),
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "consume records={records} seconds={secs:.2} MB/s={:.1} records/s={:.0}",
+        bytes as f64 / secs / 1e6,
+        records as f64 / secs
+    );
+    Ok(())
+}
+
+fn latency(
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+    rate: u64,
+    seconds: u64,
+    size: usize,
+) -> Result<()> {
+    create_topic(brokers, topic, partitions)?;
+    let c = consumer(brokers)?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::End)?;
+    }
+    c.assign(&tpl)?;
+    // Let the consumer reach the end before producing.
+    let warmup = Instant::now();
+    while warmup.elapsed() < Duration::from_secs(2) {
+        c.poll(Duration::from_millis(50));
+    }
+    let total = rate * seconds;
+    let producer_topic = topic.to_owned();
+    let producer_brokers = brokers.to_owned();
+    let sender = std::thread::spawn(move || -> Result<()> {
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", &producer_brokers)
+            .set("acks", "1")
+            .set("linger.ms", "0")
+            .create()?;
+        let interval = Duration::from_nanos(1_000_000_000 / rate);
+        let start = Instant::now();
+        let mut payload = vec![b'x'; size.max(8)];
+        for i in 0..total {
+            let due = start + interval * i as u32;
+            while Instant::now() < due {
+                producer.poll(
+                    due.saturating_duration_since(Instant::now())
+                        .min(Duration::from_millis(1)),
+                );
+            }
+            payload[..8].copy_from_slice(&now_micros().to_be_bytes());
+            let key = (i as i32 % partitions).to_be_bytes();
+            producer
+                .send(
+                    BaseRecord::to(&producer_topic)
+                        .payload(&payload)
+                        .key(&key)
+                        .partition(i as i32 % partitions),
+                )
+                .map_err(|(e, _)| e)?;
+            producer.poll(Duration::ZERO);
+        }
+        producer.flush(Duration::from_secs(30))?;
+        Ok(())
+    });
+    let mut lat = Vec::with_capacity(total as usize);
+    let deadline = Instant::now() + Duration::from_secs(seconds + 30);
+    while (lat.len() as u64) < total && Instant::now() < deadline {
+        if let Some(m) = c.poll(Duration::from_millis(100)) {
+            let m = m?;
+            let sent = u64::from_be_bytes(m.payload().context("payload")?[..8].try_into()?);
+            lat.push(now_micros().saturating_sub(sent));
+        }
+    }
+    sender
+        .join()
+        .map_err(|_| anyhow::anyhow!("producer thread panicked"))??;
+    if lat.is_empty() {
+        bail!("nothing received");
+    }
+    lat.sort_unstable();
+    let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)] as f64 / 1000.0;
+    println!(
+        "latency rate={rate}/s records={} of {total} p50_ms={:.2} p99_ms={:.2} max_ms={:.2}",
+        lat.len(),
+        pct(0.50),
+        pct(0.99),
+        *lat.last().unwrap() as f64 / 1000.0
+    );
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    match args.cmd {
+        Cmd::Produce {
+            topic,
+            partitions,
+            record_size,
+            bytes,
+            acks,
+        } => produce(&args.brokers, &topic, partitions, record_size, bytes, &acks),
+        Cmd::Consume { topic, partitions } => consume(&args.brokers, &topic, partitions),
+        Cmd::Latency {
+            topic,
+            partitions,
+            rate,
+            seconds,
+            record_size,
+        } => latency(
+            &args.brokers,
+            &topic,
+            partitions,
+            rate,
+            seconds,
+            record_size,
+        ),
+    }
+}
