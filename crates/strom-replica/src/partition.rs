@@ -331,12 +331,21 @@ impl Partition {
         )
     }
 
-    /// Enforces `flush.ms` and retention.
+    /// Fsyncs rolled segments (outside the lock, so appends go on),
+    /// enforces `flush.ms` and retention.
     pub(crate) fn maintain(&self, now_ms: i64) -> Result<(), StorageError> {
-        let mut s = self.lock();
-        if s.closed {
-            return Ok(());
+        let pending = {
+            let mut s = self.lock();
+            if s.closed {
+                return Ok(());
+            }
+            s.log.take_pending_flushes()
+        };
+        for (path, file) in pending {
+            file.sync_data()
+                .map_err(|source| StorageError::Io { path, source })?;
         }
+        let mut s = self.lock();
         s.log.flush_if_due(now_ms)?;
         s.log.enforce_retention(now_ms)?;
         Ok(())

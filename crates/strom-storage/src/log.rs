@@ -47,6 +47,10 @@ pub struct Log {
     unflushed_records: u64,
     /// Wall-clock ms of the oldest write not yet fsynced.
     unflushed_since: Option<i64>,
+    /// Data files of rolled segments still to be fsynced. Like Kafka, the
+    /// roll does not wait for that fsync: the owner runs it off the append
+    /// path (see [`Log::take_pending_flushes`]).
+    pending_flushes: Vec<(PathBuf, std::fs::File)>,
 }
 
 impl Log {
@@ -118,6 +122,7 @@ impl Log {
             log_start_offset,
             unflushed_records: 0,
             unflushed_since: None,
+            pending_flushes: Vec::new(),
         };
         info!(dir = %dir.display(), start = log.log_start_offset, end = log.log_end_offset(), segments = log.segments.len(), clean, "log opened");
         Ok(log)
@@ -223,13 +228,15 @@ impl Log {
         Ok(Some(self.roll()?))
     }
 
-    /// Closes the active segment (flushed, indexes written) and starts a new
-    /// one at the log end offset. Returns the new segment's base offset.
+    /// Closes the active segment (indexes written; its data fsync queued,
+    /// see [`Log::take_pending_flushes`]) and starts a new one at the log end
+    /// offset. Returns the new segment's base offset.
     pub fn roll(&mut self) -> Result<i64, StorageError> {
         let base = self.log_end_offset();
-        self.active_mut().close()?;
-        self.unflushed_records = 0;
-        self.unflushed_since = None;
+        let active = self.active_mut();
+        active.write_indexes()?;
+        let pending = (active.log_path(), active.file_handle()?);
+        self.pending_flushes.push(pending);
         let seg = Segment::create(&self.dir, base)?;
         self.segments.insert(base, seg);
         Ok(base)
@@ -305,8 +312,17 @@ impl Log {
             .map(|(offset, timestamp)| TimestampOffset { offset, timestamp }))
     }
 
-    /// Fsyncs the active segment.
+    /// Takes the data files of rolled segments that still need an fsync;
+    /// the caller syncs them without holding the log.
+    pub fn take_pending_flushes(&mut self) -> Vec<(PathBuf, std::fs::File)> {
+        std::mem::take(&mut self.pending_flushes)
+    }
+
+    /// Fsyncs everything written: rolled segments and the active one.
     pub fn flush(&mut self) -> Result<(), StorageError> {
+        for (path, file) in self.take_pending_flushes() {
+            file.sync_data().at(&path)?;
+        }
         self.active().flush()?;
         self.unflushed_records = 0;
         self.unflushed_since = None;
@@ -354,6 +370,7 @@ impl Log {
     /// Flushes and writes the index files, and marks the log clean. The log
     /// must not be written after this.
     pub fn close(&mut self) -> Result<(), StorageError> {
+        self.flush()?;
         self.active_mut().close()?;
         let marker = self.dir.join(CLEAN_SHUTDOWN);
         std::fs::write(&marker, b"").at(&marker)?;

@@ -474,8 +474,19 @@ impl Segment {
     /// Flushes the data and writes the index files, fsynced; afterwards the
     /// segment can be opened without a scan.
     pub(crate) fn close(&mut self) -> Result<(), StorageError> {
-        self.maybe_append_time_entry();
         self.flush()?;
+        self.write_indexes()
+    }
+
+    /// A second handle on the data file, for an fsync done elsewhere.
+    pub(crate) fn file_handle(&self) -> Result<File, StorageError> {
+        self.file.try_clone().at(&self.log_path())
+    }
+
+    /// Writes the index files (fsynced). A segment that is no longer
+    /// written to keeps them current from then on.
+    pub(crate) fn write_indexes(&mut self) -> Result<(), StorageError> {
+        self.maybe_append_time_entry();
         let (_, idx, tidx) = Self::paths(&self.dir, self.base_offset);
         write_synced(&idx, &index::encode_offsets(&self.index))?;
         write_synced(&tidx, &index::encode_times(&self.time_index))?;

@@ -360,3 +360,30 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn roll_queues_the_old_segment_fsync() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), small_segments()).unwrap();
+    let mut rolls = 0;
+    for i in 0..20 {
+        rolls += usize::from(
+            log.append(&mut batch(2, 100, i), 0, 0)
+                .unwrap()
+                .rolled_to
+                .is_some(),
+        );
+    }
+    let pending = log.take_pending_flushes();
+    assert_eq!(pending.len(), rolls, "one queued fsync per rolled segment");
+    assert!(log.take_pending_flushes().is_empty());
+    for (_, f) in pending {
+        f.sync_data().unwrap();
+    }
+    log.append(&mut batch(2, 900, 0), 0, 0).unwrap();
+    log.flush().unwrap();
+    assert!(
+        log.take_pending_flushes().is_empty(),
+        "flush() syncs queued segments too"
+    );
+}
