@@ -1,0 +1,885 @@
+//! The consumer group coordinator, classic protocol (JoinGroup, SyncGroup,
+//! Heartbeat, LeaveGroup), with committed offsets.
+//!
+//! All state sits behind one mutex; a request holds it only while it
+//! decides. Waiting requests hold a oneshot receiver that the completing
+//! request (or `tick`) answers.
+
+mod state;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use strom_protocol::ErrorCode;
+use tokio::sync::oneshot;
+use tracing::{debug, info};
+
+use crate::partition_for;
+use crate::records::{encode, CoordinatorLog, GroupValue, OffsetValue, RecordKey};
+pub use state::GroupState;
+use state::{Group, Member};
+
+/// Coordinator settings, with Kafka's names and defaults.
+#[derive(Debug, Clone)]
+pub struct GroupConfig {
+    /// `group.min.session.timeout.ms`
+    pub min_session_timeout: Duration,
+    /// `group.max.session.timeout.ms`
+    pub max_session_timeout: Duration,
+    /// `group.initial.rebalance.delay.ms`
+    pub initial_rebalance_delay: Duration,
+    /// `offsets.topic.num.partitions`
+    pub offsets_partitions: i32,
+    /// `offset.metadata.max.bytes`
+    pub offset_metadata_max_bytes: usize,
+}
+
+impl Default for GroupConfig {
+    fn default() -> Self {
+        GroupConfig {
+            min_session_timeout: Duration::from_millis(6000),
+            max_session_timeout: Duration::from_millis(1_800_000),
+            initial_rebalance_delay: Duration::from_millis(3000),
+            offsets_partitions: 50,
+            offset_metadata_max_bytes: 4096,
+        }
+    }
+}
+
+/// An answer now, or one that arrives when the group gets there.
+#[derive(Debug)]
+pub enum Reply<T> {
+    Now(T),
+    Later(oneshot::Receiver<T>),
+}
+
+impl<T> Reply<T> {
+    /// Waits for the answer; `on_drop` if the coordinator dropped the waiter.
+    pub async fn wait(self, on_drop: impl FnOnce() -> T) -> T {
+        match self {
+            Reply::Now(t) => t,
+            Reply::Later(rx) => rx.await.unwrap_or_else(|_| on_drop()),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct JoinRequest {
+    pub group_id: String,
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub session_timeout_ms: i32,
+    pub rebalance_timeout_ms: i32,
+    pub protocol_type: String,
+    pub protocols: Vec<(String, Bytes)>,
+    /// v4+: a new dynamic member first gets MEMBER_ID_REQUIRED (KIP-394).
+    pub require_known_member_id: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinMember {
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub metadata: Bytes,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinResponse {
+    pub error: Option<ErrorCode>,
+    pub generation_id: i32,
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    pub leader: String,
+    pub member_id: String,
+    /// Filled for the leader only.
+    pub members: Vec<JoinMember>,
+}
+
+impl JoinResponse {
+    fn error(code: ErrorCode, member_id: &str) -> JoinResponse {
+        JoinResponse {
+            error: Some(code),
+            generation_id: -1,
+            protocol_type: None,
+            protocol_name: None,
+            leader: String::new(),
+            member_id: member_id.to_owned(),
+            members: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SyncRequest {
+    pub group_id: String,
+    pub generation_id: i32,
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    pub assignments: Vec<(String, Bytes)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncResponse {
+    pub error: Option<ErrorCode>,
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    pub assignment: Bytes,
+}
+
+impl SyncResponse {
+    fn error(code: ErrorCode) -> SyncResponse {
+        SyncResponse {
+            error: Some(code),
+            protocol_type: None,
+            protocol_name: None,
+            assignment: Bytes::new(),
+        }
+    }
+}
+
+/// One partition's offset to commit.
+#[derive(Debug, Clone)]
+pub struct OffsetCommit {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
+}
+
+/// A committed offset as OffsetFetch reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommittedOffset {
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
+}
+
+/// A group as ListGroups and DescribeGroups report it.
+#[derive(Debug, Clone)]
+pub struct GroupSummary {
+    pub group_id: String,
+    pub state: GroupState,
+    pub protocol_type: String,
+    pub protocol: String,
+    pub members: Vec<MemberSummary>,
+}
+
+#[derive(Debug, Clone)]
+pub struct MemberSummary {
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub metadata: Bytes,
+    pub assignment: Bytes,
+}
+
+pub struct GroupCoordinator {
+    config: GroupConfig,
+    log: Arc<dyn CoordinatorLog>,
+    groups: Mutex<HashMap<String, Group>>,
+}
+
+type Groups<'a> = MutexGuard<'a, HashMap<String, Group>>;
+
+impl GroupCoordinator {
+    pub fn new(config: GroupConfig, log: Arc<dyn CoordinatorLog>) -> Self {
+        GroupCoordinator {
+            config,
+            log,
+            groups: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn config(&self) -> &GroupConfig {
+        &self.config
+    }
+
+    /// The `__consumer_offsets` partition that holds `group_id`.
+    pub fn partition_for(&self, group_id: &str) -> i32 {
+        partition_for(group_id, self.config.offsets_partitions)
+    }
+
+    fn lock(&self) -> Groups<'_> {
+        self.groups.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Applies one record read back from `__consumer_offsets`: loading is
+    /// replaying.
+    pub fn replay(&self, key: &[u8], value: Option<&[u8]>) {
+        let Some(key) = RecordKey::decode(key) else {
+            return;
+        };
+        let mut groups = self.lock();
+        match key {
+            RecordKey::Offset {
+                group,
+                topic,
+                partition,
+            } => match value.and_then(|v| serde_json::from_slice::<OffsetValue>(v).ok()) {
+                Some(v) => {
+                    groups
+                        .entry(group.clone())
+                        .or_insert_with(|| Group::new(&group))
+                        .offsets
+                        .insert((topic, partition), v);
+                }
+                None => {
+                    if let Some(g) = groups.get_mut(&group) {
+                        g.offsets.remove(&(topic, partition));
+                    }
+                }
+            },
+            RecordKey::Group { group } => {
+                match value.and_then(|v| serde_json::from_slice::<GroupValue>(v).ok()) {
+                    Some(v) => {
+                        let g = groups
+                            .entry(group.clone())
+                            .or_insert_with(|| Group::new(&group));
+                        g.generation = v.generation;
+                        g.protocol_type = v.protocol_type;
+                        g.protocol = v.protocol;
+                    }
+                    None => {
+                        groups.remove(&group);
+                    }
+                }
+            }
+        }
+    }
+
+    fn persist_group(&self, g: &Group) -> Result<(), ErrorCode> {
+        let key = RecordKey::Group {
+            group: g.id.clone(),
+        }
+        .encode();
+        let value = GroupValue {
+            protocol_type: g.protocol_type.clone(),
+            generation: g.generation,
+            protocol: g.protocol.clone(),
+            leader: g.leader.clone(),
+        };
+        self.log
+            .append(self.partition_for(&g.id), vec![(key, Some(encode(&value)))])
+    }
+
+    /// JoinGroup.
+    pub fn join(&self, req: JoinRequest, now: Instant) -> Reply<JoinResponse> {
+        let session = Duration::from_millis(req.session_timeout_ms.max(0) as u64);
+        if session < self.config.min_session_timeout || session > self.config.max_session_timeout {
+            return Reply::Now(JoinResponse::error(
+                ErrorCode::InvalidSessionTimeout,
+                &req.member_id,
+            ));
+        }
+        let mut groups = self.lock();
+        if !groups.contains_key(&req.group_id) {
+            if !req.member_id.is_empty() {
+                return Reply::Now(JoinResponse::error(
+                    ErrorCode::UnknownMemberId,
+                    &req.member_id,
+                ));
+            }
+            groups.insert(req.group_id.clone(), Group::new(&req.group_id));
+        }
+        let g = groups.get_mut(&req.group_id).expect("present");
+        if !g.supports(&req.protocol_type, &req.protocols) {
+            return Reply::Now(JoinResponse::error(
+                ErrorCode::InconsistentGroupProtocol,
+                &req.member_id,
+            ));
+        }
+        let (tx, rx) = oneshot::channel();
+        if req.member_id.is_empty() {
+            let member_id = format!("{}-{}", req.client_id, uuid::Uuid::new_v4());
+            if let Some(instance) = &req.group_instance_id {
+                if let Some(old) = g.static_members.get(instance).cloned() {
+                    return self.rejoin_static(g, &old, member_id, req, now);
+                }
+            } else if req.require_known_member_id {
+                g.pending.insert(member_id.clone(), now + session);
+                return Reply::Now(JoinResponse::error(ErrorCode::MemberIdRequired, &member_id));
+            }
+            self.add_member(g, member_id, req, tx, now);
+            self.maybe_complete_join(g, now);
+            return Reply::Later(rx);
+        }
+        let member_id = req.member_id.clone();
+        if !g.members.contains_key(&member_id) {
+            if g.pending.remove(&member_id).is_some() {
+                self.add_member(g, member_id, req, tx, now);
+                self.maybe_complete_join(g, now);
+                return Reply::Later(rx);
+            }
+            return Reply::Now(JoinResponse::error(ErrorCode::UnknownMemberId, &member_id));
+        }
+        if let Some(instance) = &req.group_instance_id {
+            if g.static_members.get(instance) != Some(&member_id) {
+                return Reply::Now(JoinResponse::error(ErrorCode::FencedInstanceId, &member_id));
+            }
+        }
+        let unchanged = g.members[&member_id].protocols == req.protocols;
+        let is_leader = g.leader.as_deref() == Some(member_id.as_str());
+        match g.state {
+            GroupState::CompletingRebalance | GroupState::Stable if unchanged && !is_leader => {
+                // A follower rejoining with nothing new: answer from the
+                // current generation without a rebalance.
+                let m = g.members.get_mut(&member_id).expect("member");
+                m.last_seen = now;
+                Reply::Now(g.join_response(&member_id))
+            }
+            _ => {
+                let m = g.members.get_mut(&member_id).expect("member");
+                m.protocols = req.protocols;
+                m.session_timeout = session;
+                m.rebalance_timeout = Duration::from_millis(req.rebalance_timeout_ms.max(0) as u64);
+                m.join_waiter = Some(tx);
+                m.last_seen = now;
+                if g.state != GroupState::PreparingRebalance {
+                    self.prepare_rebalance(g, now, "member rejoined");
+                }
+                self.maybe_complete_join(g, now);
+                Reply::Later(rx)
+            }
+        }
+    }
+
+    /// KIP-345: a static member's new instance takes over the old member's
+    /// place, and the old member id is fenced.
+    fn rejoin_static(
+        &self,
+        g: &mut Group,
+        old: &str,
+        new_id: String,
+        req: JoinRequest,
+        now: Instant,
+    ) -> Reply<JoinResponse> {
+        let mut member = g.members.remove(old).expect("static member present");
+        if let Some(w) = member.join_waiter.take() {
+            let _ = w.send(JoinResponse::error(ErrorCode::FencedInstanceId, old));
+        }
+        if let Some(w) = member.sync_waiter.take() {
+            let _ = w.send(SyncResponse::error(ErrorCode::FencedInstanceId));
+        }
+        let unchanged = member.protocols == req.protocols;
+        member.id = new_id.clone();
+        member.last_seen = now;
+        if g.leader.as_deref() == Some(old) {
+            g.leader = Some(new_id.clone());
+        }
+        g.static_members.insert(
+            req.group_instance_id.clone().expect("static"),
+            new_id.clone(),
+        );
+        g.members.insert(new_id.clone(), member);
+        if g.state == GroupState::Stable && unchanged {
+            debug!(group = %g.id, member = %new_id, "static member rejoined without a rebalance");
+            let mut resp = g.join_response(&new_id);
+            // The leader keeps the current assignment: nothing to compute.
+            resp.members.clear();
+            return Reply::Now(resp);
+        }
+        let (tx, rx) = oneshot::channel();
+        let m = g.members.get_mut(&new_id).expect("member");
+        m.protocols = req.protocols;
+        m.join_waiter = Some(tx);
+        if g.state != GroupState::PreparingRebalance {
+            self.prepare_rebalance(g, now, "static member rejoined with new metadata");
+        }
+        self.maybe_complete_join(g, now);
+        Reply::Later(rx)
+    }
+
+    fn add_member(
+        &self,
+        g: &mut Group,
+        member_id: String,
+        req: JoinRequest,
+        tx: oneshot::Sender<JoinResponse>,
+        now: Instant,
+    ) {
+        let was_empty = g.members.is_empty();
+        if g.members.is_empty() {
+            g.protocol_type = Some(req.protocol_type.clone());
+        }
+        if let Some(instance) = &req.group_instance_id {
+            g.static_members.insert(instance.clone(), member_id.clone());
+        }
+        g.members.insert(
+            member_id.clone(),
+            Member {
+                id: member_id,
+                instance_id: req.group_instance_id,
+                client_id: req.client_id,
+                client_host: req.client_host,
+                session_timeout: Duration::from_millis(req.session_timeout_ms.max(0) as u64),
+                rebalance_timeout: Duration::from_millis(req.rebalance_timeout_ms.max(0) as u64),
+                protocols: req.protocols,
+                assignment: Bytes::new(),
+                join_waiter: Some(tx),
+                sync_waiter: None,
+                last_seen: now,
+            },
+        );
+        if g.state != GroupState::PreparingRebalance {
+            self.prepare_rebalance(g, now, "member joined");
+            if was_empty {
+                // Give the other members of a starting group time to join
+                // (group.initial.rebalance.delay.ms).
+                g.initial_delay_until = Some(now + self.config.initial_rebalance_delay);
+            }
+        } else if g.initial_delay_until.is_some() {
+            let until = now + self.config.initial_rebalance_delay;
+            g.initial_delay_until = Some(until.min(g.rebalance_deadline.unwrap_or(until)));
+        }
+    }
+
+    fn prepare_rebalance(&self, g: &mut Group, now: Instant, reason: &str) {
+        info!(group = %g.id, generation = g.generation, reason, "preparing rebalance");
+        // Members waiting for an assignment learn that a new round started.
+        for m in g.members.values_mut() {
+            if let Some(w) = m.sync_waiter.take() {
+                let _ = w.send(SyncResponse::error(ErrorCode::RebalanceInProgress));
+            }
+        }
+        g.state = GroupState::PreparingRebalance;
+        let timeout = g
+            .members
+            .values()
+            .map(|m| m.rebalance_timeout)
+            .max()
+            .unwrap_or_default();
+        g.rebalance_deadline = Some(now + timeout);
+    }
+
+    /// Completes the join phase when every member has rejoined (and the
+    /// initial delay is over), or when the rebalance timeout has passed.
+    fn maybe_complete_join(&self, g: &mut Group, now: Instant) {
+        if g.state != GroupState::PreparingRebalance {
+            return;
+        }
+        let all_joined =
+            g.members.values().all(|m| m.join_waiter.is_some()) && g.pending.is_empty();
+        let delay_over = g.initial_delay_until.is_none_or(|t| now >= t);
+        let timed_out = g.rebalance_deadline.is_some_and(|t| now >= t);
+        if !(all_joined && delay_over || timed_out) {
+            return;
+        }
+        // Members that did not rejoin in time are removed.
+        let gone: Vec<String> = g
+            .members
+            .values()
+            .filter(|m| m.join_waiter.is_none())
+            .map(|m| m.id.clone())
+            .collect();
+        for id in gone {
+            g.remove_member(&id);
+        }
+        g.pending.clear();
+        g.initial_delay_until = None;
+        g.rebalance_deadline = None;
+        g.generation += 1;
+        if g.members.is_empty() {
+            g.state = GroupState::Empty;
+            g.protocol = None;
+            g.leader = None;
+            let _ = self.persist_group(g);
+            return;
+        }
+        g.protocol = g.select_protocol();
+        if !g.leader.as_ref().is_some_and(|l| g.members.contains_key(l)) {
+            g.leader = g.members.keys().next().cloned();
+        }
+        g.state = GroupState::CompletingRebalance;
+        info!(group = %g.id, generation = g.generation, members = g.members.len(), protocol = ?g.protocol, "join phase complete");
+        let ids: Vec<String> = g.members.keys().cloned().collect();
+        for id in ids {
+            let resp = g.join_response(&id);
+            let m = g.members.get_mut(&id).expect("member");
+            m.last_seen = now;
+            if let Some(w) = m.join_waiter.take() {
+                let _ = w.send(resp);
+            }
+        }
+    }
+
+    /// SyncGroup.
+    pub fn sync(&self, req: SyncRequest, now: Instant) -> Reply<SyncResponse> {
+        let mut groups = self.lock();
+        let Some(g) = groups.get_mut(&req.group_id) else {
+            return Reply::Now(SyncResponse::error(ErrorCode::UnknownMemberId));
+        };
+        if let Err(code) = g.validate_member(
+            &req.member_id,
+            req.group_instance_id.as_deref(),
+            req.generation_id,
+        ) {
+            return Reply::Now(SyncResponse::error(code));
+        }
+        if req
+            .protocol_type
+            .as_ref()
+            .is_some_and(|t| Some(t) != g.protocol_type.as_ref())
+            || req
+                .protocol_name
+                .as_ref()
+                .is_some_and(|p| Some(p) != g.protocol.as_ref())
+        {
+            return Reply::Now(SyncResponse::error(ErrorCode::InconsistentGroupProtocol));
+        }
+        match g.state {
+            GroupState::PreparingRebalance => {
+                Reply::Now(SyncResponse::error(ErrorCode::RebalanceInProgress))
+            }
+            GroupState::Stable => Reply::Now(g.sync_response(&req.member_id)),
+            GroupState::CompletingRebalance => {
+                let (tx, rx) = oneshot::channel();
+                let m = g.members.get_mut(&req.member_id).expect("validated");
+                m.sync_waiter = Some(tx);
+                m.last_seen = now;
+                if g.leader.as_deref() == Some(req.member_id.as_str()) {
+                    let assigned: BTreeMap<String, Bytes> = req.assignments.into_iter().collect();
+                    for m in g.members.values_mut() {
+                        m.assignment = assigned.get(&m.id).cloned().unwrap_or_default();
+                    }
+                    if let Err(code) = self.persist_group(g) {
+                        // Kafka answers every member with the write's error
+                        // and rebalances.
+                        for m in g.members.values_mut() {
+                            if let Some(w) = m.sync_waiter.take() {
+                                let _ = w.send(SyncResponse::error(code));
+                            }
+                        }
+                        self.prepare_rebalance(g, now, "cannot persist the assignment");
+                        return Reply::Later(rx);
+                    }
+                    g.state = GroupState::Stable;
+                    info!(group = %g.id, generation = g.generation, "group stable");
+                    let ids: Vec<String> = g.members.keys().cloned().collect();
+                    for id in ids {
+                        let resp = g.sync_response(&id);
+                        if let Some(w) = g.members.get_mut(&id).and_then(|m| m.sync_waiter.take()) {
+                            let _ = w.send(resp);
+                        }
+                    }
+                }
+                Reply::Later(rx)
+            }
+            GroupState::Empty | GroupState::Dead => {
+                Reply::Now(SyncResponse::error(ErrorCode::UnknownMemberId))
+            }
+        }
+    }
+
+    /// Heartbeat.
+    pub fn heartbeat(
+        &self,
+        group_id: &str,
+        generation: i32,
+        member_id: &str,
+        instance: Option<&str>,
+        now: Instant,
+    ) -> Option<ErrorCode> {
+        let mut groups = self.lock();
+        let Some(g) = groups.get_mut(group_id) else {
+            return Some(ErrorCode::UnknownMemberId);
+        };
+        if let Err(code) = g.validate_member(member_id, instance, generation) {
+            return Some(code);
+        }
+        g.members.get_mut(member_id).expect("validated").last_seen = now;
+        match g.state {
+            GroupState::PreparingRebalance => Some(ErrorCode::RebalanceInProgress),
+            GroupState::CompletingRebalance | GroupState::Stable => None,
+            GroupState::Empty | GroupState::Dead => Some(ErrorCode::UnknownMemberId),
+        }
+    }
+
+    /// LeaveGroup: the outcome per member (or `Err` when the group is unknown).
+    pub fn leave(
+        &self,
+        group_id: &str,
+        members: &[(String, Option<String>)],
+        now: Instant,
+    ) -> Result<Vec<Option<ErrorCode>>, ErrorCode> {
+        let mut groups = self.lock();
+        let Some(g) = groups.get_mut(group_id) else {
+            return Err(ErrorCode::UnknownMemberId);
+        };
+        let mut left = false;
+        let results = members
+            .iter()
+            .map(|(member_id, instance)| {
+                let id = match instance {
+                    Some(inst) => match g.static_members.get(inst) {
+                        Some(id) if member_id.is_empty() || id == member_id => id.clone(),
+                        Some(_) => return Some(ErrorCode::FencedInstanceId),
+                        None => return Some(ErrorCode::UnknownMemberId),
+                    },
+                    None => member_id.clone(),
+                };
+                if !g.members.contains_key(&id) {
+                    return Some(ErrorCode::UnknownMemberId);
+                }
+                g.remove_member(&id);
+                left = true;
+                None
+            })
+            .collect();
+        if left {
+            self.after_removal(g, now, "member left");
+        }
+        Ok(results)
+    }
+
+    fn after_removal(&self, g: &mut Group, now: Instant, reason: &str) {
+        match g.state {
+            GroupState::Stable | GroupState::CompletingRebalance => {
+                if g.members.is_empty() {
+                    g.state = GroupState::Empty;
+                    g.generation += 1;
+                    g.leader = None;
+                    g.protocol = None;
+                    let _ = self.persist_group(g);
+                } else {
+                    self.prepare_rebalance(g, now, reason);
+                }
+            }
+            GroupState::PreparingRebalance => self.maybe_complete_join(g, now),
+            GroupState::Empty | GroupState::Dead => {}
+        }
+    }
+
+    /// Time passes: completes join phases whose time is up and removes
+    /// members whose session expired.
+    pub fn tick(&self, now: Instant) {
+        let mut groups = self.lock();
+        for g in groups.values_mut() {
+            g.pending.retain(|_, deadline| *deadline > now);
+            let expired: Vec<String> = g
+                .members
+                .values()
+                .filter(|m| {
+                    m.join_waiter.is_none()
+                        && now.saturating_duration_since(m.last_seen) > m.session_timeout
+                })
+                .map(|m| m.id.clone())
+                .collect();
+            for id in &expired {
+                info!(group = %g.id, member = %id, "session expired");
+                g.remove_member(id);
+            }
+            if !expired.is_empty() {
+                self.after_removal(g, now, "session expired");
+            }
+            self.maybe_complete_join(g, now);
+        }
+    }
+
+    /// OffsetCommit: per-partition outcome, or an error for the whole request.
+    pub fn commit_offsets(
+        &self,
+        group_id: &str,
+        generation: i32,
+        member_id: &str,
+        instance: Option<&str>,
+        offsets: &[OffsetCommit],
+        now: Instant,
+        now_ms: i64,
+    ) -> Result<Vec<Option<ErrorCode>>, ErrorCode> {
+        let mut groups = self.lock();
+        match groups.get_mut(group_id) {
+            None if generation >= 0 => return Err(ErrorCode::IllegalGeneration),
+            None => {
+                groups.insert(group_id.to_owned(), Group::new(group_id));
+            }
+            Some(g) => {
+                let simple = generation < 0 && member_id.is_empty() && instance.is_none();
+                if simple {
+                    if !g.members.is_empty() {
+                        return Err(ErrorCode::UnknownMemberId);
+                    }
+                } else {
+                    g.validate_member(member_id, instance, generation)?;
+                    if g.state == GroupState::CompletingRebalance {
+                        return Err(ErrorCode::RebalanceInProgress);
+                    }
+                    // A commit from a member counts as a heartbeat.
+                    if let Some(m) = g.members.get_mut(member_id) {
+                        m.last_seen = now;
+                    }
+                }
+            }
+        }
+        let g = groups.get_mut(group_id).expect("present");
+        let mut records = Vec::new();
+        let results: Vec<Option<ErrorCode>> = offsets
+            .iter()
+            .map(|o| {
+                if o.metadata
+                    .as_ref()
+                    .is_some_and(|m| m.len() > self.config.offset_metadata_max_bytes)
+                {
+                    return Some(ErrorCode::OffsetMetadataTooLarge);
+                }
+                let key = RecordKey::Offset {
+                    group: group_id.to_owned(),
+                    topic: o.topic.clone(),
+                    partition: o.partition,
+                };
+                let value = OffsetValue {
+                    offset: o.offset,
+                    leader_epoch: o.leader_epoch,
+                    metadata: o.metadata.clone(),
+                    commit_timestamp: now_ms,
+                };
+                records.push((
+                    key.encode(),
+                    Some(encode(&value)),
+                    (o.topic.clone(), o.partition),
+                    value,
+                ));
+                None
+            })
+            .collect();
+        if records.is_empty() {
+            return Ok(results);
+        }
+        let writes = records
+            .iter()
+            .map(|(k, v, _, _)| (k.clone(), v.clone()))
+            .collect();
+        self.log.append(self.partition_for(group_id), writes)?;
+        for (_, _, tp, value) in records {
+            g.offsets.insert(tp, value);
+        }
+        Ok(results)
+    }
+
+    /// OffsetFetch: the committed offsets of the named partitions (all
+    /// committed ones when `None`).
+    pub fn fetch_offsets(
+        &self,
+        group_id: &str,
+        partitions: Option<&[(String, i32)]>,
+    ) -> Vec<((String, i32), Option<CommittedOffset>)> {
+        let groups = self.lock();
+        let offsets = groups.get(group_id).map(|g| &g.offsets);
+        let to_committed = |v: &OffsetValue| CommittedOffset {
+            offset: v.offset,
+            leader_epoch: v.leader_epoch,
+            metadata: v.metadata.clone(),
+        };
+        match partitions {
+            Some(ps) => ps
+                .iter()
+                .map(|tp| {
+                    (
+                        tp.clone(),
+                        offsets.and_then(|o| o.get(tp)).map(to_committed),
+                    )
+                })
+                .collect(),
+            None => offsets
+                .into_iter()
+                .flatten()
+                .map(|(tp, v)| (tp.clone(), Some(to_committed(v))))
+                .collect(),
+        }
+    }
+
+    /// Every group, for ListGroups and DescribeGroups.
+    pub fn groups(&self) -> Vec<GroupSummary> {
+        let groups = self.lock();
+        let mut out: Vec<GroupSummary> = groups.values().map(Group::summary).collect();
+        out.sort_by(|a, b| a.group_id.cmp(&b.group_id));
+        out
+    }
+
+    pub fn describe(&self, group_id: &str) -> Option<GroupSummary> {
+        self.lock().get(group_id).map(Group::summary)
+    }
+
+    /// DeleteGroups for one group: its offsets and metadata are tombstoned.
+    pub fn delete_group(&self, group_id: &str) -> Result<(), ErrorCode> {
+        let mut groups = self.lock();
+        let g = groups.get(group_id).ok_or(ErrorCode::GroupIdNotFound)?;
+        if !g.members.is_empty() {
+            return Err(ErrorCode::NonEmptyGroup);
+        }
+        let mut records: Vec<(Vec<u8>, Option<Vec<u8>>)> = g
+            .offsets
+            .keys()
+            .map(|(t, p)| {
+                (
+                    RecordKey::Offset {
+                        group: group_id.to_owned(),
+                        topic: t.clone(),
+                        partition: *p,
+                    }
+                    .encode(),
+                    None,
+                )
+            })
+            .collect();
+        records.push((
+            RecordKey::Group {
+                group: group_id.to_owned(),
+            }
+            .encode(),
+            None,
+        ));
+        self.log.append(self.partition_for(group_id), records)?;
+        groups.remove(group_id);
+        Ok(())
+    }
+
+    /// OffsetDelete: removes committed offsets of partitions the group does
+    /// not consume.
+    pub fn delete_offsets(
+        &self,
+        group_id: &str,
+        partitions: &[(String, i32)],
+    ) -> Result<Vec<Option<ErrorCode>>, ErrorCode> {
+        let mut groups = self.lock();
+        let g = groups.get_mut(group_id).ok_or(ErrorCode::GroupIdNotFound)?;
+        let active = g.state != GroupState::Empty;
+        let mut records = Vec::new();
+        let results = partitions
+            .iter()
+            .map(|(t, p)| {
+                if active {
+                    return Some(ErrorCode::GroupSubscribedToTopic);
+                }
+                if g.offsets.contains_key(&(t.clone(), *p)) {
+                    records.push((
+                        RecordKey::Offset {
+                            group: group_id.to_owned(),
+                            topic: t.clone(),
+                            partition: *p,
+                        }
+                        .encode(),
+                        None,
+                    ));
+                }
+                None
+            })
+            .collect();
+        if !records.is_empty() {
+            self.log.append(self.partition_for(group_id), records)?;
+            for tp in partitions {
+                g.offsets.remove(tp);
+            }
+        }
+        Ok(results)
+    }
+}

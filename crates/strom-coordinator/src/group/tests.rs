@@ -1,0 +1,349 @@
+//! The group state machine with a fake clock: time moves only through the
+//! `now` passed in.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use strom_protocol::ErrorCode;
+
+use super::*;
+
+#[derive(Default)]
+struct MemLog(Mutex<Vec<(i32, Vec<u8>, Option<Vec<u8>>)>>);
+
+impl CoordinatorLog for MemLog {
+    fn append(
+        &self,
+        partition: i32,
+        records: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    ) -> Result<(), ErrorCode> {
+        let mut log = self.0.lock().unwrap();
+        log.extend(records.into_iter().map(|(k, v)| (partition, k, v)));
+        Ok(())
+    }
+}
+
+fn coordinator() -> (GroupCoordinator, Arc<MemLog>) {
+    let log = Arc::new(MemLog::default());
+    let config = GroupConfig {
+        initial_rebalance_delay: Duration::from_millis(100),
+        ..GroupConfig::default()
+    };
+    (GroupCoordinator::new(config, log.clone()), log)
+}
+
+fn join_req(member: &str, instance: Option<&str>) -> JoinRequest {
+    JoinRequest {
+        group_id: "g".into(),
+        member_id: member.into(),
+        group_instance_id: instance.map(str::to_owned),
+        client_id: "client".into(),
+        client_host: "/127.0.0.1".into(),
+        session_timeout_ms: 10_000,
+        rebalance_timeout_ms: 30_000,
+        protocol_type: "consumer".into(),
+        protocols: vec![
+            ("range".into(), Bytes::from_static(b"meta")),
+            ("roundrobin".into(), Bytes::new()),
+        ],
+        require_known_member_id: true,
+    }
+}
+
+fn now_of(reply: Reply<JoinResponse>) -> JoinResponse {
+    match reply {
+        Reply::Now(r) => r,
+        Reply::Later(_) => panic!("expected an immediate answer"),
+    }
+}
+
+fn later<T: std::fmt::Debug>(reply: Reply<T>) -> tokio::sync::oneshot::Receiver<T> {
+    match reply {
+        Reply::Later(rx) => rx,
+        Reply::Now(r) => panic!("expected to wait, got {r:?}"),
+    }
+}
+
+/// Joins a new dynamic member through MEMBER_ID_REQUIRED; returns its id and waiter.
+fn join_new(
+    c: &GroupCoordinator,
+    t: Instant,
+) -> (String, tokio::sync::oneshot::Receiver<JoinResponse>) {
+    let first = now_of(c.join(join_req("", None), t));
+    assert_eq!(first.error, Some(ErrorCode::MemberIdRequired));
+    let rx = later(c.join(join_req(&first.member_id, None), t));
+    (first.member_id, rx)
+}
+
+fn sync(
+    c: &GroupCoordinator,
+    member: &str,
+    generation: i32,
+    assignments: Vec<(String, Bytes)>,
+    t: Instant,
+) -> Reply<SyncResponse> {
+    c.sync(
+        SyncRequest {
+            group_id: "g".into(),
+            generation_id: generation,
+            member_id: member.into(),
+            group_instance_id: None,
+            protocol_type: Some("consumer".into()),
+            protocol_name: Some("range".into()),
+            assignments,
+        },
+        t,
+    )
+}
+
+/// Two members form a stable group: returns (leader, follower, generation).
+fn stable_pair(c: &GroupCoordinator, t0: Instant) -> (String, String, i32) {
+    let (a, mut rx_a) = join_new(c, t0);
+    let (b, mut rx_b) = join_new(c, t0);
+    c.tick(t0 + Duration::from_millis(50));
+    assert!(rx_a.try_recv().is_err(), "the initial delay holds the join");
+    c.tick(t0 + Duration::from_millis(150));
+    let ja = rx_a.try_recv().unwrap();
+    let jb = rx_b.try_recv().unwrap();
+    assert_eq!(ja.generation_id, 1);
+    assert_eq!(ja.protocol_name.as_deref(), Some("range"));
+    assert_eq!(ja.leader, jb.leader);
+    let (leader, follower) = if ja.leader == a { (a, b) } else { (b, a) };
+    let leader_resp = if ja.leader == ja.member_id { &ja } else { &jb };
+    assert_eq!(
+        leader_resp.members.len(),
+        2,
+        "the leader gets every member's metadata"
+    );
+    let t1 = t0 + Duration::from_millis(200);
+    let mut rx_f = later(sync(c, &follower, 1, vec![], t1));
+    let mut rx_l = later(sync(
+        c,
+        &leader,
+        1,
+        vec![
+            (leader.clone(), Bytes::from_static(b"L")),
+            (follower.clone(), Bytes::from_static(b"F")),
+        ],
+        t1,
+    ));
+    assert_eq!(
+        rx_f.try_recv().unwrap().assignment,
+        Bytes::from_static(b"F")
+    );
+    assert_eq!(
+        rx_l.try_recv().unwrap().assignment,
+        Bytes::from_static(b"L")
+    );
+    (leader, follower, 1)
+}
+
+#[test]
+fn two_members_join_and_sync() {
+    let (c, _) = coordinator();
+    let t0 = Instant::now();
+    let (leader, follower, generation) = stable_pair(&c, t0);
+    assert_eq!(c.describe("g").unwrap().state, GroupState::Stable);
+    let t = t0 + Duration::from_secs(1);
+    assert_eq!(c.heartbeat("g", generation, &leader, None, t), None);
+    assert_eq!(
+        c.heartbeat("g", generation + 1, &leader, None, t),
+        Some(ErrorCode::IllegalGeneration)
+    );
+    assert_eq!(
+        c.heartbeat("g", generation, "nobody", None, t),
+        Some(ErrorCode::UnknownMemberId)
+    );
+    // A follower rejoining with the same metadata does not rebalance.
+    let again = now_of(c.join(join_req(&follower, None), t));
+    assert_eq!(again.generation_id, generation);
+}
+
+#[test]
+fn a_silent_member_is_evicted_after_its_session_timeout_and_not_before() {
+    let (c, _) = coordinator();
+    let t0 = Instant::now();
+    let (leader, follower, generation) = stable_pair(&c, t0);
+    // The leader keeps heartbeating, the follower stops.
+    let mut t = t0 + Duration::from_millis(200);
+    for _ in 0..9 {
+        t += Duration::from_secs(1);
+        assert_eq!(c.heartbeat("g", generation, &leader, None, t), None);
+        c.tick(t);
+    }
+    assert_eq!(
+        c.describe("g").unwrap().members.len(),
+        2,
+        "not evicted before 10 s"
+    );
+    t += Duration::from_millis(1500);
+    c.tick(t);
+    assert_eq!(
+        c.heartbeat("g", generation, &leader, None, t),
+        Some(ErrorCode::RebalanceInProgress)
+    );
+    let mut rx = later(c.join(join_req(&leader, None), t));
+    let resp = rx.try_recv().unwrap();
+    assert_eq!(resp.generation_id, generation + 1);
+    assert_eq!(resp.members.len(), 1, "{follower} was evicted");
+}
+
+#[test]
+fn leaving_rebalances_the_rest() {
+    let (c, _) = coordinator();
+    let t0 = Instant::now();
+    let (leader, follower, generation) = stable_pair(&c, t0);
+    let t = t0 + Duration::from_secs(1);
+    assert_eq!(
+        c.leave("g", &[(follower.clone(), None)], t).unwrap(),
+        vec![None]
+    );
+    assert_eq!(
+        c.leave("g", &[(follower, None)], t).unwrap(),
+        vec![Some(ErrorCode::UnknownMemberId)]
+    );
+    assert_eq!(
+        c.heartbeat("g", generation, &leader, None, t),
+        Some(ErrorCode::RebalanceInProgress)
+    );
+    let mut rx = later(c.join(join_req(&leader, None), t));
+    assert_eq!(rx.try_recv().unwrap().generation_id, generation + 1);
+    c.leave("g", &[(leader, None)], t).unwrap();
+    assert_eq!(c.describe("g").unwrap().state, GroupState::Empty);
+}
+
+#[test]
+fn offsets_commit_fetch_and_replay() {
+    let (c, log) = coordinator();
+    let t0 = Instant::now();
+    let commit = |topic: &str, p, o| OffsetCommit {
+        topic: topic.into(),
+        partition: p,
+        offset: o,
+        leader_epoch: 0,
+        metadata: Some("m".into()),
+    };
+    // A group used only for offsets (generation -1) may commit while empty.
+    c.commit_offsets(
+        "g",
+        -1,
+        "",
+        None,
+        &[commit("t", 0, 5), commit("t", 1, 7)],
+        t0,
+        1,
+    )
+    .unwrap();
+    let (leader, _, generation) = stable_pair(&c, t0);
+    assert_eq!(
+        c.commit_offsets("g", -1, "", None, &[commit("t", 0, 6)], t0, 2),
+        Err(ErrorCode::UnknownMemberId)
+    );
+    assert_eq!(
+        c.commit_offsets(
+            "g",
+            generation + 5,
+            &leader,
+            None,
+            &[commit("t", 0, 6)],
+            t0,
+            2
+        ),
+        Err(ErrorCode::IllegalGeneration)
+    );
+    c.commit_offsets("g", generation, &leader, None, &[commit("t", 0, 9)], t0, 3)
+        .unwrap();
+    let big = OffsetCommit {
+        metadata: Some("x".repeat(5000)),
+        ..commit("t", 2, 1)
+    };
+    assert_eq!(
+        c.commit_offsets("g", generation, &leader, None, &[big], t0, 3)
+            .unwrap(),
+        vec![Some(ErrorCode::OffsetMetadataTooLarge)]
+    );
+    let got = c.fetch_offsets(
+        "g",
+        Some(&[("t".into(), 0), ("t".into(), 1), ("t".into(), 3)]),
+    );
+    assert_eq!(got[0].1.as_ref().unwrap().offset, 9);
+    assert_eq!(got[1].1.as_ref().unwrap().offset, 7);
+    assert!(got[2].1.is_none());
+    assert_eq!(c.fetch_offsets("g", None).len(), 2);
+    assert_eq!(c.delete_group("g"), Err(ErrorCode::NonEmptyGroup));
+
+    // Loading is replaying: a new coordinator fed the log knows the offsets.
+    let (c2, _) = coordinator();
+    for (p, k, v) in log.0.lock().unwrap().iter() {
+        assert_eq!(*p, c.partition_for("g"));
+        c2.replay(k, v.as_deref());
+    }
+    assert_eq!(
+        c2.fetch_offsets("g", Some(&[("t".into(), 0)]))[0]
+            .1
+            .as_ref()
+            .unwrap()
+            .offset,
+        9
+    );
+    assert_eq!(c2.describe("g").unwrap().state, GroupState::Empty);
+    c2.delete_group("g").unwrap();
+    assert!(c2.describe("g").is_none());
+    assert_eq!(c2.delete_group("g"), Err(ErrorCode::GroupIdNotFound));
+}
+
+#[test]
+fn static_members_rejoin_without_a_rebalance_and_fence_the_old_id() {
+    let (c, _) = coordinator();
+    let t0 = Instant::now();
+    let mut rx = later(c.join(join_req("", Some("i-1")), t0));
+    c.tick(t0 + Duration::from_millis(150));
+    let j = rx.try_recv().unwrap();
+    let old = j.member_id.clone();
+    let mut s = later(sync(
+        &c,
+        &old,
+        j.generation_id,
+        vec![(old.clone(), Bytes::from_static(b"A"))],
+        t0 + Duration::from_millis(160),
+    ));
+    assert_eq!(s.try_recv().unwrap().assignment, Bytes::from_static(b"A"));
+    // The instance restarts: it comes back without its member id.
+    let back = now_of(c.join(join_req("", Some("i-1")), t0 + Duration::from_secs(1)));
+    assert_eq!(back.error, None);
+    assert_eq!(back.generation_id, j.generation_id, "no rebalance");
+    assert_ne!(back.member_id, old);
+    assert_eq!(
+        c.heartbeat("g", j.generation_id, &old, Some("i-1"), t0),
+        Some(ErrorCode::FencedInstanceId)
+    );
+    assert_eq!(
+        c.heartbeat("g", j.generation_id, &back.member_id, Some("i-1"), t0),
+        None
+    );
+}
+
+#[test]
+fn protocol_and_timeout_validation() {
+    let (c, _) = coordinator();
+    let t0 = Instant::now();
+    let mut bad = join_req("", None);
+    bad.session_timeout_ms = 10;
+    assert_eq!(
+        now_of(c.join(bad, t0)).error,
+        Some(ErrorCode::InvalidSessionTimeout)
+    );
+    let (_a, _rx) = join_new(&c, t0);
+    let mut other = join_req("", None);
+    other.protocols = vec![("sticky".into(), Bytes::new())];
+    other.require_known_member_id = false;
+    assert_eq!(
+        now_of(c.join(other, t0)).error,
+        Some(ErrorCode::InconsistentGroupProtocol)
+    );
+    assert_eq!(
+        now_of(c.join(join_req("ghost", None), t0)).error,
+        Some(ErrorCode::UnknownMemberId)
+    );
+}
