@@ -6,7 +6,8 @@ and confluent-kafka/librdkafka); the broker handle comes from conftest.py.
 Conventions:
 
 * ``lib`` is ``"kafka-python"`` or ``"confluent"`` (see LIBS).
-* Consumers never join a group: partitions are assigned manually.
+* These helpers' consumers never join a group: partitions are assigned
+  manually (test_groups.py builds its own group members).
   librdkafka refuses to build a consumer without ``group.id``, so the
   confluent consumers get one, with auto-commit and offset store disabled:
   nothing is ever committed.

@@ -324,12 +324,16 @@ fn every_api_answers_every_version() {
         assert_eq!(r.error_code, 0);
         assert!(r.producer_id.0 >= 0);
     }
-    for v in range(ApiKey::FindCoordinator) {
+    // Transactional ids have no coordinator yet (v0 cannot ask for one).
+    for v in 1..=*range(ApiKey::FindCoordinator).end() {
         let req = if v >= 4 {
             FindCoordinatorRequest::default()
-                .with_coordinator_keys(vec![StrBytes::from_static_str("g")])
+                .with_key_type(1)
+                .with_coordinator_keys(vec![StrBytes::from_static_str("txn")])
         } else {
-            FindCoordinatorRequest::default().with_key(StrBytes::from_static_str("g"))
+            FindCoordinatorRequest::default()
+                .with_key_type(1)
+                .with_key(StrBytes::from_static_str("txn"))
         };
         let r = c.request(v, &req).unwrap();
         let code = if v >= 4 {
@@ -456,4 +460,220 @@ fn unknown_api_versions_version_gets_our_ranges() {
         .api_keys
         .iter()
         .any(|k| k.api_key == 18 && k.max_version == 4));
+}
+
+/// The classic group APIs answer every advertised version through a whole
+/// member lifecycle: join, sync, heartbeat, commit, fetch, describe, leave.
+#[test]
+fn group_apis_answer_every_version() {
+    let b = Broker::start(&[("group.initial.rebalance.delay.ms", "0")]);
+    let mut c = b.client();
+    create_topic(&mut c, "gt", 1);
+    let versions = c.api_versions().unwrap();
+    let max = |key: ApiKey| {
+        versions
+            .api_keys
+            .iter()
+            .find(|k| k.api_key == key as i16)
+            .unwrap()
+            .max_version
+    };
+    let min = |key: ApiKey| {
+        versions
+            .api_keys
+            .iter()
+            .find(|k| k.api_key == key as i16)
+            .unwrap()
+            .min_version
+    };
+    let at = |key: ApiKey, i: i16| i.clamp(min(key), max(key));
+    for i in 0..=9i16 {
+        let group = format!("group-{i}");
+        let gid = GroupId(StrBytes::from_string(group.clone()));
+        let fc = c.request(
+            at(ApiKey::FindCoordinator, i),
+            &if i >= 4 {
+                FindCoordinatorRequest::default().with_coordinator_keys(vec![gid.0.clone()])
+            } else {
+                FindCoordinatorRequest::default().with_key(gid.0.clone())
+            },
+        );
+        let fc = fc.unwrap();
+        assert_eq!(
+            if i >= 4 {
+                fc.coordinators[0].node_id.0
+            } else {
+                fc.node_id.0
+            },
+            1,
+            "FindCoordinator v{i}"
+        );
+        let jv = at(ApiKey::JoinGroup, i);
+        let join = |member: &str| {
+            JoinGroupRequest::default()
+                .with_group_id(gid.clone())
+                .with_session_timeout_ms(10_000)
+                .with_rebalance_timeout_ms(10_000)
+                .with_member_id(StrBytes::from_string(member.to_owned()))
+                .with_group_instance_id(None)
+                .with_protocol_type(StrBytes::from_static_str("consumer"))
+                .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default(
+                )
+                .with_name(StrBytes::from_static_str("range"))
+                .with_metadata(Bytes::from_static(b"m"))])
+        };
+        let mut j = c.request(jv, &join("")).unwrap();
+        if jv >= 4 {
+            assert_eq!(j.error_code, 79, "JoinGroup v{jv}: MEMBER_ID_REQUIRED");
+            j = c.request(jv, &join(j.member_id.as_str())).unwrap();
+        }
+        assert_eq!(j.error_code, 0, "JoinGroup v{jv}");
+        assert_eq!(j.leader, j.member_id);
+        let member = j.member_id.clone();
+        let s = c
+            .request(
+                at(ApiKey::SyncGroup, i),
+                &SyncGroupRequest::default()
+                    .with_group_id(gid.clone())
+                    .with_generation_id(j.generation_id)
+                    .with_member_id(member.clone())
+                    .with_group_instance_id(None)
+                    .with_assignments(vec![
+                        sync_group_request::SyncGroupRequestAssignment::default()
+                            .with_member_id(member.clone())
+                            .with_assignment(Bytes::from_static(b"a")),
+                    ]),
+            )
+            .unwrap();
+        assert_eq!(
+            (s.error_code, s.assignment.as_ref()),
+            (0, &b"a"[..]),
+            "SyncGroup v{i}"
+        );
+        let h = c
+            .request(
+                at(ApiKey::Heartbeat, i),
+                &HeartbeatRequest::default()
+                    .with_group_id(gid.clone())
+                    .with_generation_id(j.generation_id)
+                    .with_member_id(member.clone())
+                    .with_group_instance_id(None),
+            )
+            .unwrap();
+        assert_eq!(h.error_code, 0, "Heartbeat v{i}");
+        let oc = c
+            .request(
+                at(ApiKey::OffsetCommit, i),
+                &OffsetCommitRequest::default()
+                    .with_group_id(gid.clone())
+                    .with_generation_id_or_member_epoch(j.generation_id)
+                    .with_member_id(member.clone())
+                    .with_group_instance_id(None)
+                    .with_topics(vec![
+                        offset_commit_request::OffsetCommitRequestTopic::default()
+                            .with_name(name("gt"))
+                            .with_partitions(vec![
+                                offset_commit_request::OffsetCommitRequestPartition::default()
+                                    .with_committed_offset(42)
+                                    .with_committed_metadata(Some(StrBytes::from_static_str("md"))),
+                            ]),
+                    ]),
+            )
+            .unwrap();
+        assert_eq!(
+            oc.topics[0].partitions[0].error_code, 0,
+            "OffsetCommit v{i}"
+        );
+        let fv = at(ApiKey::OffsetFetch, i);
+        let fetched = if fv >= 8 {
+            let r = c
+                .request(
+                    fv,
+                    &OffsetFetchRequest::default().with_groups(vec![
+                        offset_fetch_request::OffsetFetchRequestGroup::default()
+                            .with_group_id(gid.clone())
+                            .with_topics(None),
+                    ]),
+                )
+                .unwrap();
+            r.groups[0].topics[0].partitions[0].committed_offset
+        } else {
+            let r = c
+                .request(
+                    fv,
+                    &OffsetFetchRequest::default()
+                        .with_group_id(gid.clone())
+                        .with_topics(Some(vec![
+                            offset_fetch_request::OffsetFetchRequestTopic::default()
+                                .with_name(name("gt"))
+                                .with_partition_indexes(vec![0]),
+                        ])),
+                )
+                .unwrap();
+            r.topics[0].partitions[0].committed_offset
+        };
+        assert_eq!(fetched, 42, "OffsetFetch v{fv}");
+        let d = c
+            .request(
+                at(ApiKey::DescribeGroups, i),
+                &DescribeGroupsRequest::default().with_groups(vec![gid.clone()]),
+            )
+            .unwrap();
+        assert_eq!(
+            d.groups[0].group_state.as_str(),
+            "Stable",
+            "DescribeGroups v{i}"
+        );
+        let l = c
+            .request(at(ApiKey::ListGroups, i), &ListGroupsRequest::default())
+            .unwrap();
+        assert!(
+            l.groups.iter().any(|g| g.group_id == gid),
+            "ListGroups v{i}"
+        );
+        let lv = at(ApiKey::LeaveGroup, i);
+        let leave = if lv >= 3 {
+            LeaveGroupRequest::default()
+                .with_group_id(gid.clone())
+                .with_members(vec![leave_group_request::MemberIdentity::default()
+                    .with_member_id(member.clone())
+                    .with_group_instance_id(None)])
+        } else {
+            LeaveGroupRequest::default()
+                .with_group_id(gid.clone())
+                .with_member_id(member.clone())
+        };
+        let lr = c.request(lv, &leave).unwrap();
+        assert_eq!(
+            if lv >= 3 {
+                lr.members[0].error_code
+            } else {
+                lr.error_code
+            },
+            0,
+            "LeaveGroup v{lv}"
+        );
+        let od = c
+            .request(
+                0,
+                &OffsetDeleteRequest::default()
+                    .with_group_id(gid.clone())
+                    .with_topics(vec![
+                        offset_delete_request::OffsetDeleteRequestTopic::default()
+                            .with_name(name("gt"))
+                            .with_partitions(vec![
+                                offset_delete_request::OffsetDeleteRequestPartition::default(),
+                            ]),
+                    ]),
+            )
+            .unwrap();
+        assert_eq!(od.error_code, 0);
+        let dg = c
+            .request(
+                at(ApiKey::DeleteGroups, i),
+                &DeleteGroupsRequest::default().with_groups_names(vec![gid.clone()]),
+            )
+            .unwrap();
+        assert_eq!(dg.results[0].error_code, 0, "DeleteGroups v{i}");
+    }
 }

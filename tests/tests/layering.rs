@@ -35,6 +35,7 @@ fn allowed() -> BTreeMap<&'static str, BTreeSet<&'static str>> {
                 "strom-producer",
                 "strom-metadata",
                 "strom-controller",
+                "strom-coordinator",
                 "strom-replica",
             ]),
         ),

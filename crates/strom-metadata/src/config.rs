@@ -176,6 +176,42 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
         ),
         1,
     ),
+    min(
+        def(
+            "group.min.session.timeout.ms",
+            Int,
+            "6000",
+            "Shortest session timeout a consumer may ask for",
+        ),
+        0,
+    ),
+    min(
+        def(
+            "group.max.session.timeout.ms",
+            Int,
+            "1800000",
+            "Longest session timeout a consumer may ask for",
+        ),
+        0,
+    ),
+    min(
+        def(
+            "group.initial.rebalance.delay.ms",
+            Int,
+            "3000",
+            "How long the first rebalance of an empty group waits for more members",
+        ),
+        0,
+    ),
+    min(
+        def(
+            "offset.metadata.max.bytes",
+            Int,
+            "4096",
+            "Largest metadata string stored with a committed offset",
+        ),
+        0,
+    ),
 ];
 
 /// The definition of a topic config.

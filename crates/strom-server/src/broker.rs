@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use strom_controller::{ApiError, Controller, ControllerError, LocalMetadataLog, MetadataLogError};
+use strom_coordinator::{GroupConfig, GroupCoordinator};
 use strom_metadata::config::StaticConfig;
 use strom_metadata::MetadataImage;
 use strom_protocol::ErrorCode;
@@ -12,6 +13,7 @@ use strom_replica::ReplicaManager;
 use strom_storage::StorageError;
 use tracing::{error, info};
 
+use crate::groups::{self, OffsetsTopicLog};
 use crate::meta::{MetaError, MetaProperties};
 use crate::producer_ids::ProducerIdAllocator;
 
@@ -43,7 +45,8 @@ pub struct Broker {
     pub(crate) node_id: i32,
     pub(crate) cluster_id: String,
     pub(crate) controller: Controller,
-    pub(crate) replicas: ReplicaManager,
+    pub(crate) replicas: Arc<ReplicaManager>,
+    pub(crate) groups: GroupCoordinator,
     pub(crate) producer_ids: ProducerIdAllocator,
     pub(crate) config: StaticConfig,
     /// Serialises applying images to the replica manager.
@@ -69,14 +72,37 @@ impl Broker {
             &opts.advertised_host,
             i32::from(opts.advertised_port),
         )?;
-        let replicas = ReplicaManager::new(opts.node_id, &opts.data_dir, opts.config.clone());
+        let replicas = Arc::new(ReplicaManager::new(
+            opts.node_id,
+            &opts.data_dir,
+            opts.config.clone(),
+        ));
         replicas.apply_image(&controller.image())?;
-        info!(node_id = opts.node_id, cluster_id = %meta.cluster_id, partitions = replicas.partition_count(), "broker opened");
+        let ms =
+            |name: &str| std::time::Duration::from_millis(opts.config.get_i64(name).max(0) as u64);
+        let group_config = GroupConfig {
+            min_session_timeout: ms("group.min.session.timeout.ms"),
+            max_session_timeout: ms("group.max.session.timeout.ms"),
+            initial_rebalance_delay: ms("group.initial.rebalance.delay.ms"),
+            offsets_partitions: opts.config.get_i64("offsets.topic.num.partitions") as i32,
+            offset_metadata_max_bytes: opts.config.get_i64("offset.metadata.max.bytes") as usize,
+        };
+        let groups = GroupCoordinator::new(
+            group_config,
+            Arc::new(OffsetsTopicLog {
+                replicas: replicas.clone(),
+            }),
+        );
+        let loaded = groups::load(&replicas, groups.config().offsets_partitions, |k, v| {
+            groups.replay(k, v)
+        });
+        info!(node_id = opts.node_id, cluster_id = %meta.cluster_id, partitions = replicas.partition_count(), group_records = loaded, "broker opened");
         Ok(Arc::new(Broker {
             node_id: opts.node_id,
             cluster_id: meta.cluster_id,
             controller,
             replicas,
+            groups,
             producer_ids: ProducerIdAllocator::default(),
             config: opts.config,
             apply_lock: Mutex::new(()),
@@ -98,6 +124,20 @@ impl Broker {
                 error!(error = %e, "cannot apply metadata image");
                 ApiError::new(ErrorCode::KafkaStorageError, e.to_string())
             })
+    }
+
+    /// Makes sure `__consumer_offsets` exists (created on first use).
+    pub(crate) fn ensure_offsets_topic(&self) -> Result<(), ErrorCode> {
+        if groups::ensure_offsets_topic(&self.controller, self.groups.config().offsets_partitions)?
+        {
+            self.sync_replicas().map_err(|e| e.code)?;
+        }
+        Ok(())
+    }
+
+    /// Group timers: join phases that timed out, expired sessions.
+    pub fn tick_groups(&self) {
+        self.groups.tick(std::time::Instant::now());
     }
 
     /// `socket.request.max.bytes`.

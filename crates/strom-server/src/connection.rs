@@ -22,6 +22,8 @@ use crate::handlers;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// How often partitions are checked for `flush.ms` and retention.
 const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(1);
+/// How often group timers (sessions, join phases) are checked.
+const GROUP_TICK: Duration = Duration::from_millis(100);
 
 /// Serves `listener` until `shutdown` resolves, then closes the broker.
 pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Future<Output = ()>) {
@@ -36,6 +38,17 @@ pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Futu
                 tick.tick().await;
                 let b = broker.clone();
                 let _ = tokio::task::spawn_blocking(move || b.maintain()).await;
+            }
+        })
+    };
+    let group_timer = {
+        let broker = broker.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(GROUP_TICK);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                broker.tick_groups();
             }
         })
     };
@@ -68,6 +81,7 @@ pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Futu
         connections.abort_all();
     }
     maintenance.abort();
+    group_timer.abort();
     let _ = tokio::task::spawn_blocking(move || broker.shutdown()).await;
 }
 
@@ -114,7 +128,7 @@ async fn serve(
                 return;
             }
         };
-        match handle_frame(&broker, frame).await {
+        match handle_frame(&broker, frame, peer).await {
             Reply::Send(bytes) => {
                 if let Err(e) = wr.write_all(&bytes).await {
                     debug!(error = %e, "write failed");
@@ -131,7 +145,7 @@ async fn serve(
     }
 }
 
-async fn handle_frame(broker: &Broker, frame: Bytes) -> Reply {
+async fn handle_frame(broker: &Broker, frame: Bytes, peer: SocketAddr) -> Reply {
     let req = match request::decode_request(frame) {
         Ok(r) => r,
         Err(DecodeError::UnsupportedApiVersions {
@@ -159,7 +173,7 @@ async fn handle_frame(broker: &Broker, frame: Bytes) -> Reply {
             }
         }
     };
-    let response = handlers::dispatch(broker, &req.header, req.version, *body)
+    let response = handlers::dispatch(broker, &req.header, peer, req.version, *body)
         .instrument(span)
         .await;
     match response {

@@ -11,6 +11,7 @@
 
 mod broker;
 mod connection;
+mod groups;
 pub mod handlers;
 mod meta;
 mod producer_ids;

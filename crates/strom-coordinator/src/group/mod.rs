@@ -155,6 +155,16 @@ pub struct OffsetCommit {
     pub metadata: Option<String>,
 }
 
+/// Who commits: the group and, for members, their identity.
+#[derive(Debug, Clone, Copy)]
+pub struct Committer<'a> {
+    pub group_id: &'a str,
+    /// -1 for a group that only stores offsets.
+    pub generation: i32,
+    pub member_id: &'a str,
+    pub instance: Option<&'a str>,
+}
+
 /// A committed offset as OffsetFetch reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommittedOffset {
@@ -688,14 +698,17 @@ impl GroupCoordinator {
     /// OffsetCommit: per-partition outcome, or an error for the whole request.
     pub fn commit_offsets(
         &self,
-        group_id: &str,
-        generation: i32,
-        member_id: &str,
-        instance: Option<&str>,
+        who: &Committer<'_>,
         offsets: &[OffsetCommit],
         now: Instant,
         now_ms: i64,
     ) -> Result<Vec<Option<ErrorCode>>, ErrorCode> {
+        let Committer {
+            group_id,
+            generation,
+            member_id,
+            instance,
+        } = *who;
         let mut groups = self.lock();
         match groups.get_mut(group_id) {
             None if generation >= 0 => return Err(ErrorCode::IllegalGeneration),

@@ -9,8 +9,11 @@ use strom_protocol::ErrorCode;
 
 use super::*;
 
+/// (partition, key, value) of every record written.
+type Written = (i32, Vec<u8>, Option<Vec<u8>>);
+
 #[derive(Default)]
-struct MemLog(Mutex<Vec<(i32, Vec<u8>, Option<Vec<u8>>)>>);
+struct MemLog(Mutex<Vec<Written>>);
 
 impl CoordinatorLog for MemLog {
     fn append(
@@ -213,6 +216,15 @@ fn leaving_rebalances_the_rest() {
     assert_eq!(c.describe("g").unwrap().state, GroupState::Empty);
 }
 
+fn as_member(member_id: &str, generation: i32) -> Committer<'_> {
+    Committer {
+        group_id: "g",
+        generation,
+        member_id,
+        instance: None,
+    }
+}
+
 #[test]
 fn offsets_commit_fetch_and_replay() {
     let (c, log) = coordinator();
@@ -226,10 +238,7 @@ fn offsets_commit_fetch_and_replay() {
     };
     // A group used only for offsets (generation -1) may commit while empty.
     c.commit_offsets(
-        "g",
-        -1,
-        "",
-        None,
+        &as_member("", -1),
         &[commit("t", 0, 5), commit("t", 1, 7)],
         t0,
         1,
@@ -237,30 +246,57 @@ fn offsets_commit_fetch_and_replay() {
     .unwrap();
     let (leader, _, generation) = stable_pair(&c, t0);
     assert_eq!(
-        c.commit_offsets("g", -1, "", None, &[commit("t", 0, 6)], t0, 2),
+        c.commit_offsets(
+            &Committer {
+                group_id: "g",
+                generation: -1,
+                member_id: "",
+                instance: None
+            },
+            &[commit("t", 0, 6)],
+            t0,
+            2
+        ),
         Err(ErrorCode::UnknownMemberId)
     );
     assert_eq!(
         c.commit_offsets(
-            "g",
-            generation + 5,
-            &leader,
-            None,
+            &as_member(&leader, generation + 5),
             &[commit("t", 0, 6)],
             t0,
             2
         ),
         Err(ErrorCode::IllegalGeneration)
     );
-    c.commit_offsets("g", generation, &leader, None, &[commit("t", 0, 9)], t0, 3)
-        .unwrap();
+    c.commit_offsets(
+        &Committer {
+            group_id: "g",
+            generation,
+            member_id: &leader,
+            instance: None,
+        },
+        &[commit("t", 0, 9)],
+        t0,
+        3,
+    )
+    .unwrap();
     let big = OffsetCommit {
         metadata: Some("x".repeat(5000)),
         ..commit("t", 2, 1)
     };
     assert_eq!(
-        c.commit_offsets("g", generation, &leader, None, &[big], t0, 3)
-            .unwrap(),
+        c.commit_offsets(
+            &Committer {
+                group_id: "g",
+                generation,
+                member_id: &leader,
+                instance: None
+            },
+            &[big],
+            t0,
+            3
+        )
+        .unwrap(),
         vec![Some(ErrorCode::OffsetMetadataTooLarge)]
     );
     let got = c.fetch_offsets(

@@ -1,36 +1,56 @@
-//! FindCoordinator: there is no group or transaction coordinator yet, so
-//! every key gets COORDINATOR_NOT_AVAILABLE, which clients retry. It is
-//! served anyway because librdkafka only enables LZ4 compression for brokers
-//! that list this API.
+//! FindCoordinator: this node coordinates every group (it leads every
+//! `__consumer_offsets` partition); there is no transaction coordinator yet.
 
 use strom_protocol::messages::find_coordinator_response::Coordinator;
 use strom_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
-use strom_protocol::ErrorCode;
+use strom_protocol::{ErrorCode, StrBytes};
 
 use super::str_bytes;
+use crate::broker::Broker;
 
-const MESSAGE: &str = "The coordinator is not available.";
+const GROUP: i8 = 0;
 
-pub(super) fn handle(req: FindCoordinatorRequest, version: i16) -> FindCoordinatorResponse {
-    let code = ErrorCode::CoordinatorNotAvailable.code();
-    if version >= 4 {
-        return FindCoordinatorResponse::default().with_coordinators(
-            req.coordinator_keys
-                .into_iter()
-                .map(|key| {
-                    Coordinator::default()
-                        .with_key(key)
-                        .with_node_id(BrokerId(-1))
-                        .with_port(-1)
-                        .with_error_code(code)
-                        .with_error_message(Some(str_bytes(MESSAGE)))
-                })
-                .collect(),
-        );
+/// (node id, host, port) of the coordinator of `key`, or the error.
+fn locate(broker: &Broker, key_type: i8) -> Result<(i32, String, i32), ErrorCode> {
+    if key_type != GROUP {
+        return Err(ErrorCode::CoordinatorNotAvailable);
     }
+    broker.ensure_offsets_topic()?;
+    let image = broker.image();
+    let me = image
+        .broker(broker.node_id)
+        .ok_or(ErrorCode::CoordinatorNotAvailable)?;
+    Ok((me.node_id, me.host.clone(), me.port))
+}
+
+pub(super) fn handle(
+    broker: &Broker,
+    req: FindCoordinatorRequest,
+    version: i16,
+) -> FindCoordinatorResponse {
+    let answer = |key: StrBytes| {
+        let base = Coordinator::default().with_key(key);
+        match locate(broker, req.key_type) {
+            Ok((id, host, port)) => base
+                .with_node_id(BrokerId(id))
+                .with_host(str_bytes(&host))
+                .with_port(port),
+            Err(code) => base
+                .with_node_id(BrokerId(-1))
+                .with_port(-1)
+                .with_error_code(code.code())
+                .with_error_message(Some(str_bytes("The coordinator is not available."))),
+        }
+    };
+    if version >= 4 {
+        let coordinators = req.coordinator_keys.iter().cloned().map(answer).collect();
+        return FindCoordinatorResponse::default().with_coordinators(coordinators);
+    }
+    let c = answer(req.key.clone());
     FindCoordinatorResponse::default()
-        .with_error_code(code)
-        .with_error_message((version >= 1).then(|| str_bytes(MESSAGE)))
-        .with_node_id(BrokerId(-1))
-        .with_port(-1)
+        .with_error_code(c.error_code)
+        .with_error_message(if version >= 1 { c.error_message } else { None })
+        .with_node_id(c.node_id)
+        .with_host(c.host)
+        .with_port(c.port)
 }

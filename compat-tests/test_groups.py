@@ -1,0 +1,219 @@
+"""Consumer groups (classic protocol) with kafka-python and confluent-kafka:
+members split a topic, commit, resume, hand over; admin list/describe/delete;
+committed offsets survive kill -9."""
+
+from __future__ import annotations
+
+import confluent_kafka
+import kafka
+import pytest
+from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition as CkTP
+from kafka import TopicPartition
+from kafka.structs import OffsetAndMetadata
+
+from helpers import (CONFLUENT, KAFKA_PYTHON, Rec, ck_admin, ck_common, ck_result, create_topic, kp_common,
+                     produce, unique_name, wait_until)
+
+# A short initial delay keeps the tests quick; sessions as clients set them.
+GROUP_CONFIG = {"group.initial.rebalance.delay.ms": 200}
+
+
+@pytest.fixture
+def gbroker(strom_factory):
+    return strom_factory(GROUP_CONFIG)
+
+
+def records(n: int, prefix: str) -> list[Rec]:
+    return [Rec(key=None, value=f"{prefix}-{i}".encode()) for i in range(n)]
+
+
+def kp_group_consumer(broker, group: str, topic: str | None = None, **overrides) -> kafka.KafkaConsumer:
+    cfg = kp_common(broker, group_id=group, enable_auto_commit=False, auto_offset_reset="earliest",
+                    session_timeout_ms=10000, heartbeat_interval_ms=500)
+    cfg.update(overrides)
+    c = kafka.KafkaConsumer(**cfg)
+    if topic:
+        c.subscribe([topic])
+    return c
+
+
+def ck_group_consumer(broker, group: str, topic: str, **overrides) -> confluent_kafka.Consumer:
+    cfg = ck_common(broker, **{"group.id": group, "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                               "session.timeout.ms": 10000, "heartbeat.interval.ms": 500})
+    cfg.update(overrides)
+    c = confluent_kafka.Consumer(cfg)
+    c.subscribe([topic])
+    return c
+
+
+def ck_poll_values(c: confluent_kafka.Consumer, timeout: float = 0.2) -> list[bytes]:
+    out = []
+    for m in c.consume(num_messages=500, timeout=timeout):
+        assert m.error() is None, m.error()
+        out.append(m.value())
+    return out
+
+
+def test_kafka_python_members_split_partitions_and_read_each_record_once(gbroker):
+    topic = create_topic(gbroker, partitions=6)
+    group = unique_name("g")
+    a = kp_group_consumer(gbroker, group, topic)
+    b = kp_group_consumer(gbroker, group, topic)
+    try:
+        def split():
+            a.poll(100)
+            b.poll(100)
+            pa, pb = a.assignment(), b.assignment()
+            return len(pa) == 3 and len(pb) == 3 and not (pa & pb) and pa
+        wait_until(split, what="both members own three partitions")
+        produce(KAFKA_PYTHON, gbroker, topic, records(300, "v"))
+        got: list[bytes] = []
+
+        def drained():
+            for c in (a, b):
+                for msgs in c.poll(200).values():
+                    got.extend(m.value for m in msgs)
+                c.commit()
+            return len(got) >= 300
+        wait_until(drained, what="all records consumed")
+        assert sorted(got) == sorted(r.value for r in records(300, "v")), "each record exactly once"
+    finally:
+        a.close()
+        b.close()
+
+
+def test_confluent_group_commits_and_a_new_member_resumes(gbroker):
+    topic = create_topic(gbroker, partitions=3)
+    group = unique_name("g")
+    produce(CONFLUENT, gbroker, topic, records(100, "first"))
+    c = ck_group_consumer(gbroker, group, topic)
+    got: list[bytes] = []
+    try:
+        wait_until(lambda: got.extend(ck_poll_values(c)) or len(got) >= 100, what="first batch")
+        c.commit(asynchronous=False)
+    finally:
+        c.close()
+    assert sorted(got) == sorted(r.value for r in records(100, "first"))
+    produce(CONFLUENT, gbroker, topic, records(50, "second"))
+    c = ck_group_consumer(gbroker, group, topic)
+    again: list[bytes] = []
+    try:
+        wait_until(lambda: again.extend(ck_poll_values(c)) or len(again) >= 50, what="second batch")
+        # Nothing of the first 100 comes back: the group resumed from its commits.
+        assert sorted(again) == sorted(r.value for r in records(50, "second"))
+    finally:
+        c.close()
+
+
+def test_a_member_that_leaves_is_taken_over(gbroker):
+    topic = create_topic(gbroker, partitions=4)
+    group = unique_name("g")
+    a = ck_group_consumer(gbroker, group, topic)
+    b = ck_group_consumer(gbroker, group, topic)
+    try:
+        def both_assigned():
+            ck_poll_values(a, 0.1)
+            ck_poll_values(b, 0.1)
+            return len(a.assignment()) == 2 and len(b.assignment()) == 2
+        wait_until(both_assigned, what="two members with two partitions each")
+        b.close()
+        b = None
+
+        def a_owns_all():
+            ck_poll_values(a, 0.1)
+            return len(a.assignment()) == 4
+        wait_until(a_owns_all, what="the remaining member takes every partition")
+        produce(CONFLUENT, gbroker, topic, records(40, "after"))
+        got: list[bytes] = []
+        wait_until(lambda: got.extend(ck_poll_values(a)) or len(got) >= 40, what="records after the handover")
+        assert sorted(got) == sorted(r.value for r in records(40, "after"))
+    finally:
+        a.close()
+        if b is not None:
+            b.close()
+
+
+def test_two_groups_read_the_same_topic_independently(gbroker):
+    topic = create_topic(gbroker, partitions=2)
+    produce(KAFKA_PYTHON, gbroker, topic, records(60, "x"))
+    for group in (unique_name("g1"), unique_name("g2")):
+        c = kp_group_consumer(gbroker, group, topic)
+        got: list[bytes] = []
+        try:
+            def done():
+                for msgs in c.poll(200).values():
+                    got.extend(m.value for m in msgs)
+                return len(got) >= 60
+            wait_until(done, what=f"group {group} reads everything")
+        finally:
+            c.close()
+        assert sorted(got) == sorted(r.value for r in records(60, "x"))
+
+
+@pytest.mark.slow
+def test_committed_offsets_survive_kill_9(gbroker):
+    topic = create_topic(gbroker, partitions=3)
+    group = unique_name("g")
+    c = kp_group_consumer(gbroker, group)
+    offsets = {TopicPartition(topic, p): OffsetAndMetadata(10 * (p + 1), f"meta-{p}", -1) for p in range(3)}
+    try:
+        c.commit(offsets)
+    finally:
+        c.close()
+    gbroker.kill9()
+    gbroker.restart()
+    c = kp_group_consumer(gbroker, group)
+    try:
+        for p in range(3):
+            committed = wait_until(lambda: c.committed(TopicPartition(topic, p), metadata=True), what="committed offset")
+            assert committed.offset == 10 * (p + 1)
+            assert committed.metadata == f"meta-{p}"
+    finally:
+        c.close()
+
+
+def test_admin_lists_describes_and_deletes_groups(gbroker):
+    topic = create_topic(gbroker, partitions=2)
+    produce(CONFLUENT, gbroker, topic, records(10, "a"))
+    group = unique_name("g")
+    c = ck_group_consumer(gbroker, group, topic)
+    admin = ck_admin(gbroker)
+    try:
+        got: list[bytes] = []
+        wait_until(lambda: got.extend(ck_poll_values(c)) or len(got) >= 10, what="records")
+        c.commit(asynchronous=False)
+        listed = ck_result(admin.list_consumer_groups())
+        assert group in {g.group_id for g in listed.valid}
+        desc = ck_result(admin.describe_consumer_groups([group])[group])
+        assert str(desc.state).endswith("STABLE")
+        assert len(desc.members) == 1
+        assert {tp.partition for tp in desc.members[0].assignment.topic_partitions} == {0, 1}
+        # A group with members cannot be deleted.
+        with pytest.raises(confluent_kafka.KafkaException) as err:
+            ck_result(admin.delete_consumer_groups([group])[group])
+        assert err.value.args[0].code() == confluent_kafka.KafkaError.NON_EMPTY_GROUP
+        offsets = ck_result(admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group])
+        committed = {tp.partition: tp.offset for tp in offsets.topic_partitions}
+        assert sum(committed.values()) == 10
+    finally:
+        c.close()
+    wait_until(lambda: str(ck_result(admin.describe_consumer_groups([group])[group]).state).endswith("EMPTY"),
+               what="group empty after the member left")
+    ck_result(admin.delete_consumer_groups([group])[group])
+    assert group not in {g.group_id for g in ck_result(admin.list_consumer_groups()).valid}
+    with pytest.raises(confluent_kafka.KafkaException) as err:
+        ck_result(admin.delete_consumer_groups([group])[group])
+    assert err.value.args[0].code() == confluent_kafka.KafkaError.GROUP_ID_NOT_FOUND
+
+
+def test_kcat_balanced_consumer_reads_the_topic(gbroker, tmp_path):
+    import subprocess
+    topic = create_topic(gbroker, partitions=2)
+    produce(KAFKA_PYTHON, gbroker, topic, records(20, "k"))
+    group = unique_name("g")
+    proc = subprocess.run(
+        ["kcat", "-b", gbroker.bootstrap, "-G", group, "-o", "beginning", "-e", "-q", "-f", "%s\n", topic],
+        capture_output=True, timeout=60, text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(proc.stdout.split()) == sorted(r.value.decode() for r in records(20, "k"))

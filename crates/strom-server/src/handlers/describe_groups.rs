@@ -1,0 +1,44 @@
+//! DescribeGroups: state, protocol and members of classic groups.
+
+use strom_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
+use strom_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
+
+use super::str_bytes;
+use crate::broker::Broker;
+
+pub(super) fn handle(broker: &Broker, req: &DescribeGroupsRequest) -> DescribeGroupsResponse {
+    let groups = req
+        .groups
+        .iter()
+        .map(|id| {
+            let base = DescribedGroup::default()
+                .with_group_id(id.clone())
+                .with_authorized_operations(i32::MIN);
+            match broker.groups.describe(id.0.as_str()) {
+                // Kafka describes an unknown group as Dead, without an error.
+                None => base.with_group_state(str_bytes("Dead")),
+                Some(g) => base
+                    .with_group_state(str_bytes(g.state.name()))
+                    .with_protocol_type(str_bytes(&g.protocol_type))
+                    .with_protocol_data(str_bytes(&g.protocol))
+                    .with_members(
+                        g.members
+                            .into_iter()
+                            .map(|m| {
+                                DescribedGroupMember::default()
+                                    .with_member_id(str_bytes(&m.member_id))
+                                    .with_group_instance_id(
+                                        m.group_instance_id.as_deref().map(str_bytes),
+                                    )
+                                    .with_client_id(str_bytes(&m.client_id))
+                                    .with_client_host(str_bytes(&m.client_host))
+                                    .with_member_metadata(m.metadata)
+                                    .with_member_assignment(m.assignment)
+                            })
+                            .collect(),
+                    ),
+            }
+        })
+        .collect();
+    DescribeGroupsResponse::default().with_groups(groups)
+}

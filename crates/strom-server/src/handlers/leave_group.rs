@@ -1,0 +1,45 @@
+//! LeaveGroup: one member (v0–v2) or a batch of members (v3+).
+
+use std::time::Instant;
+
+use strom_protocol::messages::leave_group_response::MemberResponse;
+use strom_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
+
+use crate::broker::Broker;
+
+pub(super) fn handle(broker: &Broker, req: &LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
+    let members: Vec<(String, Option<String>)> = if version >= 3 {
+        req.members
+            .iter()
+            .map(|m| {
+                (
+                    m.member_id.as_str().to_owned(),
+                    m.group_instance_id.as_ref().map(|s| s.as_str().to_owned()),
+                )
+            })
+            .collect()
+    } else {
+        vec![(req.member_id.as_str().to_owned(), None)]
+    };
+    match broker
+        .groups
+        .leave(req.group_id.0.as_str(), &members, Instant::now())
+    {
+        Err(code) => LeaveGroupResponse::default().with_error_code(code.code()),
+        Ok(results) if version < 3 => {
+            LeaveGroupResponse::default().with_error_code(results[0].map_or(0, |e| e.code()))
+        }
+        Ok(results) => LeaveGroupResponse::default().with_members(
+            req.members
+                .iter()
+                .zip(results)
+                .map(|(m, r)| {
+                    MemberResponse::default()
+                        .with_member_id(m.member_id.clone())
+                        .with_group_instance_id(m.group_instance_id.clone())
+                        .with_error_code(r.map_or(0, |e| e.code()))
+                })
+                .collect(),
+        ),
+    }
+}
