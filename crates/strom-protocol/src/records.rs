@@ -16,6 +16,7 @@
 //! timestamp fields change and the CRC is recomputed.
 
 use bytes::Bytes;
+pub use kafka_protocol::records::Compression;
 
 /// Bytes before `batch_length` ends: base offset and the length itself.
 pub const LOG_OVERHEAD: usize = 12;
@@ -222,6 +223,74 @@ pub fn set_log_append_time(batch: &mut [u8], now: i64) {
     batch[17..21].copy_from_slice(&crc.to_be_bytes());
 }
 
+/// The producer fields of a batch to build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchProducer {
+    pub id: i64,
+    pub epoch: i16,
+    pub base_sequence: i32,
+}
+
+impl BatchProducer {
+    /// A batch from no idempotent producer.
+    pub const NONE: BatchProducer = BatchProducer {
+        id: NO_PRODUCER_ID,
+        epoch: -1,
+        base_sequence: NO_SEQUENCE,
+    };
+}
+
+/// One record of a batch to build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRecord {
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    pub timestamp: i64,
+}
+
+/// Encodes records as one magic-2 batch with base offset 0: how the broker
+/// writes its internal topics, and how tests make batches.
+pub fn build_batch(
+    producer: BatchProducer,
+    compression: Compression,
+    records: &[NewRecord],
+) -> Bytes {
+    use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+    let records: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| Record {
+            transactional: false,
+            control: false,
+            partition_leader_epoch: 0,
+            producer_id: producer.id,
+            producer_epoch: producer.epoch,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            // The encoder starts a new batch wherever offset minus sequence
+            // changes, so the sequence advances with the offset even without
+            // a producer (whose base sequence is then -1).
+            sequence: producer.base_sequence.wrapping_add(i as i32),
+            timestamp: r.timestamp,
+            key: r.key.clone(),
+            value: r.value.clone(),
+            headers: Default::default(),
+            delete_horizon: false,
+        })
+        .collect();
+    let mut buf = bytes::BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression,
+        },
+    )
+    .expect("encoding records into memory cannot fail");
+    buf.freeze()
+}
+
 /// One record's offset and timestamp, decoded from a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecordPosition {
@@ -254,43 +323,24 @@ pub fn record_positions(batch: &[u8]) -> Result<Vec<RecordPosition>, String> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use bytes::BytesMut;
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    };
     use proptest::prelude::*;
 
     pub(crate) fn encode_batch(values: &[&[u8]], compression: Compression, ts: i64) -> Vec<u8> {
-        let records: Vec<Record> = values
+        let records: Vec<NewRecord> = values
             .iter()
             .enumerate()
-            .map(|(i, v)| Record {
-                transactional: false,
-                control: false,
-                partition_leader_epoch: 0,
-                producer_id: 7,
-                producer_epoch: 1,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                sequence: 3 + i as i32,
-                timestamp: ts + i as i64,
+            .map(|(i, v)| NewRecord {
                 key: None,
                 value: Some(Bytes::copy_from_slice(v)),
-                headers: Default::default(),
-                delete_horizon: false,
+                timestamp: ts + i as i64,
             })
             .collect();
-        let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(
-            &mut buf,
-            &records,
-            &RecordEncodeOptions {
-                version: 2,
-                compression,
-            },
-        )
-        .unwrap();
-        buf.to_vec()
+        let producer = BatchProducer {
+            id: 7,
+            epoch: 1,
+            base_sequence: 3,
+        };
+        build_batch(producer, compression, &records).to_vec()
     }
 
     #[test]

@@ -1,48 +1,31 @@
 use std::collections::BTreeMap;
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use bytes::Bytes;
 use strom_metadata::config::StaticConfig;
 use strom_metadata::{MetadataImage, MetadataRecord, Uuid};
+use strom_protocol::records::{build_batch, BatchProducer, Compression, NewRecord};
 use strom_protocol::ErrorCode;
 
 use crate::{OffsetSpec, ReplicaManager};
 
 fn batch(pid: i64, epoch: i16, seq: i32, n: usize, ts: i64) -> Vec<u8> {
-    let records: Vec<Record> = (0..n)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            partition_leader_epoch: 0,
-            producer_id: pid,
-            producer_epoch: epoch,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: if pid < 0 {
-                i as i32 - 1
-            } else {
-                seq + i as i32
-            },
-            timestamp: ts,
+    let producer = if pid < 0 {
+        BatchProducer::NONE
+    } else {
+        BatchProducer {
+            id: pid,
+            epoch,
+            base_sequence: seq,
+        }
+    };
+    let records: Vec<NewRecord> = (0..n)
+        .map(|_| NewRecord {
             key: None,
             value: Some(Bytes::from_static(b"value")),
-            headers: Default::default(),
-            delete_horizon: false,
+            timestamp: ts,
         })
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .unwrap();
-    buf.to_vec()
+    build_batch(producer, Compression::None, &records).to_vec()
 }
 
 fn image(topic: &str, id: u128, configs: &[(&str, &str)]) -> MetadataImage {

@@ -4,12 +4,11 @@
 
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use strom_controller::{Controller, CreateTopicRequest};
 use strom_coordinator::CoordinatorLog;
-use strom_protocol::record_codec::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use strom_protocol::record_codec::RecordBatchDecoder;
+use strom_protocol::records::{build_batch, BatchProducer, Compression, NewRecord};
 use strom_protocol::ErrorCode;
 use strom_replica::ReplicaManager;
 use tracing::{info, warn};
@@ -25,38 +24,15 @@ pub(crate) struct OffsetsTopicLog {
 }
 
 fn encode_batch(records: Vec<(Vec<u8>, Option<Vec<u8>>)>, now: i64) -> Bytes {
-    let records: Vec<Record> = records
+    let records: Vec<NewRecord> = records
         .into_iter()
-        .enumerate()
-        .map(|(i, (k, v))| Record {
-            transactional: false,
-            control: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            // The encoder starts a new batch where offset minus sequence
-            // changes; without a producer the base sequence must be -1.
-            sequence: i as i32 - 1,
-            timestamp: now,
+        .map(|(k, v)| NewRecord {
             key: Some(Bytes::from(k)),
             value: v.map(Bytes::from),
-            headers: Default::default(),
-            delete_horizon: false,
+            timestamp: now,
         })
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .expect("coordinator records encode");
-    buf.freeze()
+    build_batch(BatchProducer::NONE, Compression::None, &records)
 }
 
 impl CoordinatorLog for OffsetsTopicLog {

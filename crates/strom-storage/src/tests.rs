@@ -1,46 +1,23 @@
 //! Log tests: unit tests for roll, lookups and recovery, and a property
 //! test holding the log against an in-memory model.
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use bytes::Bytes;
+use kafka_protocol::records::RecordBatchDecoder;
 use proptest::prelude::*;
+use strom_protocol::records::{build_batch, BatchProducer, Compression, NewRecord};
 
 use crate::{Log, LogConfig, StorageError};
 
 /// An encoded batch of `n` records of `size` bytes with timestamps from `ts`.
 fn batch(n: usize, size: usize, ts: i64) -> Vec<u8> {
-    let records: Vec<Record> = (0..n)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            // No producer id: base sequence -1 (the encoder splits batches
-            // where offset minus sequence changes).
-            sequence: i as i32 - 1,
-            timestamp: ts + i as i64,
+    let records: Vec<NewRecord> = (0..n)
+        .map(|i| NewRecord {
             key: None,
             value: Some(Bytes::from(vec![b'x'; size])),
-            headers: Default::default(),
-            delete_horizon: false,
+            timestamp: ts + i as i64,
         })
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .unwrap();
-    buf.to_vec()
+    build_batch(BatchProducer::NONE, Compression::None, &records).to_vec()
 }
 
 /// All (offset, timestamp) pairs of the records in `bytes`.
