@@ -4,6 +4,8 @@ committed offsets survive kill -9."""
 
 from __future__ import annotations
 
+import time
+
 import confluent_kafka
 import kafka
 import pytest
@@ -217,3 +219,107 @@ def test_kcat_balanced_consumer_reads_the_topic(gbroker, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert sorted(proc.stdout.split()) == sorted(r.value.decode() for r in records(20, "k"))
+
+
+@pytest.mark.slow
+def test_a_stalled_member_is_evicted_after_its_session_timeout_and_not_before(gbroker):
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    session_ms = 6000
+    topic = create_topic(gbroker, partitions=4)
+    group = unique_name("g")
+    script = Path(__file__).with_name("group_member.py")
+    member = subprocess.Popen([sys.executable, str(script), gbroker.bootstrap, group, topic, str(session_ms)],
+                              stdout=subprocess.PIPE, text=True)
+    b = ck_group_consumer(gbroker, group, topic, **{"session.timeout.ms": session_ms})
+    try:
+        def split():
+            ck_poll_values(b, 0.1)
+            return len(b.assignment()) == 2
+        wait_until(split, what="two members with two partitions each")
+        os.kill(member.pid, signal.SIGSTOP)
+        stopped = time.monotonic()
+
+        def took_over():
+            ck_poll_values(b, 0.1)
+            return len(b.assignment()) == 4
+        wait_until(took_over, timeout=session_ms / 1000 + 20, what="the live member takes every partition")
+        waited = time.monotonic() - stopped
+        # The stalled member's last heartbeat may predate the SIGSTOP by up
+        # to one heartbeat interval (0.5 s).
+        assert waited >= session_ms / 1000 - 1.0, f"evicted after {waited:.1f} s, before the session timeout"
+    finally:
+        b.close()
+        os.kill(member.pid, signal.SIGCONT)
+        member.kill()
+        member.wait()
+
+
+def test_cooperative_sticky_moves_only_what_must_move(gbroker):
+    topic = create_topic(gbroker, partitions=6)
+    group = unique_name("g")
+    revoked: list = []
+    strategy = {"partition.assignment.strategy": "cooperative-sticky"}
+    a = confluent_kafka.Consumer(ck_common(gbroker, **{"group.id": group, "enable.auto.commit": False,
+                                                       "auto.offset.reset": "earliest", **strategy}))
+    a.subscribe([topic], on_revoke=lambda c, parts: revoked.extend(parts))
+    b = None
+    try:
+        def a_owns_all():
+            ck_poll_values(a, 0.1)
+            return len(a.assignment()) == 6
+        wait_until(a_owns_all, what="the first member owns all six partitions")
+        before = {tp.partition for tp in a.assignment()}
+        b = ck_group_consumer(gbroker, group, topic, **strategy)
+
+        def shared():
+            ck_poll_values(a, 0.1)
+            ck_poll_values(b, 0.1)
+            return len(a.assignment()) == 3 and len(b.assignment()) == 3
+        wait_until(shared, what="three partitions each")
+        after = {tp.partition for tp in a.assignment()}
+        assert after <= before
+        assert len(revoked) == 3, f"only the three partitions that moved were revoked: {revoked}"
+    finally:
+        a.close()
+        if b is not None:
+            b.close()
+
+
+def test_a_static_member_rejoins_without_a_rebalance(gbroker):
+    topic = create_topic(gbroker, partitions=2)
+    group = unique_name("g")
+    events: list[str] = []
+    dyn = confluent_kafka.Consumer(ck_common(gbroker, **{"group.id": group, "enable.auto.commit": False}))
+    dyn.subscribe([topic], on_assign=lambda c, p: events.append("assign"), on_revoke=lambda c, p: events.append("revoke"))
+    static_cfg = {"group.instance.id": "instance-1", "session.timeout.ms": 30000}
+    s1 = ck_group_consumer(gbroker, group, topic, **static_cfg)
+    try:
+        def stable():
+            ck_poll_values(dyn, 0.1)
+            ck_poll_values(s1, 0.1)
+            return len(dyn.assignment()) == 1 and len(s1.assignment()) == 1
+        wait_until(stable, what="one partition each")
+        s1_partitions = {tp.partition for tp in s1.assignment()}
+        seen = len(events)
+        # A static member closing does not leave the group; its successor
+        # with the same instance id takes its place within the session.
+        s1.close()
+        s1 = ck_group_consumer(gbroker, group, topic, **static_cfg)
+
+        def back():
+            ck_poll_values(dyn, 0.1)
+            ck_poll_values(s1, 0.1)
+            return len(s1.assignment()) == 1
+        wait_until(back, what="the restarted static member gets its partition back")
+        assert {tp.partition for tp in s1.assignment()} == s1_partitions
+        for _ in range(10):
+            ck_poll_values(dyn, 0.1)
+        assert events[seen:] == [], f"the other member saw a rebalance: {events[seen:]}"
+    finally:
+        s1.close()
+        dyn.close()

@@ -212,6 +212,15 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
         ),
         0,
     ),
+    min(
+        def(
+            "offsets.retention.minutes",
+            Int,
+            "10080",
+            "How long the committed offsets of an empty group are kept",
+        ),
+        1,
+    ),
 ];
 
 /// The definition of a topic config.

@@ -86,6 +86,9 @@ impl Broker {
             initial_rebalance_delay: ms("group.initial.rebalance.delay.ms"),
             offsets_partitions: opts.config.get_i64("offsets.topic.num.partitions") as i32,
             offset_metadata_max_bytes: opts.config.get_i64("offset.metadata.max.bytes") as usize,
+            offsets_retention: std::time::Duration::from_secs(
+                opts.config.get_i64("offsets.retention.minutes").max(1) as u64 * 60,
+            ),
         };
         let groups = GroupCoordinator::new(
             group_config,
@@ -145,9 +148,11 @@ impl Broker {
         self.config.get_i64("socket.request.max.bytes") as usize
     }
 
-    /// Periodic upkeep: `flush.ms` and retention.
+    /// Periodic upkeep: `flush.ms`, log retention, offset retention.
     pub fn maintain(&self) {
-        self.replicas.maintain(now_ms());
+        let now = now_ms();
+        self.replicas.maintain(now);
+        self.groups.expire_offsets(now);
     }
 
     /// Closes every partition cleanly.

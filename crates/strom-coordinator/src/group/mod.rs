@@ -36,6 +36,8 @@ pub struct GroupConfig {
     pub offsets_partitions: i32,
     /// `offset.metadata.max.bytes`
     pub offset_metadata_max_bytes: usize,
+    /// `offsets.retention.minutes`
+    pub offsets_retention: Duration,
 }
 
 impl Default for GroupConfig {
@@ -46,6 +48,7 @@ impl Default for GroupConfig {
             initial_rebalance_delay: Duration::from_millis(3000),
             offsets_partitions: 50,
             offset_metadata_max_bytes: 4096,
+            offsets_retention: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -693,6 +696,71 @@ impl GroupCoordinator {
             }
             self.maybe_complete_join(g, now);
         }
+    }
+
+    /// Expires the committed offsets of empty groups older than
+    /// `offsets.retention.minutes` (tombstones written), and forgets a group
+    /// left with neither members nor offsets. Returns how many expired.
+    pub fn expire_offsets(&self, now_ms: i64) -> usize {
+        let retention = self.config.offsets_retention.as_millis() as i64;
+        let mut groups = self.lock();
+        let mut expired = 0;
+        let mut forgotten = Vec::new();
+        for g in groups.values_mut().filter(|g| g.state == GroupState::Empty) {
+            let old: Vec<(String, i32)> = g
+                .offsets
+                .iter()
+                .filter(|(_, v)| now_ms.saturating_sub(v.commit_timestamp) >= retention)
+                .map(|(tp, _)| tp.clone())
+                .collect();
+            let mut records: Vec<(Vec<u8>, Option<Vec<u8>>)> = old
+                .iter()
+                .map(|(t, p)| {
+                    (
+                        RecordKey::Offset {
+                            group: g.id.clone(),
+                            topic: t.clone(),
+                            partition: *p,
+                        }
+                        .encode(),
+                        None,
+                    )
+                })
+                .collect();
+            let empties = old.len() == g.offsets.len();
+            if empties {
+                records.push((
+                    RecordKey::Group {
+                        group: g.id.clone(),
+                    }
+                    .encode(),
+                    None,
+                ));
+            }
+            if records.is_empty()
+                || self
+                    .log
+                    .append(
+                        partition_for(&g.id, self.config.offsets_partitions),
+                        records,
+                    )
+                    .is_err()
+            {
+                continue;
+            }
+            info!(group = %g.id, offsets = old.len(), "expired committed offsets");
+            expired += old.len();
+            for tp in &old {
+                g.offsets.remove(tp);
+            }
+            if empties {
+                forgotten.push(g.id.clone());
+            }
+        }
+        for id in forgotten {
+            groups.remove(&id);
+        }
+        expired
     }
 
     /// OffsetCommit: per-partition outcome, or an error for the whole request.

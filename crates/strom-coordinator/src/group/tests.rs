@@ -383,3 +383,62 @@ fn protocol_and_timeout_validation() {
         Some(ErrorCode::UnknownMemberId)
     );
 }
+
+#[test]
+fn offsets_of_empty_groups_expire_after_the_retention() {
+    let (c, log) = coordinator();
+    let t0 = Instant::now();
+    let day = 24 * 3600 * 1000;
+    let commit = |p, o| OffsetCommit {
+        topic: "t".into(),
+        partition: p,
+        offset: o,
+        leader_epoch: -1,
+        metadata: None,
+    };
+    c.commit_offsets(&as_member("", -1), &[commit(0, 1)], t0, 0)
+        .unwrap();
+    c.commit_offsets(&as_member("", -1), &[commit(1, 2)], t0, 3 * day)
+        .unwrap();
+    assert_eq!(c.expire_offsets(6 * day), 0);
+    assert_eq!(
+        c.expire_offsets(7 * day),
+        1,
+        "the offset committed at day 0 expires at day 7"
+    );
+    assert_eq!(c.fetch_offsets("g", None).len(), 1);
+    // A group with members keeps its offsets.
+    let (leader, _, generation) = stable_pair(&c, t0);
+    c.commit_offsets(
+        &as_member(&leader, generation),
+        &[commit(2, 3)],
+        t0,
+        8 * day,
+    )
+    .unwrap();
+    assert_eq!(c.expire_offsets(100 * day), 0);
+    c.leave(
+        "g",
+        &c.describe("g")
+            .unwrap()
+            .members
+            .iter()
+            .map(|m| (m.member_id.clone(), None))
+            .collect::<Vec<_>>(),
+        t0,
+    )
+    .unwrap();
+    assert_eq!(c.expire_offsets(100 * day), 2);
+    assert!(
+        c.describe("g").is_none(),
+        "a group with nothing left is forgotten"
+    );
+    let tombstones = log
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, _, v)| v.is_none())
+        .count();
+    assert_eq!(tombstones, 4, "three offsets and the group");
+}
