@@ -323,3 +323,58 @@ def test_a_static_member_rejoins_without_a_rebalance(gbroker):
     finally:
         s1.close()
         dyn.close()
+
+
+CONSUMER_PROTOCOL = {"group.protocol": "consumer"}
+
+
+def ck_848_consumer(broker, group: str, topic: str, **overrides) -> confluent_kafka.Consumer:
+    cfg = ck_common(broker, **{"group.id": group, "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                               **CONSUMER_PROTOCOL})
+    cfg.update(overrides)
+    c = confluent_kafka.Consumer(cfg)
+    c.subscribe([topic])
+    return c
+
+
+@pytest.fixture
+def kip848_broker(strom_factory):
+    # Short heartbeats keep reconciliation quick in tests.
+    return strom_factory({**GROUP_CONFIG, "group.consumer.heartbeat.interval.ms": 500})
+
+
+def test_consumer_protocol_members_split_and_read_each_record_once(kip848_broker):
+    broker = kip848_broker
+    topic = create_topic(broker, partitions=6)
+    group = unique_name("g848")
+    a = ck_848_consumer(broker, group, topic)
+    b = ck_848_consumer(broker, group, topic)
+    try:
+        def split():
+            ck_poll_values(a, 0.1)
+            ck_poll_values(b, 0.1)
+            pa = {tp.partition for tp in a.assignment()}
+            pb = {tp.partition for tp in b.assignment()}
+            return len(pa) == 3 and len(pb) == 3 and not (pa & pb)
+        wait_until(split, what="three partitions each, disjoint")
+        produce(CONFLUENT, broker, topic, records(120, "p"))
+        got: list[bytes] = []
+
+        def drained():
+            got.extend(ck_poll_values(a, 0.1))
+            got.extend(ck_poll_values(b, 0.1))
+            return len(got) >= 120
+        wait_until(drained, what="all records")
+        assert sorted(got) == sorted(r.value for r in records(120, "p"))
+        a.commit(asynchronous=False)
+        b.commit(asynchronous=False)
+        admin = ck_admin(broker)
+        desc = ck_result(admin.describe_consumer_groups([group])[group])
+        assert len(desc.members) == 2
+        listing = {g.group_id: g for g in ck_result(admin.list_consumer_groups()).valid}[group]
+        assert str(listing.type).endswith("CONSUMER"), f"a KIP-848 group, not {listing.type}"
+        offsets = ck_result(admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group])
+        assert sum(tp.offset for tp in offsets.topic_partitions if tp.offset >= 0) == 120
+    finally:
+        a.close()
+        b.close()

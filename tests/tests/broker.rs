@@ -677,3 +677,67 @@ fn group_apis_answer_every_version() {
         assert_eq!(dg.results[0].error_code, 0, "DeleteGroups v{i}");
     }
 }
+
+/// KIP-848: join, reconcile and leave through ConsumerGroupHeartbeat, and
+/// describe, in every advertised version.
+#[test]
+fn consumer_group_heartbeat_answers_every_version() {
+    let b = Broker::start(&[]);
+    let mut c = b.client();
+    create_topic(&mut c, "kt", 2);
+    for v in 0..=1i16 {
+        let gid = GroupId(StrBytes::from_string(format!("kip848-{v}")));
+        // v1 members choose their id; v0 members get one.
+        let chosen = if v >= 1 { "member-one" } else { "" };
+        let join = c
+            .request(
+                v,
+                &ConsumerGroupHeartbeatRequest::default()
+                    .with_group_id(gid.clone())
+                    .with_member_id(StrBytes::from_static_str(chosen))
+                    .with_member_epoch(0)
+                    .with_rebalance_timeout_ms(30_000)
+                    .with_subscribed_topic_names(Some(vec![name("kt")]))
+                    .with_topic_partitions(Some(vec![])),
+            )
+            .unwrap();
+        assert_eq!(join.error_code, 0, "v{v}: {:?}", join.error_message);
+        let member = join.member_id.clone().unwrap();
+        if v >= 1 {
+            assert_eq!(member.as_str(), chosen);
+        }
+        assert_eq!(join.member_epoch, 1);
+        assert_eq!(
+            join.assignment.unwrap().topic_partitions[0].partitions,
+            vec![0, 1]
+        );
+        let d = c
+            .request(
+                v,
+                &ConsumerGroupDescribeRequest::default().with_group_ids(vec![gid.clone()]),
+            )
+            .unwrap();
+        assert_eq!(d.groups[0].error_code, 0);
+        assert_eq!(d.groups[0].members.len(), 1);
+        let fenced = c
+            .request(
+                v,
+                &ConsumerGroupHeartbeatRequest::default()
+                    .with_group_id(gid.clone())
+                    .with_member_id(member.clone())
+                    .with_member_epoch(9),
+            )
+            .unwrap();
+        assert_eq!(fenced.error_code, 110, "FENCED_MEMBER_EPOCH");
+        let leave = c
+            .request(
+                v,
+                &ConsumerGroupHeartbeatRequest::default()
+                    .with_group_id(gid.clone())
+                    .with_member_id(member)
+                    .with_member_epoch(-1),
+            )
+            .unwrap();
+        assert_eq!((leave.error_code, leave.member_epoch), (0, -1));
+    }
+}

@@ -221,6 +221,24 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
         ),
         1,
     ),
+    min(
+        def(
+            "group.consumer.session.timeout.ms",
+            Int,
+            "45000",
+            "Session timeout of consumer-protocol (KIP-848) group members",
+        ),
+        1,
+    ),
+    min(
+        def(
+            "group.consumer.heartbeat.interval.ms",
+            Int,
+            "5000",
+            "Heartbeat interval given to consumer-protocol (KIP-848) group members",
+        ),
+        1,
+    ),
 ];
 
 /// The definition of a topic config.

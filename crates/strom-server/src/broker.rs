@@ -89,6 +89,8 @@ impl Broker {
             offsets_retention: std::time::Duration::from_secs(
                 opts.config.get_i64("offsets.retention.minutes").max(1) as u64 * 60,
             ),
+            consumer_session_timeout: ms("group.consumer.session.timeout.ms"),
+            consumer_heartbeat_interval: ms("group.consumer.heartbeat.interval.ms"),
         };
         let groups = GroupCoordinator::new(
             group_config,

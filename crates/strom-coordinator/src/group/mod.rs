@@ -5,6 +5,7 @@
 //! decides. Waiting requests hold a oneshot receiver that the completing
 //! request (or `tick`) answers.
 
+pub mod consumer;
 mod state;
 #[cfg(test)]
 mod tests;
@@ -38,6 +39,10 @@ pub struct GroupConfig {
     pub offset_metadata_max_bytes: usize,
     /// `offsets.retention.minutes`
     pub offsets_retention: Duration,
+    /// `group.consumer.session.timeout.ms` (KIP-848 groups)
+    pub consumer_session_timeout: Duration,
+    /// `group.consumer.heartbeat.interval.ms` (KIP-848 groups)
+    pub consumer_heartbeat_interval: Duration,
 }
 
 impl Default for GroupConfig {
@@ -49,6 +54,8 @@ impl Default for GroupConfig {
             offsets_partitions: 50,
             offset_metadata_max_bytes: 4096,
             offsets_retention: Duration::from_secs(7 * 24 * 3600),
+            consumer_session_timeout: Duration::from_millis(45_000),
+            consumer_heartbeat_interval: Duration::from_millis(5_000),
         }
     }
 }
@@ -181,6 +188,11 @@ pub struct CommittedOffset {
 pub struct GroupSummary {
     pub group_id: String,
     pub state: GroupState,
+    /// The state's name: a classic state, or for KIP-848 groups Empty,
+    /// Assigning, Reconciling or Stable.
+    pub state_name: &'static str,
+    /// "classic" or "consumer".
+    pub group_type: &'static str,
     pub protocol_type: String,
     pub protocol: String,
     pub members: Vec<MemberSummary>,
@@ -305,7 +317,9 @@ impl GroupCoordinator {
             groups.insert(req.group_id.clone(), Group::new(&req.group_id));
         }
         let g = groups.get_mut(&req.group_id).expect("present");
-        if !g.supports(&req.protocol_type, &req.protocols) {
+        if g.consumer.as_ref().is_some_and(|c| !c.is_empty())
+            || !g.supports(&req.protocol_type, &req.protocols)
+        {
             return Reply::Now(JoinResponse::error(
                 ErrorCode::InconsistentGroupProtocol,
                 &req.member_id,
@@ -695,6 +709,7 @@ impl GroupCoordinator {
                 self.after_removal(g, now, "session expired");
             }
             self.maybe_complete_join(g, now);
+            self.expire_consumer_members(g, now, None);
         }
     }
 
@@ -706,7 +721,9 @@ impl GroupCoordinator {
         let mut groups = self.lock();
         let mut expired = 0;
         let mut forgotten = Vec::new();
-        for g in groups.values_mut().filter(|g| g.state == GroupState::Empty) {
+        for g in groups.values_mut().filter(|g| {
+            g.state == GroupState::Empty && g.consumer.as_ref().is_none_or(|c| c.is_empty())
+        }) {
             let old: Vec<(String, i32)> = g
                 .offsets
                 .iter()
@@ -782,6 +799,15 @@ impl GroupCoordinator {
             None if generation >= 0 => return Err(ErrorCode::IllegalGeneration),
             None => {
                 groups.insert(group_id.to_owned(), Group::new(group_id));
+            }
+            Some(g) if g.consumer.as_ref().is_some_and(|c| !c.is_empty()) => {
+                // A KIP-848 group: the generation field carries the member epoch.
+                let cg = g.consumer.as_ref().expect("consumer group");
+                match cg.member_epoch(member_id) {
+                    None => return Err(ErrorCode::UnknownMemberId),
+                    Some(epoch) if epoch != generation => return Err(ErrorCode::StaleMemberEpoch),
+                    Some(_) => {}
+                }
             }
             Some(g) => {
                 let simple = generation < 0 && member_id.is_empty() && instance.is_none();
@@ -894,7 +920,7 @@ impl GroupCoordinator {
     pub fn delete_group(&self, group_id: &str) -> Result<(), ErrorCode> {
         let mut groups = self.lock();
         let g = groups.get(group_id).ok_or(ErrorCode::GroupIdNotFound)?;
-        if !g.members.is_empty() {
+        if !g.members.is_empty() || g.consumer.as_ref().is_some_and(|c| !c.is_empty()) {
             return Err(ErrorCode::NonEmptyGroup);
         }
         let mut records: Vec<(Vec<u8>, Option<Vec<u8>>)> = g

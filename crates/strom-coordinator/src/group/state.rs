@@ -62,6 +62,8 @@ pub(super) struct Group {
     pub(super) rebalance_deadline: Option<Instant>,
     pub(super) initial_delay_until: Option<Instant>,
     pub(super) offsets: BTreeMap<(String, i32), OffsetValue>,
+    /// Set when the group uses the KIP-848 consumer protocol.
+    pub(super) consumer: Option<super::consumer::ConsumerGroup>,
 }
 
 impl Group {
@@ -79,6 +81,7 @@ impl Group {
             rebalance_deadline: None,
             initial_delay_until: None,
             offsets: BTreeMap::new(),
+            consumer: None,
         }
     }
 
@@ -218,10 +221,21 @@ impl Group {
 
     pub(super) fn summary(&self) -> GroupSummary {
         let protocol = self.protocol.clone().unwrap_or_default();
+        let consumer = self.consumer.as_ref().filter(|c| !c.is_empty());
         GroupSummary {
             group_id: self.id.clone(),
             state: self.state,
-            protocol_type: self.protocol_type.clone().unwrap_or_default(),
+            state_name: consumer.map_or(self.state.name(), |c| c.state()),
+            group_type: if self.consumer.is_some() {
+                "consumer"
+            } else {
+                "classic"
+            },
+            protocol_type: if self.consumer.is_some() {
+                "consumer".to_owned()
+            } else {
+                self.protocol_type.clone().unwrap_or_default()
+            },
             protocol: protocol.clone(),
             members: self
                 .members

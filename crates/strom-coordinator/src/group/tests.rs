@@ -442,3 +442,168 @@ fn offsets_of_empty_groups_expire_after_the_retention() {
         .count();
     assert_eq!(tombstones, 4, "three offsets and the group");
 }
+
+mod consumer_protocol {
+    use super::*;
+    use crate::group::consumer::{Assignment, HeartbeatRequest, TopicsView};
+    use uuid::Uuid;
+
+    struct Topics;
+    impl TopicsView for Topics {
+        fn topic(&self, name: &str) -> Option<(Uuid, i32)> {
+            (name == "t").then_some((Uuid::from_u128(1), 4))
+        }
+    }
+
+    fn hb(member: &str, epoch: i32, owned: Option<Assignment>) -> HeartbeatRequest {
+        HeartbeatRequest {
+            group_id: "cg".into(),
+            member_id: member.into(),
+            member_epoch: epoch,
+            instance_id: None,
+            rack_id: None,
+            rebalance_timeout_ms: 30_000,
+            subscribed_topic_names: (epoch == 0).then(|| vec!["t".to_owned()]),
+            server_assignor: None,
+            owned,
+            client_id: "c".into(),
+            client_host: "/127.0.0.1".into(),
+        }
+    }
+
+    fn count(a: &Assignment) -> usize {
+        a.values().map(|p| p.len()).sum()
+    }
+
+    #[test]
+    fn members_converge_revoking_before_others_take_over() {
+        let (c, _) = coordinator();
+        let t = Instant::now();
+        let a = c.consumer_heartbeat(hb("a", 0, None), &Topics, t).unwrap();
+        assert_eq!(
+            (a.member_epoch, count(a.assignment.as_ref().unwrap())),
+            (1, 4)
+        );
+        let b = c.consumer_heartbeat(hb("b", 0, None), &Topics, t).unwrap();
+        assert_eq!(
+            count(b.assignment.as_ref().unwrap()),
+            0,
+            "a still holds everything"
+        );
+        assert_eq!(
+            b.member_epoch, 2,
+            "nothing to revoke: at the new epoch at once"
+        );
+        // a is told to give up two partitions and stays at its epoch.
+        let a2 = c.consumer_heartbeat(hb("a", 1, None), &Topics, t).unwrap();
+        let kept = a2.assignment.clone().unwrap();
+        assert_eq!((a2.member_epoch, count(&kept)), (1, 2));
+        // Until a confirms, b gets nothing.
+        let b2 = c
+            .consumer_heartbeat(hb("b", b.member_epoch, None), &Topics, t)
+            .unwrap();
+        assert_eq!(b2.assignment.as_ref().map_or(0, count), 0);
+        let a3 = c
+            .consumer_heartbeat(hb("a", 1, Some(kept.clone())), &Topics, t)
+            .unwrap();
+        assert_eq!(a3.member_epoch, 2);
+        let b3 = c
+            .consumer_heartbeat(hb("b", b.member_epoch, None), &Topics, t)
+            .unwrap();
+        assert_eq!(
+            (b3.member_epoch, count(b3.assignment.as_ref().unwrap())),
+            (2, 2)
+        );
+        let d = c.consumer_describe("cg").unwrap();
+        assert_eq!(d.state, "Stable");
+        assert_eq!(c.groups()[0].group_type, "consumer");
+        // Errors and leaving.
+        assert_eq!(
+            c.consumer_heartbeat(hb("a", 7, None), &Topics, t)
+                .unwrap_err()
+                .0,
+            ErrorCode::FencedMemberEpoch
+        );
+        assert_eq!(
+            c.consumer_heartbeat(hb("zz", 2, None), &Topics, t)
+                .unwrap_err()
+                .0,
+            ErrorCode::UnknownMemberId
+        );
+        assert_eq!(
+            c.consumer_heartbeat(hb("b", -1, None), &Topics, t)
+                .unwrap()
+                .member_epoch,
+            -1
+        );
+        let a4 = c
+            .consumer_heartbeat(hb("a", 2, Some(kept)), &Topics, t)
+            .unwrap();
+        assert_eq!(
+            (a4.member_epoch, count(a4.assignment.as_ref().unwrap())),
+            (3, 4)
+        );
+        // Offsets commit with the member epoch.
+        let commit = OffsetCommit {
+            topic: "t".into(),
+            partition: 0,
+            offset: 5,
+            leader_epoch: -1,
+            metadata: None,
+        };
+        let who = |epoch| Committer {
+            group_id: "cg",
+            generation: epoch,
+            member_id: "a",
+            instance: None,
+        };
+        assert_eq!(
+            c.commit_offsets(&who(2), std::slice::from_ref(&commit), t, 0),
+            Err(ErrorCode::StaleMemberEpoch)
+        );
+        c.commit_offsets(&who(3), &[commit], t, 0).unwrap();
+        assert_eq!(c.delete_group("cg"), Err(ErrorCode::NonEmptyGroup));
+        // A silent member's session expires.
+        c.tick(t + Duration::from_secs(60));
+        assert!(c.consumer_describe("cg").unwrap().members.is_empty());
+    }
+
+    #[test]
+    fn assignors() {
+        use crate::group::consumer::{range, uniform};
+        use std::collections::BTreeMap;
+        let subs_list = vec!["t".to_owned()];
+        let subs: BTreeMap<&str, &Vec<String>> =
+            [("a", &subs_list), ("b", &subs_list), ("c", &subs_list)]
+                .into_iter()
+                .collect();
+        let topics = vec![("t".to_owned(), Uuid::from_u128(1), 7)];
+        let r = range(&subs, &topics);
+        let parts = |m: &str, a: &BTreeMap<String, Assignment>| {
+            a[m].values().flatten().copied().collect::<Vec<_>>()
+        };
+        assert_eq!(parts("a", &r), vec![0, 1, 2]);
+        assert_eq!(parts("b", &r), vec![3, 4]);
+        assert_eq!(parts("c", &r), vec![5, 6]);
+        let u = uniform(&subs, &topics, &BTreeMap::new());
+        let sizes: Vec<usize> = ["a", "b", "c"].iter().map(|m| parts(m, &u).len()).collect();
+        assert_eq!(sizes.iter().sum::<usize>(), 7);
+        assert!(sizes.iter().max().unwrap() - sizes.iter().min().unwrap() <= 1);
+        // Sticky: a fourth member takes partitions without reshuffling the rest.
+        let subs4: BTreeMap<&str, &Vec<String>> = [
+            ("a", &subs_list),
+            ("b", &subs_list),
+            ("c", &subs_list),
+            ("d", &subs_list),
+        ]
+        .into_iter()
+        .collect();
+        let u2 = uniform(&subs4, &topics, &u);
+        for m in ["a", "b", "c"] {
+            assert!(
+                parts(m, &u2).iter().all(|p| parts(m, &u).contains(p)),
+                "{m} only loses partitions"
+            );
+        }
+    }
+}

@@ -18,7 +18,7 @@ pub(super) fn handle(broker: &Broker, req: &DescribeGroupsRequest) -> DescribeGr
                 // Kafka describes an unknown group as Dead, without an error.
                 None => base.with_group_state(str_bytes("Dead")),
                 Some(g) => base
-                    .with_group_state(str_bytes(g.state.name()))
+                    .with_group_state(str_bytes(g.state_name))
                     .with_protocol_type(str_bytes(&g.protocol_type))
                     .with_protocol_data(str_bytes(&g.protocol))
                     .with_members(

@@ -24,8 +24,8 @@ pub(super) fn handle(broker: &Broker, req: &ListGroupsRequest) -> ListGroupsResp
             ListedGroup::default()
                 .with_group_id(GroupId(str_bytes(&g.group_id)))
                 .with_protocol_type(str_bytes(&g.protocol_type))
-                .with_group_state(str_bytes(g.state.name()))
-                .with_group_type(str_bytes("classic"))
+                .with_group_state(str_bytes(g.state_name))
+                .with_group_type(str_bytes(g.group_type))
         })
         .collect();
     ListGroupsResponse::default().with_groups(groups)
