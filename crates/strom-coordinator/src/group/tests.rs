@@ -607,3 +607,147 @@ mod consumer_protocol {
         }
     }
 }
+
+mod properties {
+    use std::collections::HashMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Join(usize),
+        Sync(usize),
+        Heartbeat(usize),
+        Leave(usize),
+        Tick(u64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            3 => (0usize..4).prop_map(Op::Join),
+            3 => (0usize..4).prop_map(Op::Sync),
+            2 => (0usize..4).prop_map(Op::Heartbeat),
+            1 => (0usize..4).prop_map(Op::Leave),
+            2 => (0u64..15_000).prop_map(Op::Tick),
+        ]
+    }
+
+    #[derive(Default)]
+    struct Client {
+        member_id: String,
+        generation: i32,
+        join: Option<tokio::sync::oneshot::Receiver<JoinResponse>>,
+        sync: Option<tokio::sync::oneshot::Receiver<SyncResponse>>,
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// Whatever members do and however time passes: generations only
+        /// grow, each generation has one leader who got every member's
+        /// metadata, and a member's assignment is what its leader gave it.
+        #[test]
+        fn classic_group_invariants(ops in proptest::collection::vec(op(), 1..80)) {
+            let (c, _) = coordinator();
+            let mut now = Instant::now();
+            let mut clients: Vec<Client> = (0..4).map(|_| Client::default()).collect();
+            let mut leaders: HashMap<i32, String> = HashMap::new();
+            let mut last_generation = 0;
+            let mut assigned: HashMap<(i32, String), Bytes> = HashMap::new();
+            for op in ops {
+                match op {
+                    Op::Join(i) => {
+                        let cl = &mut clients[i];
+                        if cl.join.is_none() {
+                            match c.join(join_req(&cl.member_id, None), now) {
+                                Reply::Now(r) => {
+                                    if r.error == Some(ErrorCode::MemberIdRequired) || r.error.is_none() {
+                                        cl.member_id = r.member_id.clone();
+                                    }
+                                    if r.error == Some(ErrorCode::UnknownMemberId) {
+                                        cl.member_id.clear();
+                                    }
+                                }
+                                Reply::Later(rx) => cl.join = Some(rx),
+                            }
+                        }
+                    }
+                    Op::Sync(i) => {
+                        let cl = &mut clients[i];
+                        if !cl.member_id.is_empty() && cl.sync.is_none() {
+                            let is_leader = leaders.get(&cl.generation) == Some(&cl.member_id);
+                            let members: Vec<String> = c.describe("g").map(|d| d.members.into_iter().map(|m| m.member_id).collect()).unwrap_or_default();
+                            let assignments = if is_leader {
+                                members.iter().map(|m| (m.clone(), Bytes::from(format!("{}:{m}", cl.generation)))).collect()
+                            } else {
+                                vec![]
+                            };
+                            if is_leader {
+                                for (m, a) in &assignments {
+                                    assigned.insert((cl.generation, m.clone()), a.clone());
+                                }
+                            }
+                            if let Reply::Later(rx) = sync(&c, &cl.member_id, cl.generation, assignments, now) {
+                                cl.sync = Some(rx);
+                            }
+                        }
+                    }
+                    Op::Heartbeat(i) => {
+                        let cl = &clients[i];
+                        if !cl.member_id.is_empty() {
+                            c.heartbeat("g", cl.generation, &cl.member_id, None, now);
+                        }
+                    }
+                    Op::Leave(i) => {
+                        let cl = &mut clients[i];
+                        if !cl.member_id.is_empty() {
+                            let _ = c.leave("g", &[(cl.member_id.clone(), None)], now);
+                            *cl = Client::default();
+                        }
+                    }
+                    Op::Tick(ms) => {
+                        now += Duration::from_millis(ms);
+                        c.tick(now);
+                    }
+                }
+                for cl in clients.iter_mut() {
+                    if let Some(mut rx) = cl.join.take() {
+                        match rx.try_recv() {
+                            Ok(r) if r.error.is_none() => {
+                                prop_assert!(r.generation_id >= last_generation, "generations only grow");
+                                last_generation = r.generation_id;
+                                let leader = leaders.entry(r.generation_id).or_insert_with(|| r.leader.clone());
+                                prop_assert_eq!(&*leader, &r.leader, "one leader per generation");
+                                if r.leader == r.member_id {
+                                    let members = c.describe("g").map_or(0, |d| d.members.len());
+                                    prop_assert_eq!(r.members.len(), members, "the leader sees every member");
+                                }
+                                cl.generation = r.generation_id;
+                                cl.member_id = r.member_id;
+                            }
+                            Ok(_) => cl.member_id.clear(),
+                            Err(tokio::sync::oneshot::error::TryRecvError::Empty) => cl.join = Some(rx),
+                            Err(_) => {}
+                        }
+                    }
+                    if let Some(mut rx) = cl.sync.take() {
+                        match rx.try_recv() {
+                            Ok(r) if r.error.is_none() => {
+                                if let Some(expected) = assigned.get(&(cl.generation, cl.member_id.clone())) {
+                                    prop_assert_eq!(&r.assignment, expected, "the leader's assignment arrives");
+                                }
+                            }
+                            Ok(_) => {}
+                            Err(tokio::sync::oneshot::error::TryRecvError::Empty) => cl.sync = Some(rx),
+                            Err(_) => {}
+                        }
+                    }
+                }
+                let members = c.describe("g").map_or(0, |d| d.members.len());
+                prop_assert!(members <= clients.len());
+            }
+        }
+    }
+}
