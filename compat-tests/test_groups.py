@@ -4,6 +4,7 @@ committed offsets survive kill -9."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 import confluent_kafka
@@ -56,28 +57,52 @@ def ck_poll_values(c: confluent_kafka.Consumer, timeout: float = 0.2) -> list[by
     return out
 
 
+class KpMember:
+    """A kafka-python group member polling in its own thread, as an
+    application runs it; the test reads what it saw."""
+
+    def __init__(self, broker, group: str, topic: str):
+        self.consumer = kp_group_consumer(broker, group, topic)
+        self.values: list[bytes] = []
+        self.assignment: set = set()
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            batch = self.consumer.poll(100)
+            with self.lock:
+                for msgs in batch.values():
+                    self.values.extend(m.value for m in msgs)
+                self.assignment = {tp.partition for tp in self.consumer.assignment()}
+            if batch:
+                self.consumer.commit()
+
+    def seen(self) -> tuple[set, list[bytes]]:
+        with self.lock:
+            return set(self.assignment), list(self.values)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=30)
+        self.consumer.close()
+
+
 def test_kafka_python_members_split_partitions_and_read_each_record_once(gbroker):
     topic = create_topic(gbroker, partitions=6)
     group = unique_name("g")
-    a = kp_group_consumer(gbroker, group, topic)
-    b = kp_group_consumer(gbroker, group, topic)
+    a = KpMember(gbroker, group, topic)
+    b = KpMember(gbroker, group, topic)
     try:
         def split():
-            a.poll(100)
-            b.poll(100)
-            pa, pb = a.assignment(), b.assignment()
-            return len(pa) == 3 and len(pb) == 3 and not (pa & pb) and pa
+            pa, pb = a.seen()[0], b.seen()[0]
+            return len(pa) == 3 and len(pb) == 3 and not (pa & pb)
         wait_until(split, what="both members own three partitions")
         produce(KAFKA_PYTHON, gbroker, topic, records(300, "v"))
-        got: list[bytes] = []
-
-        def drained():
-            for c in (a, b):
-                for msgs in c.poll(200).values():
-                    got.extend(m.value for m in msgs)
-                c.commit()
-            return len(got) >= 300
-        wait_until(drained, what="all records consumed")
+        wait_until(lambda: len(a.seen()[1]) + len(b.seen()[1]) >= 300, what="all records consumed")
+        got = a.seen()[1] + b.seen()[1]
         assert sorted(got) == sorted(r.value for r in records(300, "v")), "each record exactly once"
     finally:
         a.close()
@@ -357,7 +382,10 @@ def test_consumer_protocol_members_split_and_read_each_record_once(kip848_broker
             pb = {tp.partition for tp in b.assignment()}
             return len(pa) == 3 and len(pb) == 3 and not (pa & pb)
         wait_until(split, what="three partitions each, disjoint")
-        produce(CONFLUENT, broker, topic, records(120, "p"))
+        # Spread over every partition (null keys would go to a few), so that
+        # both members have something to commit.
+        spread = [Rec(key=None, value=r.value, partition=i % 6) for i, r in enumerate(records(120, "p"))]
+        produce(CONFLUENT, broker, topic, spread)
         got: list[bytes] = []
 
         def drained():
