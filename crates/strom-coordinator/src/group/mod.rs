@@ -366,16 +366,9 @@ impl GroupCoordinator {
             }
             _ => {
                 let m = g.members.get_mut(&member_id).expect("member");
-                m.protocols = req.protocols;
                 m.session_timeout = session;
                 m.rebalance_timeout = Duration::from_millis(req.rebalance_timeout_ms.max(0) as u64);
-                m.join_waiter = Some(tx);
-                m.last_seen = now;
-                if g.state != GroupState::PreparingRebalance {
-                    self.prepare_rebalance(g, now, "member rejoined");
-                }
-                self.maybe_complete_join(g, now);
-                Reply::Later(rx)
+                self.await_join(g, &member_id, req.protocols, now, "member rejoined")
             }
         }
     }
@@ -415,12 +408,32 @@ impl GroupCoordinator {
             resp.members.clear();
             return Reply::Now(resp);
         }
+        self.await_join(
+            g,
+            &new_id,
+            req.protocols,
+            now,
+            "static member rejoined with new metadata",
+        )
+    }
+
+    /// A known member (re)joins: it waits for the join phase, which starts
+    /// now unless it is already under way.
+    fn await_join(
+        &self,
+        g: &mut Group,
+        member_id: &str,
+        protocols: Vec<(String, Bytes)>,
+        now: Instant,
+        reason: &str,
+    ) -> Reply<JoinResponse> {
         let (tx, rx) = oneshot::channel();
-        let m = g.members.get_mut(&new_id).expect("member");
-        m.protocols = req.protocols;
+        let m = g.members.get_mut(member_id).expect("member");
+        m.protocols = protocols;
         m.join_waiter = Some(tx);
+        m.last_seen = now;
         if g.state != GroupState::PreparingRebalance {
-            self.prepare_rebalance(g, now, "static member rejoined with new metadata");
+            self.prepare_rebalance(g, now, reason);
         }
         self.maybe_complete_join(g, now);
         Reply::Later(rx)
