@@ -9,7 +9,7 @@ pub use snapshot::{
     delete_snapshots_above, latest_snapshot, list_snapshots, retain_latest_snapshots,
     write_snapshot, SnapshotError,
 };
-use strom_protocol::records::Batch;
+use strom_protocol::records::{self, Batch, ControlMarker};
 use strom_protocol::ErrorCode;
 
 /// How many batches per producer are remembered for duplicate detection
@@ -26,6 +26,7 @@ pub struct BatchInfo {
     pub first_seq: i32,
     pub last_seq: i32,
     pub max_timestamp: i64,
+    pub transactional: bool,
 }
 
 impl BatchInfo {
@@ -38,6 +39,7 @@ impl BatchInfo {
             first_seq: batch.base_sequence(),
             last_seq: batch.last_sequence(),
             max_timestamp: batch.max_timestamp(),
+            transactional: batch.is_transactional(),
         })
     }
 }
@@ -59,6 +61,18 @@ pub struct ProducerEntry {
     pub last_timestamp: i64,
     /// Oldest first, at most [`MAX_CACHED_BATCHES`].
     pub batches: VecDeque<BatchMetadata>,
+    /// First offset of the producer's ongoing transaction in this partition.
+    pub txn_first_offset: Option<i64>,
+}
+
+/// A transaction that a commit or abort marker ended in this partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompletedTxn {
+    pub producer_id: i64,
+    pub first_offset: i64,
+    /// The offset of the marker.
+    pub last_offset: i64,
+    pub aborted: bool,
 }
 
 impl ProducerEntry {
@@ -189,6 +203,9 @@ impl ProducerStateManager {
             entry.batches.clear();
         }
         entry.last_timestamp = entry.last_timestamp.max(batch.max_timestamp);
+        if batch.transactional && entry.txn_first_offset.is_none() {
+            entry.txn_first_offset = Some(first_offset);
+        }
         entry.batches.push_back(BatchMetadata {
             first_seq: batch.first_seq,
             last_seq: batch.last_seq,
@@ -201,11 +218,63 @@ impl ProducerStateManager {
         }
     }
 
-    /// Replays a stored batch (recovery).
-    pub fn replay(&mut self, batch: &Batch<'_>) {
+    /// Ends the producer's ongoing transaction with a marker written at
+    /// `marker_offset`; returns it if there was one (an aborted one goes to
+    /// the aborted-transaction index).
+    pub fn complete_txn(
+        &mut self,
+        producer_id: i64,
+        epoch: i16,
+        marker_offset: i64,
+        marker: ControlMarker,
+    ) -> Option<CompletedTxn> {
+        let entry = self
+            .producers
+            .entry(producer_id)
+            .or_insert_with(|| ProducerEntry {
+                epoch,
+                ..ProducerEntry::default()
+            });
+        if epoch > entry.epoch {
+            entry.epoch = epoch;
+            entry.batches.clear();
+        }
+        entry
+            .txn_first_offset
+            .take()
+            .map(|first_offset| CompletedTxn {
+                producer_id,
+                first_offset,
+                last_offset: marker_offset,
+                aborted: marker == ControlMarker::Abort,
+            })
+    }
+
+    /// The smallest first offset of an ongoing transaction: the last stable
+    /// offset can be no higher.
+    pub fn first_unstable_offset(&self) -> Option<i64> {
+        self.producers
+            .values()
+            .filter_map(|e| e.txn_first_offset)
+            .min()
+    }
+
+    /// Replays a stored batch (recovery); returns the transaction a control
+    /// batch completed.
+    pub fn replay(&mut self, batch: &Batch<'_>) -> Option<CompletedTxn> {
+        if batch.is_control() {
+            let marker = records::control_marker(batch.bytes())?;
+            return self.complete_txn(
+                batch.producer_id(),
+                batch.producer_epoch(),
+                batch.base_offset(),
+                marker,
+            );
+        }
         if let Some(info) = BatchInfo::of(batch) {
             self.record(&info, batch.base_offset(), batch.last_offset());
         }
+        None
     }
 }
 

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 use crate::{BatchMetadata, ProducerEntry, ProducerStateManager, MAX_CACHED_BATCHES};
 
-const MAGIC: &[u8; 4] = b"SPS1";
+/// Current format; SPS1 (without the ongoing transaction) is still read.
+const MAGIC: &[u8; 4] = b"SPS2";
+const MAGIC_V1: &[u8; 4] = b"SPS1";
 const SUFFIX: &str = ".snapshot";
 
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +40,7 @@ impl ProducerStateManager {
             out.extend_from_slice(&id.to_be_bytes());
             out.extend_from_slice(&e.epoch.to_be_bytes());
             out.extend_from_slice(&e.last_timestamp.to_be_bytes());
+            out.extend_from_slice(&e.txn_first_offset.unwrap_or(-1).to_be_bytes());
             out.push(e.batches.len() as u8);
             for b in &e.batches {
                 out.extend_from_slice(&b.first_seq.to_be_bytes());
@@ -62,15 +65,22 @@ impl ProducerStateManager {
             return Err(SnapshotError::Malformed("CRC mismatch"));
         }
         let mut r = Reader(body);
-        if r.take(4)? != MAGIC {
-            return Err(SnapshotError::Malformed("bad magic"));
-        }
+        let v2 = match r.take(4)? {
+            m if m == MAGIC => true,
+            m if m == MAGIC_V1 => false,
+            _ => return Err(SnapshotError::Malformed("bad magic")),
+        };
         let count = u32::from_be_bytes(r.array()?);
         let mut producers = BTreeMap::new();
         for _ in 0..count {
             let id = i64::from_be_bytes(r.array()?);
             let epoch = i16::from_be_bytes(r.array()?);
             let last_timestamp = i64::from_be_bytes(r.array()?);
+            let txn_first_offset = if v2 {
+                Some(i64::from_be_bytes(r.array()?)).filter(|o| *o >= 0)
+            } else {
+                None
+            };
             let n = r.take(1)?[0] as usize;
             if n > MAX_CACHED_BATCHES {
                 return Err(SnapshotError::Malformed("too many batches"));
@@ -91,6 +101,7 @@ impl ProducerStateManager {
                     epoch,
                     last_timestamp,
                     batches,
+                    txn_first_offset,
                 },
             );
         }

@@ -9,6 +9,7 @@ fn info(pid: i64, epoch: i16, first: i32, last: i32) -> BatchInfo {
         first_seq: first,
         last_seq: last,
         max_timestamp: 0,
+        transactional: false,
     }
 }
 
@@ -135,5 +136,85 @@ proptest! {
     #[test]
     fn arbitrary_snapshot_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
         let _ = ProducerStateManager::decode(&bytes);
+    }
+}
+
+mod transactions {
+    use super::*;
+    use strom_protocol::records::ControlMarker;
+
+    fn txn(pid: i64, first: i32, last: i32) -> BatchInfo {
+        BatchInfo {
+            transactional: true,
+            ..info(pid, 0, first, last)
+        }
+    }
+
+    #[test]
+    fn ongoing_transactions_bound_the_last_stable_offset() {
+        let mut s = ProducerStateManager::new();
+        assert_eq!(s.first_unstable_offset(), None);
+        s.record(&txn(1, 0, 1), 10, 11);
+        s.record(&txn(2, 0, 0), 12, 12);
+        s.record(&txn(1, 2, 2), 13, 13);
+        assert_eq!(s.first_unstable_offset(), Some(10));
+        let done = s.complete_txn(1, 0, 14, ControlMarker::Abort).unwrap();
+        assert_eq!(
+            done,
+            CompletedTxn {
+                producer_id: 1,
+                first_offset: 10,
+                last_offset: 14,
+                aborted: true
+            }
+        );
+        assert_eq!(s.first_unstable_offset(), Some(12));
+        // Snapshots keep the ongoing transaction.
+        let restored = ProducerStateManager::decode(&s.encode()).unwrap();
+        assert_eq!(restored.first_unstable_offset(), Some(12));
+        assert!(
+            s.complete_txn(1, 0, 15, ControlMarker::Commit).is_none(),
+            "nothing ongoing for producer 1"
+        );
+        s.complete_txn(2, 0, 16, ControlMarker::Commit).unwrap();
+        assert_eq!(s.first_unstable_offset(), None);
+    }
+
+    /// A model: per producer, the first offset of its open transaction.
+    #[derive(Debug, Clone)]
+    enum Step {
+        Write(i64, usize),
+        End(i64, bool),
+    }
+
+    proptest! {
+        #[test]
+        fn first_unstable_offset_matches_a_model(steps in proptest::collection::vec(prop_oneof![
+            (0i64..3, 1usize..4).prop_map(|(p, n)| Step::Write(p, n)),
+            (0i64..3, any::<bool>()).prop_map(|(p, c)| Step::End(p, c)),
+        ], 1..60)) {
+            let mut s = ProducerStateManager::new();
+            let mut open: std::collections::BTreeMap<i64, i64> = Default::default();
+            let mut seqs: std::collections::BTreeMap<i64, i32> = Default::default();
+            let mut offset = 0i64;
+            for step in steps {
+                match step {
+                    Step::Write(p, n) => {
+                        let seq = seqs.entry(p).or_insert(0);
+                        s.record(&txn(p, *seq, *seq + n as i32 - 1), offset, offset + n as i64 - 1);
+                        *seq += n as i32;
+                        open.entry(p).or_insert(offset);
+                        offset += n as i64;
+                    }
+                    Step::End(p, commit) => {
+                        let marker = if commit { ControlMarker::Commit } else { ControlMarker::Abort };
+                        let done = s.complete_txn(p, 0, offset, marker);
+                        prop_assert_eq!(done.map(|d| d.first_offset), open.remove(&p));
+                        offset += 1;
+                    }
+                }
+                prop_assert_eq!(s.first_unstable_offset(), open.values().min().copied());
+            }
+        }
     }
 }

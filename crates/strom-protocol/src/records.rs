@@ -291,6 +291,78 @@ pub fn build_batch(
     buf.freeze()
 }
 
+/// What a control batch marks: the end of a transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ControlMarker {
+    Abort,
+    Commit,
+}
+
+/// The marker of a control batch, read from its record's key (`i16`
+/// version, `i16` type: 0 abort, 1 commit); `None` if it is not one.
+pub fn control_marker(batch: &[u8]) -> Option<ControlMarker> {
+    let view = Batch::parse(batch).ok()?;
+    if !view.is_control() {
+        return None;
+    }
+    let mut buf = Bytes::copy_from_slice(batch);
+    let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut buf).ok()?;
+    let key = set.records.first()?.key.clone()?;
+    match key.get(2..4)? {
+        [0, 0] => Some(ControlMarker::Abort),
+        [0, 1] => Some(ControlMarker::Commit),
+        _ => None,
+    }
+}
+
+/// A control batch carrying a commit or abort marker for `producer`'s
+/// transaction (key: version 0 and the type; value: version 0 and the
+/// coordinator epoch), as the transaction coordinator writes them.
+pub fn build_control_batch(
+    producer: BatchProducer,
+    marker: ControlMarker,
+    coordinator_epoch: i32,
+    timestamp: i64,
+) -> Bytes {
+    use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+    let kind: i16 = match marker {
+        ControlMarker::Abort => 0,
+        ControlMarker::Commit => 1,
+    };
+    let mut key = Vec::with_capacity(4);
+    key.extend_from_slice(&0i16.to_be_bytes());
+    key.extend_from_slice(&kind.to_be_bytes());
+    let mut value = Vec::with_capacity(6);
+    value.extend_from_slice(&0i16.to_be_bytes());
+    value.extend_from_slice(&coordinator_epoch.to_be_bytes());
+    let record = Record {
+        transactional: true,
+        control: true,
+        partition_leader_epoch: 0,
+        producer_id: producer.id,
+        producer_epoch: producer.epoch,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence: -1,
+        timestamp,
+        key: Some(Bytes::from(key)),
+        value: Some(Bytes::from(value)),
+        headers: Default::default(),
+        delete_horizon: false,
+    };
+    let mut buf = bytes::BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        [&record],
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .expect("encoding a marker into memory cannot fail");
+    buf.freeze()
+}
+
 /// One record's offset and timestamp, decoded from a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecordPosition {
@@ -398,6 +470,27 @@ pub(crate) mod tests {
             Batch::parse(&b[..b.len() - 1]),
             Err(BatchError::Incomplete { .. })
         ));
+    }
+
+    #[test]
+    fn control_markers_round_trip() {
+        let p = BatchProducer {
+            id: 9,
+            epoch: 2,
+            base_sequence: -1,
+        };
+        for marker in [ControlMarker::Abort, ControlMarker::Commit] {
+            let b = build_control_batch(p, marker, 5, 100);
+            let view = Batch::parse(&b).unwrap();
+            view.verify().unwrap();
+            assert!(view.is_control() && view.is_transactional());
+            assert_eq!((view.producer_id(), view.producer_epoch()), (9, 2));
+            assert_eq!(control_marker(&b), Some(marker));
+        }
+        assert_eq!(
+            control_marker(&encode_batch(&[b"x"], Compression::None, 0)),
+            None
+        );
     }
 
     #[test]

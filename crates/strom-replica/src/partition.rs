@@ -132,7 +132,11 @@ impl Partition {
         let (from, mut producers) = strom_producer::latest_snapshot(dir, end)
             .map_err(snapshot_err)?
             .unwrap_or((log.log_start_offset(), ProducerStateManager::new()));
-        log.scan_batches(from, |b| producers.replay(&b))?;
+        // Completed transactions matter once read_committed fetches carry
+        // aborted ranges (the transactions issue); here only the state.
+        log.scan_batches(from, |b| {
+            producers.replay(&b);
+        })?;
         if !producers.is_empty() {
             info!(
                 topic,
