@@ -216,6 +216,24 @@ pub struct GroupCoordinator {
 
 type Groups<'a> = MutexGuard<'a, HashMap<String, Group>>;
 
+/// A record removing a committed offset.
+fn offset_tombstone(group: &str, topic: &str, partition: i32) -> (Vec<u8>, Option<Vec<u8>>) {
+    let key = RecordKey::Offset {
+        group: group.to_owned(),
+        topic: topic.to_owned(),
+        partition,
+    };
+    (key.encode(), None)
+}
+
+/// A record removing a group's metadata.
+fn group_tombstone(group: &str) -> (Vec<u8>, Option<Vec<u8>>) {
+    let key = RecordKey::Group {
+        group: group.to_owned(),
+    };
+    (key.encode(), None)
+}
+
 impl GroupCoordinator {
     pub fn new(config: GroupConfig, log: Arc<dyn CoordinatorLog>) -> Self {
         GroupCoordinator {
@@ -745,27 +763,11 @@ impl GroupCoordinator {
                 .collect();
             let mut records: Vec<(Vec<u8>, Option<Vec<u8>>)> = old
                 .iter()
-                .map(|(t, p)| {
-                    (
-                        RecordKey::Offset {
-                            group: g.id.clone(),
-                            topic: t.clone(),
-                            partition: *p,
-                        }
-                        .encode(),
-                        None,
-                    )
-                })
+                .map(|(t, p)| offset_tombstone(&g.id, t, *p))
                 .collect();
             let empties = old.len() == g.offsets.len();
             if empties {
-                records.push((
-                    RecordKey::Group {
-                        group: g.id.clone(),
-                    }
-                    .encode(),
-                    None,
-                ));
+                records.push(group_tombstone(&g.id));
             }
             if records.is_empty()
                 || self
@@ -939,25 +941,9 @@ impl GroupCoordinator {
         let mut records: Vec<(Vec<u8>, Option<Vec<u8>>)> = g
             .offsets
             .keys()
-            .map(|(t, p)| {
-                (
-                    RecordKey::Offset {
-                        group: group_id.to_owned(),
-                        topic: t.clone(),
-                        partition: *p,
-                    }
-                    .encode(),
-                    None,
-                )
-            })
+            .map(|(t, p)| offset_tombstone(group_id, t, *p))
             .collect();
-        records.push((
-            RecordKey::Group {
-                group: group_id.to_owned(),
-            }
-            .encode(),
-            None,
-        ));
+        records.push(group_tombstone(group_id));
         self.log.append(self.partition_for(group_id), records)?;
         groups.remove(group_id);
         Ok(())
@@ -981,15 +967,7 @@ impl GroupCoordinator {
                     return Some(ErrorCode::GroupSubscribedToTopic);
                 }
                 if g.offsets.contains_key(&(t.clone(), *p)) {
-                    records.push((
-                        RecordKey::Offset {
-                            group: group_id.to_owned(),
-                            topic: t.clone(),
-                            partition: *p,
-                        }
-                        .encode(),
-                        None,
-                    ));
+                    records.push(offset_tombstone(group_id, t, *p));
                 }
                 None
             })

@@ -3,9 +3,8 @@
 use strom_controller::CreatePartitionsRequest as Grow;
 use strom_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use strom_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
-use strom_protocol::ErrorCode;
 
-use super::str_bytes;
+use super::{per_item, str_bytes};
 use crate::broker::Broker;
 
 pub(super) fn handle(broker: &Broker, req: CreatePartitionsRequest) -> CreatePartitionsResponse {
@@ -23,22 +22,12 @@ pub(super) fn handle(broker: &Broker, req: CreatePartitionsRequest) -> CreatePar
             }),
         })
         .collect();
-    let results = match broker
-        .controller
-        .create_partitions(grows, req.validate_only)
-    {
-        Ok(r) => r,
-        Err(e) => req
-            .topics
-            .iter()
-            .map(|_| {
-                Err(strom_controller::ApiError::new(
-                    ErrorCode::UnknownServerError,
-                    e.to_string(),
-                ))
-            })
-            .collect(),
-    };
+    let results = per_item(
+        broker
+            .controller
+            .create_partitions(grows, req.validate_only),
+        req.topics.len(),
+    );
     if !req.validate_only {
         if let Err(e) = broker.sync_replicas() {
             tracing::error!(error = %e, "cannot open new partitions");

@@ -9,7 +9,7 @@ use strom_protocol::messages::create_topics_response::{
 use strom_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use strom_protocol::ErrorCode;
 
-use super::str_bytes;
+use super::{per_item, str_bytes};
 use crate::broker::Broker;
 
 pub(super) fn handle(
@@ -53,21 +53,10 @@ pub(super) fn handle(
                 .collect(),
         })
         .collect();
-    let results = match broker.controller.create_topics(requests, req.validate_only) {
-        Ok(r) => r,
-        Err(e) => {
-            let msg = e.to_string();
-            unique
-                .iter()
-                .map(|_| {
-                    Err(strom_controller::ApiError::new(
-                        ErrorCode::UnknownServerError,
-                        msg.clone(),
-                    ))
-                })
-                .collect()
-        }
-    };
+    let results = per_item(
+        broker.controller.create_topics(requests, req.validate_only),
+        unique.len(),
+    );
     if !req.validate_only {
         if let Err(e) = broker.sync_replicas() {
             tracing::error!(error = %e, "cannot open created partitions");

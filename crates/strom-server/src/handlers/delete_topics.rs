@@ -5,7 +5,7 @@ use strom_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicN
 use strom_protocol::ErrorCode;
 use uuid::Uuid;
 
-use super::str_bytes;
+use super::{per_item, str_bytes};
 use crate::broker::Broker;
 
 pub(super) fn handle(
@@ -37,19 +37,7 @@ pub(super) fn handle(
         .filter(|e| e.2.is_ok())
         .filter_map(|e| e.0.clone())
         .collect();
-    let mut outcomes = match broker.controller.delete_topics(&names) {
-        Ok(r) => r,
-        Err(e) => names
-            .iter()
-            .map(|_| {
-                Err(strom_controller::ApiError::new(
-                    ErrorCode::UnknownServerError,
-                    e.to_string(),
-                ))
-            })
-            .collect(),
-    }
-    .into_iter();
+    let mut outcomes = per_item(broker.controller.delete_topics(&names), names.len()).into_iter();
     if let Err(e) = broker.sync_replicas() {
         tracing::error!(error = %e, "cannot remove deleted partitions");
     }

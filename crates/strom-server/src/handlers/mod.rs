@@ -119,6 +119,22 @@ pub(crate) async fn dispatch(
     }))
 }
 
+/// The per-item outcomes of a controller decision: its results, or, when
+/// the controller itself failed (its log could not be written), the same
+/// UNKNOWN_SERVER_ERROR for each of the `n` items.
+pub(crate) fn per_item<T>(
+    outcome: Result<Vec<Result<T, strom_controller::ApiError>>, strom_controller::ControllerError>,
+    n: usize,
+) -> Vec<Result<T, strom_controller::ApiError>> {
+    outcome.unwrap_or_else(|e| {
+        let err = strom_controller::ApiError::new(
+            strom_protocol::ErrorCode::UnknownServerError,
+            e.to_string(),
+        );
+        (0..n).map(|_| Err(err.clone())).collect()
+    })
+}
+
 pub(crate) fn str_bytes(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_owned())
 }
