@@ -324,24 +324,27 @@ fn every_api_answers_every_version() {
         assert_eq!(r.error_code, 0);
         assert!(r.producer_id.0 >= 0);
     }
-    // Transactional ids have no coordinator yet (v0 cannot ask for one).
+    // Transactional ids (key type 1, v1+) have this node as coordinator;
+    // unknown key types are invalid.
     for v in 1..=*range(ApiKey::FindCoordinator).end() {
-        let req = if v >= 4 {
-            FindCoordinatorRequest::default()
-                .with_key_type(1)
-                .with_coordinator_keys(vec![StrBytes::from_static_str("txn")])
-        } else {
-            FindCoordinatorRequest::default()
-                .with_key_type(1)
-                .with_key(StrBytes::from_static_str("txn"))
-        };
-        let r = c.request(v, &req).unwrap();
-        let code = if v >= 4 {
-            r.coordinators[0].error_code
-        } else {
-            r.error_code
-        };
-        assert_eq!(code, 15, "FindCoordinator v{v}: COORDINATOR_NOT_AVAILABLE");
+        for (key_type, expected) in [(1, 0), (2, 42)] {
+            let req = if v >= 4 {
+                FindCoordinatorRequest::default()
+                    .with_key_type(key_type)
+                    .with_coordinator_keys(vec![StrBytes::from_static_str("txn")])
+            } else {
+                FindCoordinatorRequest::default()
+                    .with_key_type(key_type)
+                    .with_key(StrBytes::from_static_str("txn"))
+            };
+            let r = c.request(v, &req).unwrap();
+            let code = if v >= 4 {
+                r.coordinators[0].error_code
+            } else {
+                r.error_code
+            };
+            assert_eq!(code, expected, "FindCoordinator v{v} key type {key_type}");
+        }
     }
     for v in range(ApiKey::DescribeCluster) {
         let r = c.request(v, &DescribeClusterRequest::default()).unwrap();

@@ -1,13 +1,17 @@
 //! Coordinators whose state lives in internal topics.
 //!
-//! - [`group`]: the consumer group coordinator, classic protocol.
-//! - [`records`]: the record format of `__consumer_offsets`.
+//! - [`group`]: the consumer group coordinator, classic and KIP-848.
+//! - [`txn`]: the transaction coordinator.
+//! - [`records`]: the record format of `__consumer_offsets` and the log
+//!   trait both coordinators write through.
 
 pub mod group;
 pub mod records;
+pub mod txn;
 
 pub use group::{GroupConfig, GroupCoordinator};
 pub use records::CoordinatorLog;
+pub use txn::{MarkerWriter, ProducerIdSource, TxnConfig, TxnCoordinator};
 
 /// Kafka's `Utils.abs(s.hashCode()) % partitions`: Java's String hash over
 /// UTF-16 code units, so a group lands on the partition Kafka would pick.

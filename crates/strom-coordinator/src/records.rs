@@ -1,4 +1,4 @@
-//! Records of `__consumer_offsets` and the log the coordinator writes to.
+//! Records of `__consumer_offsets` and the log a coordinator writes to.
 
 use serde::{Deserialize, Serialize};
 use strom_protocol::ErrorCode;
@@ -9,6 +9,17 @@ pub trait CoordinatorLog: Send + Sync {
     fn append(
         &self,
         partition: i32,
+        records: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    ) -> Result<(), ErrorCode>;
+
+    /// Appends records as part of a producer's transaction (a transactional
+    /// batch with its producer id and epoch): offsets committed with
+    /// TxnOffsetCommit. A fenced epoch is refused.
+    fn append_transactional(
+        &self,
+        partition: i32,
+        producer_id: i64,
+        producer_epoch: i16,
         records: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     ) -> Result<(), ErrorCode>;
 }

@@ -169,10 +169,55 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
     ),
     min(
         def(
+            "offsets.topic.segment.bytes",
+            Int,
+            "104857600",
+            "Segment size of __consumer_offsets",
+        ),
+        1,
+    ),
+    min(
+        def(
             "transaction.state.log.num.partitions",
             Int,
             "50",
             "Partitions of __transaction_state",
+        ),
+        1,
+    ),
+    min(
+        def(
+            "transaction.state.log.segment.bytes",
+            Int,
+            "104857600",
+            "Segment size of __transaction_state",
+        ),
+        1,
+    ),
+    min(
+        def(
+            "transaction.max.timeout.ms",
+            Int,
+            "900000",
+            "Longest transaction timeout a producer may ask for",
+        ),
+        1,
+    ),
+    min(
+        def(
+            "transactional.id.expiration.ms",
+            Int,
+            "604800000",
+            "How long a transactional id without transactions is remembered",
+        ),
+        1,
+    ),
+    min(
+        def(
+            "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+            Int,
+            "10000",
+            "How often transactions past their timeout are looked for and aborted",
         ),
         1,
     ),

@@ -97,6 +97,8 @@ pub enum ProducerError {
         epoch: i16,
         current: i16,
     },
+    #[error("producer {producer_id} has an ongoing transaction: expected a transactional write")]
+    NotTransactional { producer_id: i64 },
     #[error("producer {producer_id}: sequence {first_seq} does not follow {last_seq:?}")]
     OutOfOrder {
         producer_id: i64,
@@ -111,6 +113,7 @@ impl ProducerError {
         match self {
             ProducerError::InvalidEpoch { .. } => ErrorCode::InvalidProducerEpoch,
             ProducerError::OutOfOrder { .. } => ErrorCode::OutOfOrderSequenceNumber,
+            ProducerError::NotTransactional { .. } => ErrorCode::InvalidTxnState,
         }
     }
 }
@@ -147,7 +150,8 @@ impl ProducerStateManager {
     }
 
     /// Decides on a batch from a client, by Kafka's rules: an older epoch is
-    /// fenced; a batch equal to one of the last five is a duplicate; a new
+    /// fenced; a plain batch while the producer's transaction is open is
+    /// refused; a batch equal to one of the last five is a duplicate; a new
     /// epoch must start at sequence 0 (unless the producer is unknown, whose
     /// state may have been removed); otherwise the first sequence must follow
     /// the last one.
@@ -160,6 +164,11 @@ impl ProducerStateManager {
                 producer_id: batch.producer_id,
                 epoch: batch.epoch,
                 current: entry.epoch,
+            });
+        }
+        if batch.epoch == entry.epoch && !batch.transactional && entry.txn_first_offset.is_some() {
+            return Err(ProducerError::NotTransactional {
+                producer_id: batch.producer_id,
             });
         }
         if batch.epoch == entry.epoch {
@@ -257,6 +266,19 @@ impl ProducerStateManager {
             .values()
             .filter_map(|e| e.txn_first_offset)
             .min()
+    }
+
+    /// Checks a marker's epoch: the coordinator never writes one older than
+    /// the producer's (that would be a zombie coordinator).
+    pub fn check_marker(&self, producer_id: i64, epoch: i16) -> Result<(), ProducerError> {
+        match self.producers.get(&producer_id) {
+            Some(e) if epoch < e.epoch => Err(ProducerError::InvalidEpoch {
+                producer_id,
+                epoch,
+                current: e.epoch,
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// Replays a stored batch (recovery); returns the transaction a control

@@ -151,6 +151,23 @@ mod transactions {
     }
 
     #[test]
+    fn plain_writes_inside_a_transaction_and_stale_markers_are_refused() {
+        let mut s = ProducerStateManager::new();
+        s.record(&txn(1, 0, 0), 0, 0);
+        let plain = s.check(&info(1, 0, 1, 1)).unwrap_err();
+        assert_eq!(plain.code(), ErrorCode::InvalidTxnState);
+        assert_eq!(s.check(&txn(1, 1, 1)), Ok(Verdict::Append));
+        assert_eq!(s.check_marker(1, 0), Ok(()));
+        s.complete_txn(1, 1, 1, ControlMarker::Abort).unwrap();
+        assert_eq!(
+            s.check_marker(1, 0).unwrap_err().code(),
+            ErrorCode::InvalidProducerEpoch,
+            "the abort came with a bumped epoch"
+        );
+        assert_eq!(s.check(&info(1, 1, 0, 0)), Ok(Verdict::Append));
+    }
+
+    #[test]
     fn ongoing_transactions_bound_the_last_stable_offset() {
         let mut s = ProducerStateManager::new();
         assert_eq!(s.first_unstable_offset(), None);

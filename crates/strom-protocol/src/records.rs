@@ -229,6 +229,8 @@ pub struct BatchProducer {
     pub id: i64,
     pub epoch: i16,
     pub base_sequence: i32,
+    /// Part of a transaction (the batch attribute bit).
+    pub transactional: bool,
 }
 
 impl BatchProducer {
@@ -237,6 +239,7 @@ impl BatchProducer {
         id: NO_PRODUCER_ID,
         epoch: -1,
         base_sequence: NO_SEQUENCE,
+        transactional: false,
     };
 }
 
@@ -260,7 +263,7 @@ pub fn build_batch(
         .iter()
         .enumerate()
         .map(|(i, r)| Record {
-            transactional: false,
+            transactional: producer.transactional,
             control: false,
             partition_leader_epoch: 0,
             producer_id: producer.id,
@@ -411,6 +414,7 @@ pub(crate) mod tests {
             id: 7,
             epoch: 1,
             base_sequence: 3,
+            transactional: false,
         };
         build_batch(producer, compression, &records).to_vec()
     }
@@ -478,6 +482,7 @@ pub(crate) mod tests {
             id: 9,
             epoch: 2,
             base_sequence: -1,
+            transactional: true,
         };
         for marker in [ControlMarker::Abort, ControlMarker::Commit] {
             let b = build_control_batch(p, marker, 5, 100);

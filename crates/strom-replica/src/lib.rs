@@ -5,7 +5,9 @@ mod partition;
 mod validate;
 
 pub use manager::{ReplicaManager, TopicPartition};
-pub use partition::{AppendResult, ListOffsetResult, OffsetSpec, Partition, ReadResult};
+pub use partition::{
+    AppendResult, Isolation, ListOffsetResult, OffsetSpec, Partition, ProducerSummary, ReadResult,
+};
 pub use validate::validate_produce_batch;
 
 #[cfg(test)]

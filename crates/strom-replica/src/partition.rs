@@ -5,10 +5,10 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use bytes::Bytes;
-use strom_producer::{BatchInfo, ProducerStateManager, Verdict};
-use strom_protocol::records::Batch;
+use strom_producer::{BatchInfo, CompletedTxn, ProducerEntry, ProducerStateManager, Verdict};
+use strom_protocol::records::{self, Batch, BatchProducer, ControlMarker};
 use strom_protocol::ErrorCode;
-use strom_storage::{Log, LogConfig, StorageError};
+use strom_storage::{AbortedTxn, Log, LogConfig, StorageError};
 use tokio::sync::watch;
 use tracing::{error, info};
 use uuid::Uuid;
@@ -36,6 +36,42 @@ pub struct ReadResult {
     pub high_watermark: i64,
     pub last_stable_offset: i64,
     pub log_start_offset: i64,
+    /// For read_committed: the aborted transactions overlapping `records`;
+    /// `None` for read_uncommitted.
+    pub aborted: Option<Vec<AbortedTxn>>,
+}
+
+/// What a reader may see (Kafka's `isolation_level`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Isolation {
+    /// Everything below the high watermark.
+    #[default]
+    ReadUncommitted,
+    /// Only below the last stable offset, with aborted ranges.
+    ReadCommitted,
+}
+
+impl Isolation {
+    /// Kafka's wire value: 0 read_uncommitted, 1 read_committed.
+    pub fn from_wire(level: i8) -> Isolation {
+        if level == 1 {
+            Isolation::ReadCommitted
+        } else {
+            Isolation::ReadUncommitted
+        }
+    }
+}
+
+/// One producer's state in this partition, for DescribeProducers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProducerSummary {
+    pub producer_id: i64,
+    pub epoch: i16,
+    pub last_sequence: i32,
+    pub last_timestamp: i64,
+    pub coordinator_epoch: i32,
+    /// -1 when no transaction is open.
+    pub current_txn_start_offset: i64,
 }
 
 /// What ListOffsets asks for.
@@ -102,6 +138,23 @@ fn storage_error(e: StorageError) -> ErrorCode {
     }
 }
 
+fn aborted_entry(done: &CompletedTxn, first_unstable: Option<i64>) -> AbortedTxn {
+    AbortedTxn {
+        producer_id: done.producer_id,
+        first_offset: done.first_offset,
+        last_offset: done.last_offset,
+        last_stable_offset: first_unstable.unwrap_or(done.last_offset + 1),
+    }
+}
+
+/// The last stable offset: no higher than the high watermark nor the first
+/// offset of an open transaction.
+fn last_stable_offset(producers: &ProducerStateManager, high_watermark: i64) -> i64 {
+    producers
+        .first_unstable_offset()
+        .map_or(high_watermark, |o| o.min(high_watermark))
+}
+
 impl Partition {
     /// Opens the partition's log in `dir` (recovering it) and rebuilds the
     /// producer state from the newest snapshot plus the log after it.
@@ -132,11 +185,20 @@ impl Partition {
         let (from, mut producers) = strom_producer::latest_snapshot(dir, end)
             .map_err(snapshot_err)?
             .unwrap_or((log.log_start_offset(), ProducerStateManager::new()));
-        // Completed transactions matter once read_committed fetches carry
-        // aborted ranges (the transactions issue); here only the state.
+        // Aborted transactions met on the way are (re)indexed: an entry may
+        // have been lost with a crash right after its marker was written.
+        let mut completed = Vec::new();
         log.scan_batches(from, |b| {
-            producers.replay(&b);
+            if let Some(done) = producers.replay(&b) {
+                completed.push((done, producers.first_unstable_offset()));
+            }
         })?;
+        let mut log = log;
+        for (done, unstable) in completed {
+            if done.aborted {
+                log.add_aborted(aborted_entry(&done, unstable))?;
+            }
+        }
         if !producers.is_empty() {
             info!(
                 topic,
@@ -213,14 +275,13 @@ impl Partition {
 
     /// Appends a client's batch as the leader.
     pub fn append(&self, records: &[u8], now_ms: i64) -> Result<AppendResult, (ErrorCode, String)> {
-        let mut s = self
+        let s = self
             .serving()
             .map_err(|c| (c, "partition is closed".to_owned()))?;
         validate_produce_batch(records, s.max_message_bytes)?;
         let batch = Batch::parse(records).expect("validated");
-        let producer = BatchInfo::of(&batch);
-        if let Some(info) = &producer {
-            match s.producers.check(info) {
+        if let Some(info) = BatchInfo::of(&batch) {
+            match s.producers.check(&info) {
                 Ok(Verdict::Append) => {}
                 Ok(Verdict::Duplicate(m)) => {
                     return Ok(AppendResult {
@@ -232,7 +293,65 @@ impl Partition {
                 Err(e) => return Err((e.code(), e.to_string())),
             }
         }
-        let mut owned = records.to_vec();
+        self.write(s, records.to_vec(), now_ms)
+    }
+
+    /// Appends a batch a coordinator built (its internal topics): the
+    /// producer epoch is checked, sequences are not (Kafka's coordinator
+    /// origin: transactional offset commits carry no sequence).
+    pub fn append_from_coordinator(
+        &self,
+        records: &[u8],
+        now_ms: i64,
+    ) -> Result<AppendResult, (ErrorCode, String)> {
+        let s = self
+            .serving()
+            .map_err(|c| (c, "partition is closed".to_owned()))?;
+        let batch =
+            Batch::parse(records).map_err(|e| (ErrorCode::CorruptMessage, e.to_string()))?;
+        if batch.has_producer_id() {
+            s.producers
+                .check_marker(batch.producer_id(), batch.producer_epoch())
+                .map_err(|e| (e.code(), e.to_string()))?;
+        }
+        self.write(s, records.to_vec(), now_ms)
+    }
+
+    /// Writes a transaction marker for `producer_id`: ends its transaction
+    /// here (an aborted one goes to the aborted-transaction index). Returns
+    /// the marker's offset.
+    pub fn append_marker(
+        &self,
+        producer_id: i64,
+        epoch: i16,
+        marker: ControlMarker,
+        coordinator_epoch: i32,
+        now_ms: i64,
+    ) -> Result<i64, (ErrorCode, String)> {
+        let s = self
+            .serving()
+            .map_err(|c| (c, "partition is closed".to_owned()))?;
+        s.producers
+            .check_marker(producer_id, epoch)
+            .map_err(|e| (e.code(), e.to_string()))?;
+        let producer = BatchProducer {
+            id: producer_id,
+            epoch,
+            base_sequence: records::NO_SEQUENCE,
+            transactional: true,
+        };
+        let bytes = records::build_control_batch(producer, marker, coordinator_epoch, now_ms);
+        self.write(s, bytes.to_vec(), now_ms).map(|r| r.base_offset)
+    }
+
+    /// Appends validated bytes, updates the producer state (and the
+    /// aborted-transaction index for an abort marker) and the high watermark.
+    fn write(
+        &self,
+        mut s: MutexGuard<'_, State>,
+        mut owned: Vec<u8>,
+        now_ms: i64,
+    ) -> Result<AppendResult, (ErrorCode, String)> {
         let epoch = self.leader_epoch();
         let appended = s
             .log
@@ -248,9 +367,17 @@ impl Partition {
                 error!(partition = ?self, error = %e, "cannot write producer snapshot");
             }
         }
-        if let Some(info) = &producer {
-            s.producers
-                .record(info, appended.first_offset, appended.last_offset);
+        let batch = Batch::parse(&owned).expect("appended");
+        if let Some(done) = s.producers.replay(&batch) {
+            if done.aborted {
+                let entry = aborted_entry(&done, s.producers.first_unstable_offset());
+                s.log.add_aborted(entry).map_err(|e| {
+                    (
+                        storage_error(e),
+                        "cannot index an aborted transaction".into(),
+                    )
+                })?;
+            }
         }
         let end = s.log.log_end_offset();
         let start = s.log.log_start_offset();
@@ -264,34 +391,87 @@ impl Partition {
         })
     }
 
-    /// Reads whole batches from `offset`, below the high watermark.
+    /// The last stable offset (the high watermark when no transaction is open).
+    pub fn last_stable_offset(&self) -> i64 {
+        let s = self.lock();
+        last_stable_offset(&s.producers, self.high_watermark())
+    }
+
+    /// The producers with state here, for DescribeProducers.
+    pub fn producers(&self) -> Result<Vec<ProducerSummary>, ErrorCode> {
+        let s = self.serving()?;
+        Ok(s.producers
+            .producers()
+            .map(|(id, e): (i64, &ProducerEntry)| ProducerSummary {
+                producer_id: id,
+                epoch: e.epoch,
+                last_sequence: e.batches.back().map_or(-1, |b| b.last_seq),
+                last_timestamp: if e.last_timestamp > 0 {
+                    e.last_timestamp
+                } else {
+                    -1
+                },
+                coordinator_epoch: -1,
+                current_txn_start_offset: e.txn_first_offset.unwrap_or(-1),
+            })
+            .collect())
+    }
+
+    /// Reads whole batches from `offset`, below the high watermark (the last
+    /// stable offset for read_committed).
     pub fn read(
         &self,
         offset: i64,
         max_bytes: usize,
         min_one: bool,
+        isolation: Isolation,
     ) -> Result<ReadResult, ErrorCode> {
         let s = self.serving()?;
         let hw = self.high_watermark();
         if offset > hw {
             return Err(ErrorCode::OffsetOutOfRange);
         }
+        let lso = last_stable_offset(&s.producers, hw);
+        let limit = match isolation {
+            Isolation::ReadUncommitted => hw,
+            Isolation::ReadCommitted => lso,
+        };
         let data = s
             .log
-            .read(offset, max_bytes, hw, min_one)
+            .read(offset, max_bytes, limit, min_one)
             .map_err(storage_error)?;
+        let aborted = (isolation == Isolation::ReadCommitted).then(|| {
+            let upper = records::batches(&data.records)
+                .filter_map(Result::ok)
+                .last()
+                .map_or(offset, |b| b.last_offset() + 1);
+            if upper > offset {
+                s.log.aborted_txns(offset, upper)
+            } else {
+                Vec::new()
+            }
+        });
         Ok(ReadResult {
             records: Bytes::from(data.records),
             high_watermark: hw,
-            last_stable_offset: hw,
+            last_stable_offset: lso,
             log_start_offset: s.log.log_start_offset(),
+            aborted,
         })
     }
 
-    /// Answers ListOffsets for this partition.
-    pub fn list_offset(&self, spec: OffsetSpec) -> Result<ListOffsetResult, ErrorCode> {
+    /// Answers ListOffsets for this partition; read_committed sees up to
+    /// the last stable offset.
+    pub fn list_offset(
+        &self,
+        spec: OffsetSpec,
+        isolation: Isolation,
+    ) -> Result<ListOffsetResult, ErrorCode> {
         let s = self.serving()?;
-        let hw = self.high_watermark();
+        let hw = match isolation {
+            Isolation::ReadUncommitted => self.high_watermark(),
+            Isolation::ReadCommitted => last_stable_offset(&s.producers, self.high_watermark()),
+        };
         let none = ListOffsetResult {
             offset: -1,
             timestamp: -1,
@@ -323,7 +503,8 @@ impl Partition {
                     timestamp: t.timestamp,
                 }),
         };
-        // Clients never see offsets at or past the high watermark by time.
+        // Clients never see offsets at or past the high watermark (or LSO)
+        // by time.
         Ok(
             if matches!(spec, OffsetSpec::Timestamp(_) | OffsetSpec::MaxTimestamp)
                 && found.offset >= hw

@@ -6,9 +6,19 @@ use strom_metadata::{MetadataImage, MetadataRecord, Uuid};
 use strom_protocol::records::{build_batch, BatchProducer, Compression, NewRecord};
 use strom_protocol::ErrorCode;
 
-use crate::{OffsetSpec, ReplicaManager};
+use strom_protocol::records::ControlMarker;
+
+use crate::{Isolation, OffsetSpec, ReplicaManager};
 
 fn batch(pid: i64, epoch: i16, seq: i32, n: usize, ts: i64) -> Vec<u8> {
+    batch_of(pid, epoch, seq, n, ts, false)
+}
+
+fn txn_batch(pid: i64, epoch: i16, seq: i32, n: usize) -> Vec<u8> {
+    batch_of(pid, epoch, seq, n, 0, true)
+}
+
+fn batch_of(pid: i64, epoch: i16, seq: i32, n: usize, ts: i64, transactional: bool) -> Vec<u8> {
     let producer = if pid < 0 {
         BatchProducer::NONE
     } else {
@@ -16,6 +26,7 @@ fn batch(pid: i64, epoch: i16, seq: i32, n: usize, ts: i64) -> Vec<u8> {
             id: pid,
             epoch,
             base_sequence: seq,
+            transactional,
         }
     };
     let records: Vec<NewRecord> = (0..n)
@@ -124,7 +135,7 @@ fn list_offsets_and_reads() {
     for ts in [100, 300, 200] {
         p.append(&batch(-1, -1, 0, 1, ts), 0).unwrap();
     }
-    let at = |spec| p.list_offset(spec).unwrap();
+    let at = |spec| p.list_offset(spec, Isolation::ReadUncommitted).unwrap();
     assert_eq!(at(OffsetSpec::Earliest).offset, 0);
     assert_eq!(at(OffsetSpec::Latest).offset, 3);
     assert_eq!(
@@ -137,11 +148,21 @@ fn list_offsets_and_reads() {
     assert_eq!(at(OffsetSpec::Timestamp(150)).offset, 1);
     assert_eq!(at(OffsetSpec::Timestamp(301)).offset, -1);
     assert_eq!(
-        p.read(4, 100, true).unwrap_err(),
+        p.read(4, 100, true, Isolation::ReadUncommitted)
+            .unwrap_err(),
         ErrorCode::OffsetOutOfRange
     );
-    assert!(p.read(3, 100, true).unwrap().records.is_empty());
-    assert_eq!(p.read(0, 1 << 20, true).unwrap().high_watermark, 3);
+    assert!(p
+        .read(3, 100, true, Isolation::ReadUncommitted)
+        .unwrap()
+        .records
+        .is_empty());
+    assert_eq!(
+        p.read(0, 1 << 20, true, Isolation::ReadUncommitted)
+            .unwrap()
+            .high_watermark,
+        3
+    );
 }
 
 #[test]
@@ -161,4 +182,121 @@ fn deleted_and_recreated_topics_lose_their_data() {
     rm.apply_image(&MetadataImage::empty()).unwrap();
     assert!(rm.get("t", 0).is_none());
     assert!(!dir.path().join("t-0").exists());
+}
+
+#[test]
+fn transactions_bound_read_committed_and_abort_ranges_survive_kill() {
+    let dir = tempfile::tempdir().unwrap();
+    let rm = manager(dir.path());
+    let img = image("t", 1, &[("segment.bytes", "400")]);
+    rm.apply_image(&img).unwrap();
+    let p = rm.get("t", 0).unwrap();
+    let committed = Isolation::ReadCommitted;
+    p.append(&batch(-1, -1, 0, 2, 0), 0).unwrap(); // 0..=1
+    p.append(&txn_batch(5, 0, 0, 2), 0).unwrap(); // 2..=3, producer 5
+    p.append(&txn_batch(6, 0, 0, 1), 0).unwrap(); // 4, producer 6
+    assert_eq!(
+        p.append(&batch(5, 0, 2, 1, 0), 0).unwrap_err().0,
+        ErrorCode::InvalidTxnState,
+        "a plain write inside an open transaction"
+    );
+    assert_eq!(p.last_stable_offset(), 2);
+    let r = p.read(0, 1 << 20, true, committed).unwrap();
+    assert_eq!((r.high_watermark, r.last_stable_offset), (5, 2));
+    assert_eq!(strom_protocol::records::batches(&r.records).count(), 1);
+    assert_eq!(r.aborted, Some(vec![]));
+    assert!(p
+        .read(0, 1 << 20, true, Isolation::ReadUncommitted)
+        .unwrap()
+        .aborted
+        .is_none());
+    assert_eq!(
+        p.list_offset(OffsetSpec::Latest, committed).unwrap().offset,
+        2
+    );
+    // Producer 5 aborts (marker at 5); producer 6 is still open.
+    assert_eq!(
+        p.append_marker(5, 0, ControlMarker::Abort, 0, 0).unwrap(),
+        5
+    );
+    assert_eq!(p.last_stable_offset(), 4);
+    assert_eq!(
+        p.append_marker(5, -1, ControlMarker::Abort, 0, 0)
+            .unwrap_err()
+            .0,
+        ErrorCode::InvalidProducerEpoch
+    );
+    p.append_marker(6, 0, ControlMarker::Commit, 0, 0).unwrap(); // 6
+    assert_eq!(p.last_stable_offset(), 7);
+    let r = p.read(2, 1 << 20, true, committed).unwrap();
+    let aborted = r.aborted.unwrap();
+    assert_eq!(aborted.len(), 1);
+    assert_eq!(
+        (
+            aborted[0].producer_id,
+            aborted[0].first_offset,
+            aborted[0].last_offset
+        ),
+        (5, 2, 5)
+    );
+    assert!(p
+        .read(6, 1 << 20, true, committed)
+        .unwrap()
+        .aborted
+        .unwrap()
+        .is_empty());
+    // An open transaction survives a kill, and so does the abort index.
+    p.append(&txn_batch(5, 1, 0, 1), 0).unwrap(); // 7
+    drop(p);
+    drop(rm);
+    let rm = manager(dir.path());
+    rm.apply_image(&img).unwrap();
+    let p = rm.get("t", 0).unwrap();
+    assert_eq!(p.last_stable_offset(), 7);
+    let aborted = p
+        .read(0, 1 << 20, true, committed)
+        .unwrap()
+        .aborted
+        .unwrap();
+    assert_eq!(
+        aborted.iter().map(|t| t.last_offset).collect::<Vec<_>>(),
+        vec![5]
+    );
+    p.append_marker(5, 1, ControlMarker::Commit, 0, 0).unwrap();
+    assert_eq!(p.last_stable_offset(), 9);
+    let summary = p.producers().unwrap();
+    assert_eq!(
+        summary.iter().map(|s| s.producer_id).collect::<Vec<_>>(),
+        vec![5, 6]
+    );
+    assert!(summary.iter().all(|s| s.current_txn_start_offset == -1));
+}
+
+#[test]
+fn a_lost_abort_index_entry_is_restored_from_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let rm = manager(dir.path());
+    let img = image("t", 1, &[]);
+    rm.apply_image(&img).unwrap();
+    let p = rm.get("t", 0).unwrap();
+    p.append(&txn_batch(5, 0, 0, 2), 0).unwrap();
+    p.append_marker(5, 0, ControlMarker::Abort, 0, 0).unwrap();
+    drop(p);
+    drop(rm);
+    // As if the process died between writing the marker and its entry.
+    for e in std::fs::read_dir(dir.path().join("t-0")).unwrap() {
+        let path = e.unwrap().path();
+        if path.extension().is_some_and(|x| x == "txnindex") {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    let rm = manager(dir.path());
+    rm.apply_image(&img).unwrap();
+    let p = rm.get("t", 0).unwrap();
+    let aborted = p
+        .read(0, 1 << 20, true, Isolation::ReadCommitted)
+        .unwrap()
+        .aborted
+        .unwrap();
+    assert_eq!(aborted.len(), 1);
 }

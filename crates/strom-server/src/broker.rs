@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use strom_controller::{ApiError, Controller, ControllerError, LocalMetadataLog, MetadataLogError};
-use strom_coordinator::{GroupConfig, GroupCoordinator};
+use strom_coordinator::{GroupConfig, GroupCoordinator, TxnConfig, TxnCoordinator};
 use strom_metadata::config::StaticConfig;
 use strom_metadata::MetadataImage;
 use strom_protocol::ErrorCode;
@@ -13,9 +13,10 @@ use strom_replica::ReplicaManager;
 use strom_storage::StorageError;
 use tracing::{error, info};
 
-use crate::groups::{self, OffsetsTopicLog};
+use crate::internal::{self, InternalTopicLog, Loaded, OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC};
 use crate::meta::{MetaError, MetaProperties};
 use crate::producer_ids::ProducerIdAllocator;
+use crate::txns::LocalMarkers;
 
 /// What a node is started with.
 #[derive(Debug, Clone)]
@@ -44,10 +45,11 @@ pub enum BrokerError {
 pub struct Broker {
     pub(crate) node_id: i32,
     pub(crate) cluster_id: String,
-    pub(crate) controller: Controller,
+    pub(crate) controller: Arc<Controller>,
     pub(crate) replicas: Arc<ReplicaManager>,
-    pub(crate) groups: GroupCoordinator,
-    pub(crate) producer_ids: ProducerIdAllocator,
+    pub(crate) groups: Arc<GroupCoordinator>,
+    pub(crate) txns: TxnCoordinator,
+    pub(crate) producer_ids: Arc<ProducerIdAllocator>,
     pub(crate) config: StaticConfig,
     /// Serialises applying images to the replica manager.
     apply_lock: Mutex<()>,
@@ -66,7 +68,7 @@ impl Broker {
     pub fn open(opts: BrokerOptions) -> Result<Arc<Broker>, BrokerError> {
         let meta = MetaProperties::load_or_create(&opts.data_dir, opts.node_id)?;
         let log = LocalMetadataLog::open(&opts.data_dir.join("__cluster_metadata-0"))?;
-        let controller = Controller::open(Box::new(log), opts.config.clone());
+        let controller = Arc::new(Controller::open(Box::new(log), opts.config.clone()));
         controller.register_broker(
             opts.node_id,
             &opts.advertised_host,
@@ -92,23 +94,74 @@ impl Broker {
             consumer_session_timeout: ms("group.consumer.session.timeout.ms"),
             consumer_heartbeat_interval: ms("group.consumer.heartbeat.interval.ms"),
         };
-        let groups = GroupCoordinator::new(
+        let groups = Arc::new(GroupCoordinator::new(
             group_config,
-            Arc::new(OffsetsTopicLog {
+            Arc::new(InternalTopicLog {
                 replicas: replicas.clone(),
+                topic: OFFSETS_TOPIC,
+            }),
+        ));
+        let offsets_partitions = groups.config().offsets_partitions;
+        let group_records = internal::load(
+            &replicas,
+            OFFSETS_TOPIC,
+            offsets_partitions,
+            |partition, r| match r {
+                Loaded::Record { key, value } => groups.replay(key, value),
+                Loaded::Transactional {
+                    producer_id,
+                    key,
+                    value,
+                } => groups.replay_transactional(producer_id, key, value),
+                Loaded::Marker {
+                    producer_id,
+                    commit,
+                } => groups.complete_transaction(partition, producer_id, commit),
+            },
+        );
+        let producer_ids = Arc::new(ProducerIdAllocator::new(controller.clone(), opts.node_id));
+        let config = &opts.config;
+        let txn_config = TxnConfig {
+            state_partitions: config.get_i64("transaction.state.log.num.partitions") as i32,
+            offsets_partitions,
+            max_timeout_ms: config.get_i64("transaction.max.timeout.ms"),
+            id_expiration_ms: config.get_i64("transactional.id.expiration.ms"),
+            abort_check_interval_ms: config
+                .get_i64("transaction.abort.timed.out.transaction.cleanup.interval.ms"),
+        };
+        let txns = TxnCoordinator::new(
+            txn_config,
+            Arc::new(InternalTopicLog {
+                replicas: replicas.clone(),
+                topic: TRANSACTION_STATE_TOPIC,
+            }),
+            producer_ids.clone(),
+            Arc::new(LocalMarkers {
+                replicas: replicas.clone(),
+                groups: groups.clone(),
             }),
         );
-        let loaded = groups::load(&replicas, groups.config().offsets_partitions, |k, v| {
-            groups.replay(k, v)
-        });
-        info!(node_id = opts.node_id, cluster_id = %meta.cluster_id, partitions = replicas.partition_count(), group_records = loaded, "broker opened");
+        let txn_records = internal::load(
+            &replicas,
+            TRANSACTION_STATE_TOPIC,
+            txns.config().state_partitions,
+            |_, r| {
+                if let Loaded::Record { key, value } = r {
+                    txns.replay(key, value)
+                }
+            },
+        );
+        // Ends that a crash cut short are completed now.
+        txns.tick(now_ms());
+        info!(node_id = opts.node_id, cluster_id = %meta.cluster_id, partitions = replicas.partition_count(), group_records, txn_records, "broker opened");
         Ok(Arc::new(Broker {
             node_id: opts.node_id,
             cluster_id: meta.cluster_id,
             controller,
             replicas,
             groups,
-            producer_ids: ProducerIdAllocator::default(),
+            txns,
+            producer_ids,
             config: opts.config,
             apply_lock: Mutex::new(()),
         }))
@@ -133,8 +186,27 @@ impl Broker {
 
     /// Makes sure `__consumer_offsets` exists (created on first use).
     pub(crate) fn ensure_offsets_topic(&self) -> Result<(), ErrorCode> {
-        if groups::ensure_offsets_topic(&self.controller, self.groups.config().offsets_partitions)?
-        {
+        let created = internal::ensure_topic(
+            &self.controller,
+            OFFSETS_TOPIC,
+            self.groups.config().offsets_partitions,
+            self.config.get_i64("offsets.topic.segment.bytes"),
+        )?;
+        if created {
+            self.sync_replicas().map_err(|e| e.code)?;
+        }
+        Ok(())
+    }
+
+    /// Makes sure `__transaction_state` exists (created on first use).
+    pub(crate) fn ensure_transaction_state_topic(&self) -> Result<(), ErrorCode> {
+        let created = internal::ensure_topic(
+            &self.controller,
+            TRANSACTION_STATE_TOPIC,
+            self.txns.config().state_partitions,
+            self.config.get_i64("transaction.state.log.segment.bytes"),
+        )?;
+        if created {
             self.sync_replicas().map_err(|e| e.code)?;
         }
         Ok(())
@@ -150,11 +222,13 @@ impl Broker {
         self.config.get_i64("socket.request.max.bytes") as usize
     }
 
-    /// Periodic upkeep: `flush.ms`, log retention, offset retention.
+    /// Periodic upkeep: `flush.ms`, log retention, offset retention,
+    /// transaction timeouts and unfinished transaction ends.
     pub fn maintain(&self) {
         let now = now_ms();
         self.replicas.maintain(now);
         self.groups.expire_offsets(now);
+        self.txns.tick(now);
     }
 
     /// Closes every partition cleanly.

@@ -2,7 +2,8 @@
 //!
 //! - [`Broker`] wires the node's state together: the controller (metadata
 //!   decisions and the image), the replica manager (partitions), the
-//!   producer-id block.
+//!   group and transaction coordinators over their internal topics
+//!   ([`internal`], [`txns`]), the producer-id block.
 //! - [`run`] accepts connections until shutdown; [`connection`] reads
 //!   frames, answers them strictly in order and closes a connection (and
 //!   only it) on a malformed frame.
@@ -11,10 +12,11 @@
 
 mod broker;
 mod connection;
-mod groups;
 pub mod handlers;
+mod internal;
 mod meta;
 mod producer_ids;
+mod txns;
 
 pub use broker::{Broker, BrokerOptions};
 pub use connection::run;

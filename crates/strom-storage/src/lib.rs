@@ -4,6 +4,7 @@
 //!   log start and end offsets, roll, flush and retention policy.
 //! - [`segment`] is one `.log` file with its in-memory indexes.
 //! - [`index`] holds the on-disk format of the offset and time indexes.
+//! - [`txn_index`] is the aborted-transaction index of a segment.
 //!
 //! Invariants: offsets in the log are strictly increasing and dense across
 //! batch boundaries (each batch starts at the previous batch's last offset
@@ -15,10 +16,12 @@ mod error;
 pub mod index;
 mod log;
 pub mod segment;
+pub mod txn_index;
 
 pub use config::LogConfig;
 pub use error::StorageError;
 pub use log::{AppendInfo, FetchData, Log, TimestampOffset};
+pub use txn_index::AbortedTxn;
 
 #[cfg(test)]
 mod tests;

@@ -9,6 +9,7 @@ use tracing::{info, warn};
 use crate::config::LogConfig;
 use crate::error::{IoContext, StorageError};
 use crate::segment::{self, ScanOutcome, Segment};
+use crate::txn_index::{self, AbortedTxn};
 
 /// Marks a log directory as cleanly closed: its index files are current.
 const CLEAN_SHUTDOWN: &str = ".clean_shutdown";
@@ -43,6 +44,8 @@ pub struct Log {
     dir: PathBuf,
     config: LogConfig,
     segments: BTreeMap<i64, Segment>,
+    /// The aborted-transaction index of each segment, by base offset.
+    aborted: BTreeMap<i64, Vec<AbortedTxn>>,
     log_start_offset: i64,
     unflushed_records: u64,
     /// Wall-clock ms of the oldest write not yet fsynced.
@@ -75,6 +78,7 @@ impl Log {
             if cut {
                 warn!(dir = %dir.display(), base, "removing segment after a corrupt one");
                 let _ = std::fs::remove_file(dir.join(format!("{}.log", segment::file_stem(base))));
+                let _ = std::fs::remove_file(txn_index::path(dir, base));
                 continue;
             }
             let trusted = if clean || !last {
@@ -103,13 +107,19 @@ impl Log {
                     warn!(dir = %dir.display(), base, expected = prev, "segment does not continue the log; removing the rest");
                     cut = true;
                     seg.delete()?;
+                    let _ = std::fs::remove_file(txn_index::path(dir, base));
                     continue;
                 }
             }
             segments.insert(base, seg);
         }
         if segments.is_empty() {
+            let _ = std::fs::remove_file(txn_index::path(dir, 0));
             segments.insert(0, Segment::create(dir, 0)?);
+        }
+        let mut aborted = BTreeMap::new();
+        for (&base, seg) in &segments {
+            aborted.insert(base, txn_index::load(dir, base, seg.next_offset())?);
         }
         let log_start_offset = *segments.keys().next().expect("one segment");
         if clean {
@@ -119,6 +129,7 @@ impl Log {
             dir: dir.to_path_buf(),
             config,
             segments,
+            aborted,
             log_start_offset,
             unflushed_records: 0,
             unflushed_since: None,
@@ -236,9 +247,14 @@ impl Log {
         let active = self.active_mut();
         active.write_indexes()?;
         let pending = (active.log_path(), active.file_handle()?);
+        let active_base = active.base_offset();
         self.pending_flushes.push(pending);
+        self.pending_flushes
+            .extend(txn_index::handle(&self.dir, active_base));
+        let _ = std::fs::remove_file(txn_index::path(&self.dir, base));
         let seg = Segment::create(&self.dir, base)?;
         self.segments.insert(base, seg);
+        self.aborted.insert(base, Vec::new());
         Ok(base)
     }
 
@@ -324,6 +340,9 @@ impl Log {
             file.sync_data().at(&path)?;
         }
         self.active().flush()?;
+        if let Some((path, file)) = txn_index::handle(&self.dir, self.active().base_offset()) {
+            file.sync_data().at(&path)?;
+        }
         self.unflushed_records = 0;
         self.unflushed_since = None;
         Ok(())
@@ -359,6 +378,8 @@ impl Log {
             let seg = self.segments.remove(&base).expect("present");
             info!(dir = %self.dir.display(), base, "deleting segment past retention");
             seg.delete()?;
+            self.aborted.remove(&base);
+            let _ = std::fs::remove_file(txn_index::path(&self.dir, base));
             deleted += 1;
         }
         self.log_start_offset = self
@@ -382,6 +403,42 @@ impl Log {
         let dir = self.dir.clone();
         drop(self);
         std::fs::remove_dir_all(&dir).at(&dir)
+    }
+
+    /// Records an aborted transaction in the index of the segment holding
+    /// its marker. Idempotent: returns false if it was already there.
+    pub fn add_aborted(&mut self, txn: AbortedTxn) -> Result<bool, StorageError> {
+        let Some((&base, _)) = self.segments.range(..=txn.last_offset).next_back() else {
+            return Ok(false);
+        };
+        let entries = self.aborted.entry(base).or_default();
+        if entries
+            .iter()
+            .any(|t| t.producer_id == txn.producer_id && t.last_offset == txn.last_offset)
+        {
+            return Ok(false);
+        }
+        txn_index::append(&self.dir, base, &txn)?;
+        entries.push(txn);
+        Ok(true)
+    }
+
+    /// The aborted transactions that overlap `[from, upper)`: those whose
+    /// marker is at or after `from` and that began before `upper`. A marker
+    /// can lie past `upper` (a transaction aborted after an older one that is
+    /// still open began), so every segment from `from` on is searched.
+    pub fn aborted_txns(&self, from: i64, upper: i64) -> Vec<AbortedTxn> {
+        let first = self
+            .segments
+            .range(..=from)
+            .next_back()
+            .map_or(i64::MIN, |(&b, _)| b);
+        self.aborted
+            .range(first..)
+            .flat_map(|(_, v)| v.iter())
+            .filter(|t| t.last_offset >= from && t.first_offset < upper)
+            .copied()
+            .collect()
     }
 
     /// Calls `f` with each batch from `from_offset` to the end, in order:

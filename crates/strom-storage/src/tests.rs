@@ -364,3 +364,71 @@ fn roll_queues_the_old_segment_fsync() {
         "flush() syncs queued segments too"
     );
 }
+
+fn aborted(producer_id: i64, first_offset: i64, last_offset: i64) -> crate::AbortedTxn {
+    crate::AbortedTxn {
+        producer_id,
+        first_offset,
+        last_offset,
+        last_stable_offset: last_offset + 1,
+    }
+}
+
+#[test]
+fn aborted_transactions_are_indexed_per_segment_and_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), small_segments()).unwrap();
+    for i in 0..30 {
+        log.append(&mut batch(1, 100, i), 0, 0).unwrap();
+    }
+    assert!(log.segment_count() > 3);
+    // Markers (here stand-ins) at 5, 17 and 28, each in its own segment.
+    assert!(log.add_aborted(aborted(1, 2, 5)).unwrap());
+    assert!(log.add_aborted(aborted(2, 9, 17)).unwrap());
+    assert!(log.add_aborted(aborted(1, 26, 28)).unwrap());
+    assert!(
+        !log.add_aborted(aborted(2, 9, 17)).unwrap(),
+        "adding is idempotent"
+    );
+    let ids = |v: Vec<crate::AbortedTxn>| v.iter().map(|t| t.last_offset).collect::<Vec<_>>();
+    assert_eq!(ids(log.aborted_txns(0, 30)), vec![5, 17, 28]);
+    assert_eq!(ids(log.aborted_txns(6, 17)), vec![17]);
+    assert_eq!(
+        ids(log.aborted_txns(6, 9)),
+        Vec::<i64>::new(),
+        "a transaction that begins at the upper bound is not in range"
+    );
+    assert_eq!(ids(log.aborted_txns(18, 27)), vec![28]);
+    drop(log); // unclean
+    let mut log = Log::open(dir.path(), small_segments()).unwrap();
+    assert_eq!(ids(log.aborted_txns(0, 30)), vec![5, 17, 28]);
+    log.close().unwrap();
+    drop(log);
+    let mut log = Log::open(dir.path(), small_segments()).unwrap();
+    assert_eq!(ids(log.aborted_txns(0, 30)), vec![5, 17, 28]);
+    // Retention removes the index with its segment.
+    let mut cfg = small_segments();
+    cfg.retention_bytes = 1500;
+    log.set_config(cfg);
+    log.enforce_retention(0).unwrap();
+    assert!(log.log_start_offset() > 17);
+    assert_eq!(ids(log.aborted_txns(log.log_start_offset(), 30)), vec![28]);
+}
+
+#[test]
+fn an_index_entry_whose_marker_was_truncated_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), LogConfig::default()).unwrap();
+    for i in 0..5 {
+        log.append(&mut batch(1, 50, i), 0, 0).unwrap();
+    }
+    log.add_aborted(aborted(7, 1, 4)).unwrap();
+    drop(log);
+    let path = active_segment_path(dir.path());
+    let len = std::fs::metadata(&path).unwrap().len();
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.set_len(len - 7).unwrap();
+    let log = Log::open(dir.path(), LogConfig::default()).unwrap();
+    assert_eq!(log.log_end_offset(), 4);
+    assert!(log.aborted_txns(0, 10).is_empty());
+}

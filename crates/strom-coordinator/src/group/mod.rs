@@ -300,6 +300,142 @@ impl GroupCoordinator {
         }
     }
 
+    /// Applies an offset record written inside `producer_id`'s transaction:
+    /// pending until the transaction's marker.
+    pub fn replay_transactional(&self, producer_id: i64, key: &[u8], value: Option<&[u8]>) {
+        let Some(RecordKey::Offset {
+            group,
+            topic,
+            partition,
+        }) = RecordKey::decode(key)
+        else {
+            return;
+        };
+        let Some(v) = value.and_then(|v| serde_json::from_slice::<OffsetValue>(v).ok()) else {
+            return;
+        };
+        self.lock()
+            .entry(group.clone())
+            .or_insert_with(|| Group::new(&group))
+            .txn_offsets
+            .entry(producer_id)
+            .or_default()
+            .insert((topic, partition), v);
+    }
+
+    /// A transaction marker reached `__consumer_offsets` partition
+    /// `partition`: the offsets `producer_id` committed there in the
+    /// transaction become visible (commit) or are dropped (abort).
+    pub fn complete_transaction(&self, partition: i32, producer_id: i64, commit: bool) {
+        let mut groups = self.lock();
+        for g in groups.values_mut() {
+            if partition_for(&g.id, self.config.offsets_partitions) != partition {
+                continue;
+            }
+            if let Some(offsets) = g.txn_offsets.remove(&producer_id) {
+                if commit {
+                    debug!(group = %g.id, producer_id, offsets = offsets.len(), "transactional offsets committed");
+                    g.offsets.extend(offsets);
+                }
+            }
+        }
+    }
+
+    /// Partitions of the group with offsets in open transactions: OffsetFetch
+    /// with `require_stable` answers UNSTABLE_OFFSET_COMMIT for them.
+    pub fn unstable_offsets(&self, group_id: &str) -> std::collections::BTreeSet<(String, i32)> {
+        self.lock()
+            .get(group_id)
+            .map(|g| {
+                g.txn_offsets
+                    .values()
+                    .flat_map(|o| o.keys().cloned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// TxnOffsetCommit: offsets committed inside a transaction, visible once
+    /// it commits. The member checks are those of OffsetCommit, except that
+    /// a commit without a generation is accepted from any group.
+    pub fn commit_transactional_offsets(
+        &self,
+        who: &Committer<'_>,
+        producer: (i64, i16),
+        offsets: &[OffsetCommit],
+        now_ms: i64,
+    ) -> Result<Vec<Option<ErrorCode>>, ErrorCode> {
+        let Committer {
+            group_id,
+            generation,
+            member_id,
+            instance,
+        } = *who;
+        let mut groups = self.lock();
+        match groups.get(group_id) {
+            None if generation >= 0 => return Err(ErrorCode::IllegalGeneration),
+            None => {
+                groups.insert(group_id.to_owned(), Group::new(group_id));
+            }
+            Some(g) if g.consumer.as_ref().is_some_and(|c| !c.is_empty()) => {
+                let cg = g.consumer.as_ref().expect("consumer group");
+                if generation >= 0 || !member_id.is_empty() {
+                    match cg.member_epoch(member_id) {
+                        None => return Err(ErrorCode::UnknownMemberId),
+                        Some(epoch) if epoch != generation => {
+                            return Err(ErrorCode::IllegalGeneration)
+                        }
+                        Some(_) => {}
+                    }
+                }
+            }
+            Some(g) => {
+                if generation >= 0 || !member_id.is_empty() || instance.is_some() {
+                    g.validate_member(member_id, instance, generation)?;
+                }
+            }
+        }
+        let g = groups.get_mut(group_id).expect("present");
+        let mut writes = Vec::new();
+        let mut values = Vec::new();
+        let results: Vec<Option<ErrorCode>> = offsets
+            .iter()
+            .map(|o| {
+                if o.metadata
+                    .as_ref()
+                    .is_some_and(|m| m.len() > self.config.offset_metadata_max_bytes)
+                {
+                    return Some(ErrorCode::OffsetMetadataTooLarge);
+                }
+                let key = RecordKey::Offset {
+                    group: group_id.to_owned(),
+                    topic: o.topic.clone(),
+                    partition: o.partition,
+                };
+                let value = OffsetValue {
+                    offset: o.offset,
+                    leader_epoch: o.leader_epoch,
+                    metadata: o.metadata.clone(),
+                    commit_timestamp: now_ms,
+                };
+                writes.push((key.encode(), Some(encode(&value))));
+                values.push(((o.topic.clone(), o.partition), value));
+                None
+            })
+            .collect();
+        if writes.is_empty() {
+            return Ok(results);
+        }
+        self.log.append_transactional(
+            self.partition_for(group_id),
+            producer.0,
+            producer.1,
+            writes,
+        )?;
+        g.txn_offsets.entry(producer.0).or_default().extend(values);
+        Ok(results)
+    }
+
     fn persist_group(&self, g: &Group) -> Result<(), ErrorCode> {
         let key = RecordKey::Group {
             group: g.id.clone(),

@@ -62,6 +62,9 @@ pub(super) struct Group {
     pub(super) rebalance_deadline: Option<Instant>,
     pub(super) initial_delay_until: Option<Instant>,
     pub(super) offsets: BTreeMap<(String, i32), OffsetValue>,
+    /// Offsets committed inside open transactions, by producer id: they
+    /// become `offsets` when the transaction commits.
+    pub(super) txn_offsets: BTreeMap<i64, BTreeMap<(String, i32), OffsetValue>>,
     /// Set when the group uses the KIP-848 consumer protocol.
     pub(super) consumer: Option<super::consumer::ConsumerGroup>,
 }
@@ -81,6 +84,7 @@ impl Group {
             rebalance_deadline: None,
             initial_delay_until: None,
             offsets: BTreeMap::new(),
+            txn_offsets: BTreeMap::new(),
             consumer: None,
         }
     }

@@ -12,8 +12,11 @@ use super::*;
 /// (partition, key, value) of every record written.
 type Written = (i32, Vec<u8>, Option<Vec<u8>>);
 
+/// Records written inside a transaction: partition, producer id, key, value.
+type WrittenInTxn = (i32, i64, Vec<u8>, Option<Vec<u8>>);
+
 #[derive(Default)]
-struct MemLog(Mutex<Vec<Written>>);
+struct MemLog(Mutex<Vec<Written>>, Mutex<Vec<WrittenInTxn>>);
 
 impl CoordinatorLog for MemLog {
     fn append(
@@ -23,6 +26,22 @@ impl CoordinatorLog for MemLog {
     ) -> Result<(), ErrorCode> {
         let mut log = self.0.lock().unwrap();
         log.extend(records.into_iter().map(|(k, v)| (partition, k, v)));
+        Ok(())
+    }
+
+    fn append_transactional(
+        &self,
+        partition: i32,
+        producer_id: i64,
+        _epoch: i16,
+        records: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    ) -> Result<(), ErrorCode> {
+        let mut log = self.1.lock().unwrap();
+        log.extend(
+            records
+                .into_iter()
+                .map(|(k, v)| (partition, producer_id, k, v)),
+        );
         Ok(())
     }
 }
@@ -750,4 +769,57 @@ mod properties {
             }
         }
     }
+}
+
+#[test]
+fn transactional_offsets_are_visible_only_after_commit() {
+    let (c, log) = coordinator();
+    let commit = |p, o| OffsetCommit {
+        topic: "t".into(),
+        partition: p,
+        offset: o,
+        leader_epoch: -1,
+        metadata: None,
+    };
+    let anyone = as_member("", -1);
+    c.commit_offsets(&anyone, &[commit(0, 1)], Instant::now(), 1)
+        .unwrap();
+    c.commit_transactional_offsets(&anyone, (7, 0), &[commit(0, 5), commit(1, 6)], 2)
+        .unwrap();
+    c.commit_transactional_offsets(&anyone, (8, 0), &[commit(2, 9)], 2)
+        .unwrap();
+    let offset = |c: &GroupCoordinator, p| {
+        c.fetch_offsets("g", Some(&[("t".into(), p)]))[0]
+            .1
+            .as_ref()
+            .map(|o| o.offset)
+    };
+    assert_eq!(offset(&c, 0), Some(1), "pending until the marker");
+    assert_eq!(offset(&c, 1), None);
+    assert_eq!(c.unstable_offsets("g").len(), 3);
+    let part = c.partition_for("g");
+    c.complete_transaction(part + 1, 7, true);
+    assert_eq!(offset(&c, 0), Some(1), "a marker on another partition");
+    c.complete_transaction(part, 7, true);
+    c.complete_transaction(part, 8, false);
+    assert_eq!(
+        (offset(&c, 0), offset(&c, 1), offset(&c, 2)),
+        (Some(5), Some(6), None)
+    );
+    assert!(c.unstable_offsets("g").is_empty());
+    assert_eq!(
+        c.commit_transactional_offsets(&as_member("nobody", 3), (7, 1), &[commit(0, 1)], 3),
+        Err(ErrorCode::UnknownMemberId)
+    );
+    // Loading: transactional records stay pending until a replayed marker.
+    let (c2, _) = coordinator();
+    for (_, k, v) in log.0.lock().unwrap().iter() {
+        c2.replay(k, v.as_deref());
+    }
+    for (_, pid, k, v) in log.1.lock().unwrap().iter() {
+        c2.replay_transactional(*pid, k, v.as_deref());
+    }
+    assert_eq!(offset(&c2, 0), Some(1));
+    c2.complete_transaction(part, 7, true);
+    assert_eq!(offset(&c2, 0), Some(5));
 }

@@ -1,15 +1,19 @@
-//! Fetch (v4+): reads up to the high watermark, waits for data when too
-//! little is there (woken by the appends that move the high watermark).
+//! Fetch (v4+): reads up to the high watermark (read_committed: the last
+//! stable offset, with the aborted transactions in range), waits for data
+//! when too little is there (woken by the appends that move the high
+//! watermark, transaction markers included).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::future::select_all;
-use strom_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use strom_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
+use strom_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
+use strom_protocol::messages::{BrokerId, FetchRequest, FetchResponse, ProducerId, TopicName};
 use strom_protocol::ErrorCode;
-use strom_replica::Partition;
+use strom_replica::{Isolation, Partition};
 use tokio::time::Instant;
 
 use super::{check_leader_epoch, str_bytes};
@@ -42,7 +46,11 @@ fn partition_error(index: i32, code: ErrorCode) -> PartitionData {
 }
 
 /// One pass over every partition; returns the response parts and the bytes read.
-fn read_all(topics: &[Topic], max_bytes: usize) -> (Vec<FetchableTopicResponse>, usize, bool) {
+fn read_all(
+    topics: &[Topic],
+    max_bytes: usize,
+    isolation: Isolation,
+) -> (Vec<FetchableTopicResponse>, usize, bool) {
     let mut total = 0usize;
     let mut errors = false;
     let mut out = Vec::with_capacity(topics.len());
@@ -65,15 +73,25 @@ fn read_all(topics: &[Topic], max_bytes: usize) -> (Vec<FetchableTopicResponse>,
                 let budget = w.max_bytes.min(max_bytes.saturating_sub(total));
                 // Only the first data of the response may exceed the limits,
                 // so that a batch larger than them still makes progress.
-                match p.read(w.fetch_offset, budget, total == 0) {
+                match p.read(w.fetch_offset, budget, total == 0, isolation) {
                     Ok(r) => {
                         total += r.records.len();
+                        let aborted = r.aborted.map(|v| {
+                            v.iter()
+                                .map(|t| {
+                                    AbortedTransaction::default()
+                                        .with_producer_id(ProducerId(t.producer_id))
+                                        .with_first_offset(t.first_offset)
+                                })
+                                .collect()
+                        });
                         PartitionData::default()
                             .with_partition_index(w.index)
                             .with_high_watermark(r.high_watermark)
                             .with_last_stable_offset(r.last_stable_offset)
                             .with_log_start_offset(r.log_start_offset)
                             .with_preferred_read_replica(BrokerId(-1))
+                            .with_aborted_transactions(aborted)
                             .with_records(Some(r.records))
                     }
                     Err(code) => {
@@ -137,6 +155,7 @@ pub(super) async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> 
             }
         })
         .collect();
+    let isolation = Isolation::from_wire(req.isolation_level);
     let max_bytes = req.max_bytes.max(0) as usize;
     let min_bytes = req.min_bytes.max(0) as usize;
     let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
@@ -148,14 +167,14 @@ pub(super) async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> 
             .flat_map(|t| t.partitions.iter())
             .filter_map(|w| w.target.as_ref().ok().map(|p| p.watch_high_watermark()))
             .collect();
-        let (responses, total, errors) = read_all(&topics, max_bytes);
+        let (responses, total, errors) = read_all(&topics, max_bytes, isolation);
         if total >= min_bytes || errors || watches.is_empty() || Instant::now() >= deadline {
             return FetchResponse::default().with_responses(responses);
         }
         let changed = select_all(watches.iter_mut().map(|w| Box::pin(w.changed())));
         if tokio::time::timeout_at(deadline, changed).await.is_err() {
             // Time is up: answer with what there is (read again, cheaply).
-            let (responses, _, _) = read_all(&topics, max_bytes);
+            let (responses, _, _) = read_all(&topics, max_bytes, isolation);
             return FetchResponse::default().with_responses(responses);
         }
     }

@@ -1,5 +1,6 @@
-//! FindCoordinator: this node coordinates every group (it leads every
-//! `__consumer_offsets` partition); there is no transaction coordinator yet.
+//! FindCoordinator: this node coordinates every group and transactional id
+//! (it leads every `__consumer_offsets` and `__transaction_state`
+//! partition). The internal topic is created on first use.
 
 use strom_protocol::messages::find_coordinator_response::Coordinator;
 use strom_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
@@ -9,13 +10,15 @@ use super::str_bytes;
 use crate::broker::Broker;
 
 const GROUP: i8 = 0;
+const TRANSACTION: i8 = 1;
 
 /// (node id, host, port) of the coordinator of `key`, or the error.
 fn locate(broker: &Broker, key_type: i8) -> Result<(i32, String, i32), ErrorCode> {
-    if key_type != GROUP {
-        return Err(ErrorCode::CoordinatorNotAvailable);
+    match key_type {
+        GROUP => broker.ensure_offsets_topic()?,
+        TRANSACTION => broker.ensure_transaction_state_topic()?,
+        _ => return Err(ErrorCode::InvalidRequest),
     }
-    broker.ensure_offsets_topic()?;
     let image = broker.image();
     let me = image
         .broker(broker.node_id)
@@ -39,7 +42,10 @@ pub(super) fn handle(
                 .with_node_id(BrokerId(-1))
                 .with_port(-1)
                 .with_error_code(code.code())
-                .with_error_message(Some(str_bytes("The coordinator is not available."))),
+                .with_error_message(Some(str_bytes(match code {
+                    ErrorCode::InvalidRequest => "Unknown coordinator key type.",
+                    _ => "The coordinator is not available.",
+                }))),
         }
     };
     if version >= 4 {

@@ -1,30 +1,50 @@
-//! InitProducerId for idempotent producers: a fresh id, epoch 0, from the
-//! node's producer-id block. Transactional ids arrive with the transaction
-//! coordinator.
+//! InitProducerId: without a transactional id, a fresh producer id with
+//! epoch 0 from the node's producer-id block (idempotence); with one, the
+//! transaction coordinator's producer id and bumped epoch for it.
 
+use strom_coordinator::ProducerIdSource;
 use strom_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 use strom_protocol::ErrorCode;
-use tracing::error;
 
-use crate::broker::Broker;
+use super::fenced_for_version;
+use crate::broker::{now_ms, Broker};
 
-pub(super) fn handle(broker: &Broker, req: &InitProducerIdRequest) -> InitProducerIdResponse {
-    let refuse = |code: ErrorCode| {
-        InitProducerIdResponse::default()
-            .with_error_code(code.code())
-            .with_producer_id(ProducerId(-1))
-            .with_producer_epoch(-1)
+pub(super) fn handle(
+    broker: &Broker,
+    req: &InitProducerIdRequest,
+    version: i16,
+) -> InitProducerIdResponse {
+    let answer = match &req.transactional_id {
+        None => broker.producer_ids.next_producer_id().map(|id| (id, 0)),
+        Some(id) => transactional(broker, id.0.as_str(), req),
     };
-    if req.transactional_id.is_some() {
-        return refuse(ErrorCode::TransactionalIdAuthorizationFailed);
-    }
-    match broker.producer_ids.next(&broker.controller, broker.node_id) {
-        Ok(id) => InitProducerIdResponse::default()
+    match answer {
+        Ok((id, epoch)) => InitProducerIdResponse::default()
             .with_producer_id(ProducerId(id))
-            .with_producer_epoch(0),
-        Err(e) => {
-            error!(error = %e, "cannot allocate producer ids");
-            refuse(ErrorCode::CoordinatorNotAvailable)
-        }
+            .with_producer_epoch(epoch),
+        Err(code) => InitProducerIdResponse::default()
+            .with_error_code(fenced_for_version(code, version, 4).code())
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1),
     }
+}
+
+fn transactional(
+    broker: &Broker,
+    transactional_id: &str,
+    req: &InitProducerIdRequest,
+) -> Result<(i64, i16), ErrorCode> {
+    // v3+: a producer bumping its own epoch names its current id and epoch.
+    let expected = match (req.producer_id.0, req.producer_epoch) {
+        (-1, -1) => None,
+        (-1, _) | (_, -1) => return Err(ErrorCode::InvalidRequest),
+        (id, epoch) => Some((id, epoch)),
+    };
+    broker.ensure_transaction_state_topic()?;
+    broker.txns.init_producer_id(
+        transactional_id,
+        req.transaction_timeout_ms,
+        expected,
+        now_ms(),
+    )
 }

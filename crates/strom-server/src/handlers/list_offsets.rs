@@ -5,7 +5,7 @@ use strom_protocol::messages::list_offsets_response::{
 };
 use strom_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use strom_protocol::ErrorCode;
-use strom_replica::OffsetSpec;
+use strom_replica::{Isolation, OffsetSpec};
 
 use super::check_leader_epoch;
 use crate::broker::Broker;
@@ -17,6 +17,8 @@ pub(super) fn handle(
 ) -> ListOffsetsResponse {
     // The leader epoch is only part of v4+ responses.
     let epoch_or_none = |e: i32| if version >= 4 { e } else { -1 };
+    // v2+ carries the isolation level: read_committed sees up to the LSO.
+    let isolation = Isolation::from_wire(req.isolation_level);
     let topics = req
         .topics
         .into_iter()
@@ -36,7 +38,10 @@ pub(super) fn handle(
                         check_leader_epoch(p.current_leader_epoch, partition.leader_epoch())?;
                         let spec =
                             OffsetSpec::from_wire(p.timestamp).ok_or(ErrorCode::InvalidRequest)?;
-                        Ok::<_, ErrorCode>((partition.list_offset(spec)?, partition.leader_epoch()))
+                        Ok::<_, ErrorCode>((
+                            partition.list_offset(spec, isolation)?,
+                            partition.leader_epoch(),
+                        ))
                     })();
                     match result {
                         Ok((found, epoch)) => base

@@ -2,6 +2,8 @@
 //! typed response; errors a client caused are answered with Kafka's error
 //! codes inside the response, never by closing the connection.
 
+mod add_offsets_to_txn;
+mod add_partitions_to_txn;
 mod api_versions;
 mod consumer_group_describe;
 mod consumer_group_heartbeat;
@@ -12,6 +14,9 @@ mod delete_topics;
 mod describe_cluster;
 mod describe_configs;
 mod describe_groups;
+mod describe_producers;
+mod describe_transactions;
+mod end_txn;
 mod fetch;
 mod find_coordinator;
 mod heartbeat;
@@ -20,6 +25,7 @@ mod join_group;
 mod leave_group;
 mod list_groups;
 mod list_offsets;
+mod list_transactions;
 mod metadata;
 mod offset_commit;
 mod offset_delete;
@@ -27,6 +33,7 @@ mod offset_fetch;
 mod offset_for_leader_epoch;
 mod produce;
 mod sync_group;
+mod txn_offset_commit;
 
 use std::net::SocketAddr;
 
@@ -104,7 +111,7 @@ pub(crate) async fn dispatch(
             ResponseKind::DescribeCluster(describe_cluster::handle(broker, &r))
         }
         RequestKind::InitProducerId(r) => {
-            ResponseKind::InitProducerId(init_producer_id::handle(broker, &r))
+            ResponseKind::InitProducerId(init_producer_id::handle(broker, &r, version))
         }
         RequestKind::OffsetForLeaderEpoch(r) => {
             ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(broker, r))
@@ -114,6 +121,25 @@ pub(crate) async fn dispatch(
         ),
         RequestKind::ConsumerGroupDescribe(r) => {
             ResponseKind::ConsumerGroupDescribe(consumer_group_describe::handle(broker, &r))
+        }
+        RequestKind::AddPartitionsToTxn(r) => {
+            ResponseKind::AddPartitionsToTxn(add_partitions_to_txn::handle(broker, &r, version))
+        }
+        RequestKind::AddOffsetsToTxn(r) => {
+            ResponseKind::AddOffsetsToTxn(add_offsets_to_txn::handle(broker, &r, version))
+        }
+        RequestKind::EndTxn(r) => ResponseKind::EndTxn(end_txn::handle(broker, &r, version)),
+        RequestKind::TxnOffsetCommit(r) => {
+            ResponseKind::TxnOffsetCommit(txn_offset_commit::handle(broker, &r))
+        }
+        RequestKind::DescribeProducers(r) => {
+            ResponseKind::DescribeProducers(describe_producers::handle(broker, &r))
+        }
+        RequestKind::DescribeTransactions(r) => {
+            ResponseKind::DescribeTransactions(describe_transactions::handle(broker, &r))
+        }
+        RequestKind::ListTransactions(r) => {
+            ResponseKind::ListTransactions(list_transactions::handle(broker, &r))
         }
         _ => return Err(HandlerError::Unhandled),
     }))
@@ -151,5 +177,20 @@ pub(crate) fn check_leader_epoch(
         e if e < ours => Err(ErrorCode::FencedLeaderEpoch),
         e if e > ours => Err(ErrorCode::UnknownLeaderEpoch),
         _ => Ok(()),
+    }
+}
+
+/// PRODUCER_FENCED (KIP-588) is answered as INVALID_PRODUCER_EPOCH to
+/// request versions older than `since`, which predate it.
+pub(crate) fn fenced_for_version(
+    code: strom_protocol::ErrorCode,
+    version: i16,
+    since: i16,
+) -> strom_protocol::ErrorCode {
+    use strom_protocol::ErrorCode;
+    if code == ErrorCode::ProducerFenced && version < since {
+        ErrorCode::InvalidProducerEpoch
+    } else {
+        code
     }
 }

@@ -1,4 +1,7 @@
-//! OffsetFetch: one group (v1–v7) or several (v8+).
+//! OffsetFetch: one group (v1–v7) or several (v8+). With `require_stable`
+//! (v7+, what read_committed consumers send), a partition whose offset is
+//! part of an open transaction answers UNSTABLE_OFFSET_COMMIT, which the
+//! client retries.
 
 use std::collections::BTreeMap;
 
@@ -8,21 +11,44 @@ use strom_protocol::messages::offset_fetch_response::{
 };
 use strom_protocol::messages::{GroupId, OffsetFetchRequest, OffsetFetchResponse, TopicName};
 
+use strom_protocol::ErrorCode;
+
 use super::str_bytes;
 use crate::broker::Broker;
 
-/// Committed offsets grouped by topic: (partition, offset, leader epoch, metadata).
-type Fetched = BTreeMap<String, Vec<(i32, i64, i32, Option<String>)>>;
+/// One partition's answer: partition, offset, leader epoch, metadata, error.
+type Answer = (i32, i64, i32, Option<String>, i16);
 
-fn fetch(broker: &Broker, group: &str, wanted: Option<Vec<(String, i32)>>) -> Fetched {
+/// Committed offsets grouped by topic.
+type Fetched = BTreeMap<String, Vec<Answer>>;
+
+fn fetch(
+    broker: &Broker,
+    group: &str,
+    wanted: Option<Vec<(String, i32)>>,
+    require_stable: bool,
+) -> Fetched {
+    let unstable = if require_stable {
+        broker.groups.unstable_offsets(group)
+    } else {
+        Default::default()
+    };
     let mut out: Fetched = BTreeMap::new();
     for ((topic, partition), committed) in broker.groups.fetch_offsets(group, wanted.as_deref()) {
-        let (offset, epoch, metadata) = committed.map_or((-1, -1, Some(String::new())), |c| {
-            (c.offset, c.leader_epoch, c.metadata)
-        });
-        out.entry(topic)
-            .or_default()
-            .push((partition, offset, epoch, metadata));
+        let answer = if unstable.contains(&(topic.clone(), partition)) {
+            (
+                partition,
+                -1,
+                -1,
+                Some(String::new()),
+                ErrorCode::UnstableOffsetCommit.code(),
+            )
+        } else {
+            committed.map_or((partition, -1, -1, Some(String::new()), 0), |c| {
+                (partition, c.offset, c.leader_epoch, c.metadata, 0)
+            })
+        };
+        out.entry(topic).or_default().push(answer);
     }
     out
 }
@@ -46,7 +72,7 @@ pub(super) fn handle(
                         })
                         .collect()
                 });
-                let topics = fetch(broker, g.group_id.0.as_str(), wanted)
+                let topics = fetch(broker, g.group_id.0.as_str(), wanted, req.require_stable)
                     .into_iter()
                     .map(|(topic, parts)| {
                         OffsetFetchResponseTopics::default()
@@ -54,9 +80,10 @@ pub(super) fn handle(
                             .with_partitions(
                                 parts
                                     .into_iter()
-                                    .map(|(p, o, e, m)| {
+                                    .map(|(p, o, e, m, code)| {
                                         OffsetFetchResponsePartitions::default()
                                             .with_partition_index(p)
+                                            .with_error_code(code)
                                             .with_committed_offset(o)
                                             .with_committed_leader_epoch(e)
                                             .with_metadata(m.as_deref().map(str_bytes))
@@ -81,7 +108,7 @@ pub(super) fn handle(
             })
             .collect()
     });
-    let topics = fetch(broker, req.group_id.0.as_str(), wanted)
+    let topics = fetch(broker, req.group_id.0.as_str(), wanted, req.require_stable)
         .into_iter()
         .map(|(topic, parts)| {
             OffsetFetchResponseTopic::default()
@@ -89,9 +116,10 @@ pub(super) fn handle(
                 .with_partitions(
                     parts
                         .into_iter()
-                        .map(|(p, o, e, m)| {
+                        .map(|(p, o, e, m, code)| {
                             OffsetFetchResponsePartition::default()
                                 .with_partition_index(p)
+                                .with_error_code(code)
                                 .with_committed_offset(o)
                                 .with_committed_leader_epoch(if version >= 5 { e } else { -1 })
                                 .with_metadata(m.as_deref().map(str_bytes))

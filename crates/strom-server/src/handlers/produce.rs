@@ -1,7 +1,11 @@
-//! Produce (v3+): validate, deduplicate, append; acks 0, 1 and all.
+//! Produce (v3+): validate, deduplicate, append; acks 0, 1 and all. A
+//! transactional batch must belong to a partition its transaction added
+//! (Kafka's `transaction.partition.verification.enable`), which keeps a
+//! late batch of an ended transaction from hanging the partition's LSO.
 
 use strom_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use strom_protocol::messages::{ProduceRequest, ProduceResponse};
+use strom_protocol::records::Batch;
 use strom_protocol::ErrorCode;
 use tracing::debug;
 
@@ -35,9 +39,6 @@ pub(super) fn handle(broker: &Broker, req: ProduceRequest) -> Option<ProduceResp
                     if !matches!(acks, -1..=1) {
                         return error(p.index, ErrorCode::InvalidRequiredAcks, None);
                     }
-                    if req.transactional_id.is_some() {
-                        return error(p.index, ErrorCode::TransactionalIdAuthorizationFailed, Some("transactions are not supported yet".into()));
-                    }
                     let Some(partition) = broker.replicas.get(&name, p.index) else {
                         return error(p.index, ErrorCode::UnknownTopicOrPartition, None);
                     };
@@ -52,6 +53,11 @@ pub(super) fn handle(broker: &Broker, req: ProduceRequest) -> Option<ProduceResp
                     let Some(records) = p.records else {
                         return error(p.index, ErrorCode::InvalidRecord, Some("no records".into()));
                     };
+                    if let Some(txn_id) = &req.transactional_id {
+                        if let Err(code) = verify_in_transaction(broker, txn_id.0.as_str(), &name, p.index, &records) {
+                            return error(p.index, code, Some("Partition was not added to the transaction".into()));
+                        }
+                    }
                     match partition.append(&records, now) {
                         Ok(r) => PartitionProduceResponse::default()
                             .with_index(p.index)
@@ -71,4 +77,38 @@ pub(super) fn handle(broker: &Broker, req: ProduceRequest) -> Option<ProduceResp
         })
         .collect();
     (acks != 0).then(|| ProduceResponse::default().with_responses(responses))
+}
+
+/// Checks that a transactional batch's partition is part of its producer's
+/// open transaction, with the codes Kafka's produce path maps the
+/// coordinator's answers to.
+fn verify_in_transaction(
+    broker: &Broker,
+    transactional_id: &str,
+    topic: &str,
+    partition: i32,
+    records: &[u8],
+) -> Result<(), ErrorCode> {
+    let Ok(batch) = Batch::parse(records) else {
+        return Ok(()); // the append refuses it with the right code
+    };
+    if !batch.is_transactional() {
+        return Ok(());
+    }
+    match broker.txns.verify_partitions(
+        transactional_id,
+        batch.producer_id(),
+        batch.producer_epoch(),
+        &[(topic.to_owned(), partition)],
+    ) {
+        Ok(found) if found.first() == Some(&true) => Ok(()),
+        Ok(_) => Err(ErrorCode::InvalidTxnState),
+        Err(ErrorCode::ProducerFenced) => Err(ErrorCode::InvalidProducerEpoch),
+        Err(
+            ErrorCode::ConcurrentTransactions
+            | ErrorCode::CoordinatorNotAvailable
+            | ErrorCode::NotCoordinator,
+        ) => Err(ErrorCode::NotEnoughReplicas),
+        Err(code) => Err(code),
+    }
 }

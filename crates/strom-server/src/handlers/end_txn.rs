@@ -1,0 +1,22 @@
+//! EndTxn: commit or abort. Markers reach every partition of the
+//! transaction before the answer (transaction version 1: the producer id
+//! and epoch stay; v5 answers them as -1, as Kafka does without TV2).
+
+use strom_protocol::messages::{EndTxnRequest, EndTxnResponse};
+
+use super::fenced_for_version;
+use crate::broker::{now_ms, Broker};
+
+pub(super) fn handle(broker: &Broker, req: &EndTxnRequest, version: i16) -> EndTxnResponse {
+    let code = match broker.txns.end_txn(
+        req.transactional_id.0.as_str(),
+        req.producer_id.0,
+        req.producer_epoch,
+        req.committed,
+        now_ms(),
+    ) {
+        Ok(()) => 0,
+        Err(code) => fenced_for_version(code, version, 2).code(),
+    };
+    EndTxnResponse::default().with_error_code(code)
+}

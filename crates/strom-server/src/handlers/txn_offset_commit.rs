@@ -1,0 +1,97 @@
+//! TxnOffsetCommit: offsets committed inside a transaction, visible to the
+//! group once the transaction commits (its marker reaches the group's
+//! `__consumer_offsets` partition).
+
+use strom_coordinator::group::{Committer, OffsetCommit};
+use strom_protocol::messages::txn_offset_commit_response::{
+    TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+};
+use strom_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
+use strom_protocol::ErrorCode;
+
+use crate::broker::{now_ms, Broker};
+use crate::internal::OFFSETS_TOPIC;
+
+/// The request's transaction must hold the group's offsets partition
+/// (AddOffsetsToTxn came first): otherwise the offsets would wait for a
+/// marker that never comes.
+fn verify(broker: &Broker, req: &TxnOffsetCommitRequest) -> Result<(), ErrorCode> {
+    broker.ensure_offsets_topic()?;
+    let partition = broker.txns.offsets_partition_for(req.group_id.0.as_str());
+    let added = broker.txns.verify_partitions(
+        req.transactional_id.0.as_str(),
+        req.producer_id.0,
+        req.producer_epoch,
+        &[(OFFSETS_TOPIC.to_owned(), partition)],
+    );
+    match added {
+        Ok(v) if v.first() == Some(&true) => Ok(()),
+        Ok(_) => Err(ErrorCode::InvalidTxnState),
+        // The log layer's answer to a stale epoch, as Kafka gives it here.
+        Err(ErrorCode::ProducerFenced) => Err(ErrorCode::InvalidProducerEpoch),
+        Err(code) => Err(code),
+    }
+}
+
+pub(super) fn handle(broker: &Broker, req: &TxnOffsetCommitRequest) -> TxnOffsetCommitResponse {
+    let image = broker.image();
+    let mut commits = Vec::new();
+    let mut verdicts = Vec::new();
+    for t in &req.topics {
+        let topic = image.topic(t.name.0.as_str());
+        for p in &t.partitions {
+            if topic.is_none_or(|ti| !ti.partitions.contains_key(&p.partition_index)) {
+                verdicts.push(Some(ErrorCode::UnknownTopicOrPartition));
+                continue;
+            }
+            verdicts.push(None);
+            commits.push(OffsetCommit {
+                topic: t.name.0.as_str().to_owned(),
+                partition: p.partition_index,
+                offset: p.committed_offset,
+                leader_epoch: p.committed_leader_epoch,
+                metadata: p.committed_metadata.as_ref().map(|m| m.as_str().to_owned()),
+            });
+        }
+    }
+    let outcome = verify(broker, req).and_then(|()| {
+        let who = Committer {
+            group_id: req.group_id.0.as_str(),
+            generation: req.generation_id,
+            member_id: req.member_id.as_str(),
+            instance: req.group_instance_id.as_deref(),
+        };
+        broker.groups.commit_transactional_offsets(
+            &who,
+            (req.producer_id.0, req.producer_epoch),
+            &commits,
+            now_ms(),
+        )
+    });
+    let mut committed = outcome.clone().unwrap_or_default().into_iter();
+    let mut verdicts = verdicts.into_iter();
+    let topics = req
+        .topics
+        .iter()
+        .map(|t| {
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let code = match (verdicts.next().flatten(), &outcome) {
+                        (Some(code), _) => Some(code),
+                        (None, Err(code)) => Some(*code),
+                        (None, Ok(_)) => committed.next().flatten(),
+                    };
+                    TxnOffsetCommitResponsePartition::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(code.map_or(0, |c| c.code()))
+                })
+                .collect();
+            TxnOffsetCommitResponseTopic::default()
+                .with_name(t.name.clone())
+                .with_partitions(partitions)
+        })
+        .collect();
+    TxnOffsetCommitResponse::default().with_topics(topics)
+}

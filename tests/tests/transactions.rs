@@ -1,0 +1,473 @@
+//! Transactions against the real binary: every transaction API at every
+//! version, and transaction state and visibility across kill -9.
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::add_partitions_to_txn_request::{
+    AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction,
+};
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::describe_producers_request::TopicRequest;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::txn_offset_commit_request::{
+    TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use strom_tests::{Broker, Client};
+
+const TOPIC: &str = "tx-topic";
+
+fn name(s: &str) -> TopicName {
+    TopicName(StrBytes::from_string(s.to_owned()))
+}
+
+fn txn_id(s: &str) -> TransactionalId {
+    TransactionalId(StrBytes::from_string(s.to_owned()))
+}
+
+/// The versions the broker advertises for `key`.
+fn versions(c: &mut Client, key: ApiKey) -> std::ops::RangeInclusive<i16> {
+    let all = c.api_versions().unwrap();
+    let v = all
+        .api_keys
+        .iter()
+        .find(|k| k.api_key == key as i16)
+        .unwrap_or_else(|| panic!("{key:?} is not advertised"));
+    v.min_version..=v.max_version
+}
+
+fn create_topic(c: &mut Client, topic: &str, partitions: i32) {
+    let r = c
+        .request(
+            7,
+            &CreateTopicsRequest::default()
+                .with_timeout_ms(5000)
+                .with_topics(vec![CreatableTopic::default()
+                    .with_name(name(topic))
+                    .with_num_partitions(partitions)
+                    .with_replication_factor(1)]),
+        )
+        .unwrap();
+    assert_eq!(r.topics[0].error_code, 0);
+}
+
+/// A transactional batch of `values` from `pid`/`epoch` at sequence `seq`.
+fn txn_batch(pid: i64, epoch: i16, seq: i32, values: &[&str]) -> Bytes {
+    let records: Vec<Record> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Record {
+            transactional: true,
+            control: false,
+            partition_leader_epoch: 0,
+            producer_id: pid,
+            producer_epoch: epoch,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: seq + i as i32,
+            timestamp: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as i64,
+            key: None,
+            value: Some(Bytes::from(v.to_string())),
+            headers: Default::default(),
+            delete_horizon: false,
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .unwrap();
+    buf.freeze()
+}
+
+fn init(c: &mut Client, id: &str, version: i16) -> (i64, i16) {
+    let r = c
+        .request(
+            version,
+            &InitProducerIdRequest::default()
+                .with_transactional_id(Some(txn_id(id)))
+                .with_transaction_timeout_ms(60_000),
+        )
+        .unwrap();
+    assert_eq!(r.error_code, 0, "InitProducerId v{version}");
+    (r.producer_id.0, r.producer_epoch)
+}
+
+fn add_partition(c: &mut Client, id: &str, (pid, epoch): (i64, i16), version: i16) -> i16 {
+    let topic = AddPartitionsToTxnTopic::default()
+        .with_name(name(TOPIC))
+        .with_partitions(vec![0]);
+    if version <= 3 {
+        let r = c
+            .request(
+                version,
+                &AddPartitionsToTxnRequest::default()
+                    .with_v3_and_below_transactional_id(txn_id(id))
+                    .with_v3_and_below_producer_id(ProducerId(pid))
+                    .with_v3_and_below_producer_epoch(epoch)
+                    .with_v3_and_below_topics(vec![topic]),
+            )
+            .unwrap();
+        r.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code
+    } else {
+        let r = c
+            .request(
+                version,
+                &AddPartitionsToTxnRequest::default().with_transactions(vec![
+                    AddPartitionsToTxnTransaction::default()
+                        .with_transactional_id(txn_id(id))
+                        .with_producer_id(ProducerId(pid))
+                        .with_producer_epoch(epoch)
+                        .with_topics(vec![topic]),
+                ]),
+            )
+            .unwrap();
+        r.results_by_transaction[0].topic_results[0].results_by_partition[0].partition_error_code
+    }
+}
+
+fn produce(c: &mut Client, id: &str, records: Bytes) -> (i16, i64) {
+    let r = c
+        .request(
+            9,
+            &ProduceRequest::default()
+                .with_transactional_id(Some(txn_id(id)))
+                .with_acks(-1)
+                .with_timeout_ms(5000)
+                .with_topic_data(vec![TopicProduceData::default()
+                    .with_name(name(TOPIC))
+                    .with_partition_data(vec![PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(records))])]),
+        )
+        .unwrap();
+    let p = &r.responses[0].partition_responses[0];
+    (p.error_code, p.base_offset)
+}
+
+fn end(c: &mut Client, id: &str, (pid, epoch): (i64, i16), commit: bool, version: i16) -> i16 {
+    c.request(
+        version,
+        &EndTxnRequest::default()
+            .with_transactional_id(txn_id(id))
+            .with_producer_id(ProducerId(pid))
+            .with_producer_epoch(epoch)
+            .with_committed(commit),
+    )
+    .unwrap()
+    .error_code
+}
+
+/// Reads the partition from the start as a read_committed consumer does:
+/// the values it keeps (control batches and aborted transactions dropped),
+/// the last stable offset and the aborted transactions' (producer id,
+/// first offset) the fetches reported.
+fn fetch_committed(c: &mut Client) -> (Vec<String>, i64, Vec<(i64, i64)>) {
+    let mut offset = 0;
+    let mut values = Vec::new();
+    let mut aborted: Vec<(i64, i64)> = Vec::new();
+    loop {
+        let r = c
+            .request(
+                12,
+                &FetchRequest::default()
+                    .with_max_wait_ms(0)
+                    .with_max_bytes(1 << 20)
+                    .with_isolation_level(1)
+                    .with_topics(vec![FetchTopic::default()
+                        .with_topic(name(TOPIC))
+                        .with_partitions(vec![FetchPartition::default()
+                            .with_partition(0)
+                            .with_fetch_offset(offset)
+                            .with_partition_max_bytes(1 << 20)])]),
+            )
+            .unwrap();
+        let p = &r.responses[0].partitions[0];
+        assert_eq!(p.error_code, 0);
+        for a in p
+            .aborted_transactions
+            .as_ref()
+            .expect("read_committed fetches carry the aborted list")
+        {
+            if !aborted.contains(&(a.producer_id.0, a.first_offset)) {
+                aborted.push((a.producer_id.0, a.first_offset));
+            }
+        }
+        let mut bytes = p.records.clone().unwrap_or_default();
+        if bytes.is_empty() {
+            return (values, p.last_stable_offset, aborted);
+        }
+        while !bytes.is_empty() {
+            let set = RecordBatchDecoder::decode(&mut bytes).unwrap();
+            for r in set.records {
+                offset = offset.max(r.offset + 1);
+                let in_aborted = aborted
+                    .iter()
+                    .any(|&(pid, first)| pid == r.producer_id && r.offset >= first);
+                if r.control || (r.transactional && in_aborted) {
+                    continue;
+                }
+                values.push(String::from_utf8(r.value.unwrap().to_vec()).unwrap());
+            }
+        }
+    }
+}
+
+fn latest(c: &mut Client, isolation: i8) -> i64 {
+    let r = c
+        .request(
+            7,
+            &ListOffsetsRequest::default()
+                .with_isolation_level(isolation)
+                .with_topics(vec![ListOffsetsTopic::default()
+                    .with_name(name(TOPIC))
+                    .with_partitions(vec![ListOffsetsPartition::default()
+                        .with_partition_index(0)
+                        .with_timestamp(-1)])]),
+        )
+        .unwrap();
+    r.topics[0].partitions[0].offset
+}
+
+#[test]
+fn transaction_apis_answer_every_version() {
+    let b = Broker::start(&[]);
+    let mut c = b.client();
+    create_topic(&mut c, TOPIC, 1);
+    for v in versions(&mut c, ApiKey::InitProducerId) {
+        let id = format!("init-v{v}");
+        let first = init(&mut c, &id, v);
+        assert_eq!(first.1, 0);
+        let second = init(&mut c, &id, v);
+        assert_eq!(second, (first.0, 1), "re-initialising bumps the epoch");
+    }
+    for v in versions(&mut c, ApiKey::AddPartitionsToTxn) {
+        let id = format!("add-v{v}");
+        let producer = init(&mut c, &id, 4);
+        assert_eq!(
+            add_partition(&mut c, &id, producer, v),
+            0,
+            "AddPartitionsToTxn v{v}"
+        );
+        let fenced = add_partition(&mut c, &id, (producer.0, producer.1 - 1), v);
+        let expected = if v < 2 { 47 } else { 90 }; // INVALID_PRODUCER_EPOCH, PRODUCER_FENCED
+        assert_eq!(fenced, expected, "stale epoch, AddPartitionsToTxn v{v}");
+        let (code, _) = produce(&mut c, &id, txn_batch(producer.0, producer.1, 0, &["x"]));
+        assert_eq!(code, 0);
+        if v >= 4 {
+            // Verification only: the partition is in the transaction.
+            let r = c
+                .request(
+                    v,
+                    &AddPartitionsToTxnRequest::default().with_transactions(vec![
+                        AddPartitionsToTxnTransaction::default()
+                            .with_transactional_id(txn_id(&id))
+                            .with_producer_id(ProducerId(producer.0))
+                            .with_producer_epoch(producer.1)
+                            .with_verify_only(true)
+                            .with_topics(vec![AddPartitionsToTxnTopic::default()
+                                .with_name(name(TOPIC))
+                                .with_partitions(vec![0])]),
+                    ]),
+                )
+                .unwrap();
+            assert_eq!(
+                r.results_by_transaction[0].topic_results[0].results_by_partition[0]
+                    .partition_error_code,
+                0
+            );
+        }
+        assert_eq!(end(&mut c, &id, producer, v % 2 == 0, 4), 0);
+    }
+    for v in versions(&mut c, ApiKey::AddOffsetsToTxn) {
+        let id = format!("offsets-v{v}");
+        let producer = init(&mut c, &id, 4);
+        let r = c
+            .request(
+                v,
+                &AddOffsetsToTxnRequest::default()
+                    .with_transactional_id(txn_id(&id))
+                    .with_producer_id(ProducerId(producer.0))
+                    .with_producer_epoch(producer.1)
+                    .with_group_id(GroupId(StrBytes::from_string(format!("g{v}")))),
+            )
+            .unwrap();
+        assert_eq!(r.error_code, 0, "AddOffsetsToTxn v{v}");
+        for tv in versions(&mut c, ApiKey::TxnOffsetCommit) {
+            let r = c
+                .request(
+                    tv,
+                    &TxnOffsetCommitRequest::default()
+                        .with_transactional_id(txn_id(&id))
+                        .with_group_id(GroupId(StrBytes::from_string(format!("g{v}"))))
+                        .with_producer_id(ProducerId(producer.0))
+                        .with_producer_epoch(producer.1)
+                        .with_generation_id(-1)
+                        .with_topics(vec![TxnOffsetCommitRequestTopic::default()
+                            .with_name(name(TOPIC))
+                            .with_partitions(vec![TxnOffsetCommitRequestPartition::default()
+                                .with_partition_index(0)
+                                .with_committed_offset(i64::from(tv) + 1)])]),
+                )
+                .unwrap();
+            assert_eq!(
+                r.topics[0].partitions[0].error_code, 0,
+                "TxnOffsetCommit v{tv}"
+            );
+        }
+        // Pending until the commit: a stable fetch is told to retry.
+        let fetch = |c: &mut Client| {
+            let r = c
+                .request(
+                    7,
+                    &OffsetFetchRequest::default()
+                        .with_group_id(GroupId(StrBytes::from_string(format!("g{v}"))))
+                        .with_require_stable(true)
+                        .with_topics(Some(vec![
+                            offset_fetch_request::OffsetFetchRequestTopic::default()
+                                .with_name(name(TOPIC))
+                                .with_partition_indexes(vec![0]),
+                        ])),
+                )
+                .unwrap();
+            let p = &r.topics[0].partitions[0];
+            (p.error_code, p.committed_offset)
+        };
+        assert_eq!(fetch(&mut c), (88, -1), "UNSTABLE_OFFSET_COMMIT");
+        assert_eq!(end(&mut c, &id, producer, true, 3), 0);
+        let last = i64::from(*versions(&mut c, ApiKey::TxnOffsetCommit).end()) + 1;
+        assert_eq!(fetch(&mut c), (0, last));
+    }
+    for v in versions(&mut c, ApiKey::EndTxn) {
+        let id = format!("end-v{v}");
+        let producer = init(&mut c, &id, 4);
+        assert_eq!(
+            end(&mut c, &id, producer, true, v),
+            48,
+            "nothing open: INVALID_TXN_STATE"
+        );
+        assert_eq!(add_partition(&mut c, &id, producer, 3), 0);
+        assert_eq!(end(&mut c, &id, producer, false, v), 0, "EndTxn v{v}");
+        assert_eq!(end(&mut c, &id, producer, false, v), 0, "a retried abort");
+        let stale = end(&mut c, &id, (producer.0, producer.1 - 1), false, v);
+        assert_eq!(stale, if v < 2 { 47 } else { 90 });
+    }
+    // Administration: an open transaction, then after its end.
+    let id = "admin";
+    let producer = init(&mut c, id, 4);
+    assert_eq!(add_partition(&mut c, id, producer, 3), 0);
+    let (code, offset) = produce(&mut c, id, txn_batch(producer.0, producer.1, 0, &["a"]));
+    assert_eq!(code, 0);
+    let described = c
+        .request(
+            0,
+            &DescribeTransactionsRequest::default()
+                .with_transactional_ids(vec![txn_id(id), txn_id("nope")]),
+        )
+        .unwrap();
+    let s = &described.transaction_states[0];
+    assert_eq!((s.error_code, s.transaction_state.as_str()), (0, "Ongoing"));
+    assert_eq!(s.producer_id.0, producer.0);
+    assert_eq!(s.topics[0].partitions, vec![0]);
+    assert_eq!(described.transaction_states[1].error_code, 105);
+    for v in versions(&mut c, ApiKey::ListTransactions) {
+        let listed = c
+            .request(
+                v,
+                &ListTransactionsRequest::default().with_state_filters(vec![
+                    StrBytes::from_static_str("Ongoing"),
+                    StrBytes::from_static_str("Bogus"),
+                ]),
+            )
+            .unwrap();
+        let ids: Vec<&str> = listed
+            .transaction_states
+            .iter()
+            .map(|t| t.transactional_id.0.as_str())
+            .collect();
+        assert_eq!(ids, vec![id], "ListTransactions v{v}");
+        assert_eq!(listed.unknown_state_filters.len(), 1);
+    }
+    let producers = |c: &mut Client| {
+        let r = c
+            .request(
+                0,
+                &DescribeProducersRequest::default().with_topics(vec![TopicRequest::default()
+                    .with_name(name(TOPIC))
+                    .with_partition_indexes(vec![0, 7])]),
+            )
+            .unwrap();
+        assert_eq!(r.topics[0].partitions[1].error_code, 3);
+        r.topics[0].partitions[0]
+            .active_producers
+            .iter()
+            .find(|p| p.producer_id.0 == producer.0)
+            .map(|p| p.current_txn_start_offset)
+    };
+    assert_eq!(producers(&mut c), Some(offset));
+    assert_eq!(end(&mut c, id, producer, true, 3), 0);
+    assert_eq!(producers(&mut c), Some(-1));
+}
+
+#[test]
+fn transaction_outcomes_survive_kill_9() {
+    let mut b = Broker::start(&[]);
+    let mut c = b.client();
+    create_topic(&mut c, TOPIC, 1);
+    let committed = init(&mut c, "committed", 4);
+    let aborted = init(&mut c, "aborted", 4);
+    let open = init(&mut c, "open", 4);
+    assert_eq!(add_partition(&mut c, "committed", committed, 3), 0);
+    assert_eq!(add_partition(&mut c, "aborted", aborted, 3), 0);
+    assert_eq!(add_partition(&mut c, "open", open, 3), 0);
+    let batch = |p: (i64, i16), v: &str| txn_batch(p.0, p.1, 0, &[v, v]);
+    assert_eq!(produce(&mut c, "committed", batch(committed, "c")).0, 0);
+    assert_eq!(produce(&mut c, "aborted", batch(aborted, "a")).0, 0);
+    assert_eq!(end(&mut c, "committed", committed, true, 3), 0);
+    assert_eq!(end(&mut c, "aborted", aborted, false, 3), 0);
+    let (code, open_offset) = produce(&mut c, "open", batch(open, "o"));
+    assert_eq!(code, 0);
+    // A batch outside the transaction is refused.
+    let other = add_partition(&mut c, "open", (open.0 + 1000, 0), 3);
+    assert_eq!(other, 49, "INVALID_PRODUCER_ID_MAPPING");
+    let check = |c: &mut Client| {
+        let (values, lso, aborted_list) = fetch_committed(c);
+        assert_eq!(values, vec!["c", "c"]);
+        assert_eq!(lso, open_offset, "the open transaction holds the LSO");
+        assert_eq!(aborted_list, vec![(aborted.0, 2)]);
+        assert_eq!(latest(c, 1), open_offset);
+        assert_eq!(latest(c, 0), open_offset + 2);
+    };
+    check(&mut c);
+    b.kill9();
+    b.restart();
+    let mut c = b.client();
+    check(&mut c);
+    // A new instance of "open" fences the old one and aborts its transaction.
+    let reopened = init(&mut c, "open", 4);
+    assert_eq!(reopened, (open.0, open.1 + 2));
+    let (code, _) = produce(&mut c, "open", batch(open, "late"));
+    assert_eq!(code, 47, "the fenced instance: INVALID_PRODUCER_EPOCH");
+    let (values, lso, aborted_list) = fetch_committed(&mut c);
+    assert_eq!(values, vec!["c", "c"]);
+    assert_eq!(lso, latest(&mut c, 0));
+    assert_eq!(aborted_list, vec![(aborted.0, 2), (open.0, open_offset)]);
+    b.kill9();
+    b.restart();
+    let mut c = b.client();
+    let (_, _, aborted_list) = fetch_committed(&mut c);
+    assert_eq!(aborted_list.len(), 2, "the abort index survives");
+}
