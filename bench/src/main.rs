@@ -2,7 +2,8 @@
 //! Strom's own codec, and prints what it measured.
 //!
 //! - `produce`: records of a given size to a topic's partitions as fast as
-//!   the client goes, with acks=1 or all; MB/s and records/s.
+//!   the client goes, with acks=1 or all, optionally idempotent or
+//!   transactional (committing every N ms); MB/s and records/s.
 //! - `consume`: reads the topic from the beginning to its end; MB/s.
 //! - `latency`: produces at a fixed rate with linger 0 while a consumer with
 //!   the client's default fetch wait reads; end-to-end p50/p99/max.
@@ -45,6 +46,13 @@ enum Cmd {
         /// 1 or all.
         #[arg(long, default_value = "1")]
         acks: String,
+        /// Idempotent producer (implies acks=all).
+        #[arg(long)]
+        idempotent: bool,
+        /// Transactional producer committing every this many ms (implies
+        /// idempotence); 0 for none.
+        #[arg(long, default_value_t = 0)]
+        transaction_ms: u64,
     },
     Consume {
         #[arg(long)]
@@ -110,6 +118,15 @@ fn futures_block_on<F: std::future::Future>(f: F) -> F::Output {
     }
 }
 
+/// How `produce` sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Plain,
+    Idempotent,
+    /// Commit a transaction every this often.
+    Transactional(Duration),
+}
+
 fn produce(
     brokers: &str,
     topic: &str,
@@ -117,19 +134,39 @@ fn produce(
     size: usize,
     total: usize,
     acks: &str,
+    mode: Mode,
 ) -> Result<()> {
     create_topic(brokers, topic, partitions)?;
-    let producer: BaseProducer = ClientConfig::new()
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", brokers)
-        .set("acks", acks)
-        .set("enable.idempotence", "false")
         .set("queue.buffering.max.kbytes", "1048576")
-        .set("queue.buffering.max.messages", "1000000")
-        .create()?;
+        .set("queue.buffering.max.messages", "1000000");
+    match mode {
+        Mode::Plain => config.set("acks", acks).set("enable.idempotence", "false"),
+        Mode::Idempotent => config.set("enable.idempotence", "true"),
+        Mode::Transactional(_) => config.set("transactional.id", format!("strom-bench-{topic}")),
+    };
+    let producer: BaseProducer = config.create()?;
+    let timeout = Duration::from_secs(60);
+    let mut commits = 0u64;
+    let mut last_commit = Instant::now();
+    if let Mode::Transactional(_) = mode {
+        producer.init_transactions(timeout)?;
+        producer.begin_transaction()?;
+    }
     let payload = vec![b'x'; size];
     let count = total / size;
     let start = Instant::now();
     for i in 0..count {
+        if let Mode::Transactional(every) = mode {
+            if last_commit.elapsed() >= every {
+                producer.commit_transaction(timeout)?;
+                producer.begin_transaction()?;
+                commits += 1;
+                last_commit = Instant::now();
+            }
+        }
         let key = (i as i32 % partitions).to_be_bytes();
         let mut record = BaseRecord::to(topic)
             .payload(&payload)
@@ -152,10 +189,25 @@ fn produce(
             producer.poll(Duration::ZERO);
         }
     }
-    producer.flush(Duration::from_secs(120))?;
+    if let Mode::Transactional(_) = mode {
+        producer.commit_transaction(timeout)?;
+        commits += 1;
+    } else {
+        producer.flush(Duration::from_secs(120))?;
+    }
     let secs = start.elapsed().as_secs_f64();
+    let how = match mode {
+        Mode::Plain => format!("acks={acks}"),
+        Mode::Idempotent => "idempotent".to_owned(),
+        Mode::Transactional(every) => {
+            format!(
+                "transactional every={}ms commits={commits}",
+                every.as_millis()
+            )
+        }
+    };
     println!(
-        "produce acks={acks} record_size={size} records={count} seconds={secs:.2} MB/s={:.1} records/s={:.0}",
+        "produce {how} record_size={size} records={count} seconds={secs:.2} MB/s={:.1} records/s={:.0}",
         (count * size) as f64 / secs / 1e6,
         count as f64 / secs
     );
@@ -304,7 +356,24 @@ fn main() -> Result<()> {
             record_size,
             bytes,
             acks,
-        } => produce(&args.brokers, &topic, partitions, record_size, bytes, &acks),
+            idempotent,
+            transaction_ms,
+        } => {
+            let mode = match (idempotent, transaction_ms) {
+                (_, ms) if ms > 0 => Mode::Transactional(Duration::from_millis(ms)),
+                (true, _) => Mode::Idempotent,
+                _ => Mode::Plain,
+            };
+            produce(
+                &args.brokers,
+                &topic,
+                partitions,
+                record_size,
+                bytes,
+                &acks,
+                mode,
+            )
+        }
         Cmd::Consume { topic, partitions } => consume(&args.brokers, &topic, partitions),
         Cmd::Latency {
             topic,

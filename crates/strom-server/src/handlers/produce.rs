@@ -11,6 +11,7 @@ use tracing::debug;
 
 use super::str_bytes;
 use crate::broker::{now_ms, Broker};
+use crate::internal::is_internal;
 
 fn error(index: i32, code: ErrorCode, message: Option<String>) -> PartitionProduceResponse {
     PartitionProduceResponse::default()
@@ -38,6 +39,9 @@ pub(super) fn handle(broker: &Broker, req: ProduceRequest) -> Option<ProduceResp
                 .map(|p| {
                     if !matches!(acks, -1..=1) {
                         return error(p.index, ErrorCode::InvalidRequiredAcks, None);
+                    }
+                    if is_internal(&name) {
+                        return error(p.index, ErrorCode::InvalidTopicException, Some(format!("Cannot append to internal topic {name}")));
                     }
                     let Some(partition) = broker.replicas.get(&name, p.index) else {
                         return error(p.index, ErrorCode::UnknownTopicOrPartition, None);
