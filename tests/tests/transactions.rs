@@ -420,6 +420,24 @@ fn transaction_apis_answer_every_version() {
     assert_eq!(producers(&mut c), Some(offset));
     assert_eq!(end(&mut c, id, producer, true, 3), 0);
     assert_eq!(producers(&mut c), Some(-1));
+    // Transactional records without their transactional id are refused.
+    let r = c
+        .request(
+            9,
+            &ProduceRequest::default()
+                .with_acks(1)
+                .with_timeout_ms(5000)
+                .with_topic_data(vec![TopicProduceData::default()
+                    .with_name(name(TOPIC))
+                    .with_partition_data(vec![PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(txn_batch(producer.0, producer.1, 1, &["x"])))])]),
+        )
+        .unwrap();
+    assert_eq!(
+        r.responses[0].partition_responses[0].error_code, 53,
+        "TRANSACTIONAL_ID_AUTHORIZATION_FAILED"
+    );
     // Clients cannot write the coordinator's own topic.
     let r = c
         .request(

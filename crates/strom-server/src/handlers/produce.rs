@@ -57,10 +57,8 @@ pub(super) fn handle(broker: &Broker, req: ProduceRequest) -> Option<ProduceResp
                     let Some(records) = p.records else {
                         return error(p.index, ErrorCode::InvalidRecord, Some("no records".into()));
                     };
-                    if let Some(txn_id) = &req.transactional_id {
-                        if let Err(code) = verify_in_transaction(broker, txn_id.0.as_str(), &name, p.index, &records) {
-                            return error(p.index, code, Some("Partition was not added to the transaction".into()));
-                        }
+                    if let Err((code, message)) = verify_in_transaction(broker, req.transactional_id.as_ref().map(|t| t.0.as_str()), &name, p.index, &records) {
+                        return error(p.index, code, Some(message.into()));
                     }
                     match partition.append(&records, now) {
                         Ok(r) => PartitionProduceResponse::default()
@@ -83,22 +81,29 @@ pub(super) fn handle(broker: &Broker, req: ProduceRequest) -> Option<ProduceResp
     (acks != 0).then(|| ProduceResponse::default().with_responses(responses))
 }
 
-/// Checks that a transactional batch's partition is part of its producer's
-/// open transaction, with the codes Kafka's produce path maps the
-/// coordinator's answers to.
+/// Checks that a transactional batch comes with its transactional id and
+/// that its partition is part of its producer's open transaction, with the
+/// codes Kafka's produce path maps the coordinator's answers to.
 fn verify_in_transaction(
     broker: &Broker,
-    transactional_id: &str,
+    transactional_id: Option<&str>,
     topic: &str,
     partition: i32,
     records: &[u8],
-) -> Result<(), ErrorCode> {
+) -> Result<(), (ErrorCode, &'static str)> {
     let Ok(batch) = Batch::parse(records) else {
         return Ok(()); // the append refuses it with the right code
     };
     if !batch.is_transactional() {
         return Ok(());
     }
+    let Some(transactional_id) = transactional_id else {
+        return Err((
+            ErrorCode::TransactionalIdAuthorizationFailed,
+            "Transactional records need a transactional id",
+        ));
+    };
+    let not_added = "Partition was not added to the transaction";
     match broker.txns.verify_partitions(
         transactional_id,
         batch.producer_id(),
@@ -106,13 +111,18 @@ fn verify_in_transaction(
         &[(topic.to_owned(), partition)],
     ) {
         Ok(found) if found.first() == Some(&true) => Ok(()),
-        Ok(_) => Err(ErrorCode::InvalidTxnState),
-        Err(ErrorCode::ProducerFenced) => Err(ErrorCode::InvalidProducerEpoch),
+        Ok(_) => Err((ErrorCode::InvalidTxnState, not_added)),
+        Err(ErrorCode::ProducerFenced) => {
+            Err((ErrorCode::InvalidProducerEpoch, "Producer is fenced"))
+        }
         Err(
             ErrorCode::ConcurrentTransactions
             | ErrorCode::CoordinatorNotAvailable
             | ErrorCode::NotCoordinator,
-        ) => Err(ErrorCode::NotEnoughReplicas),
-        Err(code) => Err(code),
+        ) => Err((
+            ErrorCode::NotEnoughReplicas,
+            "The transaction coordinator is busy",
+        )),
+        Err(code) => Err((code, not_added)),
     }
 }
