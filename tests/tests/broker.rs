@@ -744,3 +744,74 @@ fn consumer_group_heartbeat_answers_every_version() {
         assert_eq!((leave.error_code, leave.member_epoch), (0, -1));
     }
 }
+
+/// A classic group's stable members carry on after the coordinator is
+/// killed and restarts: their generation, assignment and membership come
+/// back from the group record, as with Kafka.
+#[test]
+fn group_members_survive_a_coordinator_restart() {
+    let mut b = Broker::start(&[("group.initial.rebalance.delay.ms", "0")]);
+    let mut c = b.client();
+    create_topic(&mut c, "gr", 1);
+    let gid = GroupId(StrBytes::from_static_str("restarting"));
+    let join = |member: &str| {
+        JoinGroupRequest::default()
+            .with_group_id(gid.clone())
+            .with_session_timeout_ms(30_000)
+            .with_rebalance_timeout_ms(30_000)
+            .with_member_id(StrBytes::from_string(member.to_owned()))
+            .with_protocol_type(StrBytes::from_static_str("consumer"))
+            .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default(
+            )
+            .with_name(StrBytes::from_static_str("range"))
+            .with_metadata(Bytes::from_static(b"m"))])
+    };
+    let first = c.request(9, &join("")).unwrap();
+    let j = c.request(9, &join(first.member_id.as_str())).unwrap();
+    assert_eq!(j.error_code, 0);
+    let sync = |c: &mut Client| {
+        c.request(
+            5,
+            &SyncGroupRequest::default()
+                .with_group_id(gid.clone())
+                .with_generation_id(j.generation_id)
+                .with_member_id(j.member_id.clone())
+                .with_protocol_type(Some(StrBytes::from_static_str("consumer")))
+                .with_protocol_name(Some(StrBytes::from_static_str("range")))
+                .with_assignments(vec![
+                    sync_group_request::SyncGroupRequestAssignment::default()
+                        .with_member_id(j.member_id.clone())
+                        .with_assignment(Bytes::from_static(b"assigned")),
+                ]),
+        )
+        .unwrap()
+    };
+    assert_eq!(sync(&mut c).error_code, 0);
+    b.kill9();
+    b.restart();
+    let mut c = b.client();
+    let h = c
+        .request(
+            4,
+            &HeartbeatRequest::default()
+                .with_group_id(gid.clone())
+                .with_generation_id(j.generation_id)
+                .with_member_id(j.member_id.clone()),
+        )
+        .unwrap();
+    assert_eq!(h.error_code, 0, "the member is known after the restart");
+    let again = sync(&mut c);
+    assert_eq!(
+        (again.error_code, again.assignment.as_ref()),
+        (0, &b"assigned"[..]),
+        "and so is its assignment"
+    );
+    let d = c
+        .request(
+            5,
+            &DescribeGroupsRequest::default().with_groups(vec![gid.clone()]),
+        )
+        .unwrap();
+    assert_eq!(d.groups[0].group_state.as_str(), "Stable");
+    assert_eq!(d.groups[0].members.len(), 1);
+}

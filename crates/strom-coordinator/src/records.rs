@@ -51,6 +51,25 @@ pub struct GroupValue {
     pub generation: i32,
     pub protocol: Option<String>,
     pub leader: Option<String>,
+    /// The members of a stable generation with their assignments, so that
+    /// they carry on after the coordinator restarts (as Kafka restores
+    /// them from its group record). Absent in records of older versions.
+    #[serde(default)]
+    pub members: Vec<MemberValue>,
+}
+
+/// A classic group member as its group record keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberValue {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub session_timeout_ms: u64,
+    pub rebalance_timeout_ms: u64,
+    /// (protocol name, metadata) as the member joined with them.
+    pub protocols: Vec<(String, Vec<u8>)>,
+    pub assignment: Vec<u8>,
 }
 
 impl RecordKey {

@@ -20,7 +20,7 @@ use tokio::sync::oneshot;
 use tracing::{debug, info};
 
 use crate::partition_for;
-use crate::records::{encode, CoordinatorLog, GroupValue, OffsetValue, RecordKey};
+use crate::records::{encode, CoordinatorLog, GroupValue, MemberValue, OffsetValue, RecordKey};
 pub use state::GroupState;
 use state::{Group, Member};
 
@@ -234,6 +234,45 @@ fn group_tombstone(group: &str) -> (Vec<u8>, Option<Vec<u8>>) {
     (key.encode(), None)
 }
 
+/// Restores the members of a group record: a group with members is Stable
+/// in that generation, and each member has a full session from `now` to
+/// heartbeat before it expires (Kafka does the same when it loads a group).
+fn restore_members(g: &mut Group, members: Vec<MemberValue>, now: Instant) {
+    g.members.clear();
+    g.static_members.clear();
+    g.pending.clear();
+    for m in members {
+        if let Some(inst) = &m.instance_id {
+            g.static_members.insert(inst.clone(), m.member_id.clone());
+        }
+        g.members.insert(
+            m.member_id.clone(),
+            Member {
+                id: m.member_id,
+                instance_id: m.instance_id,
+                client_id: m.client_id,
+                client_host: m.client_host,
+                session_timeout: Duration::from_millis(m.session_timeout_ms),
+                rebalance_timeout: Duration::from_millis(m.rebalance_timeout_ms),
+                protocols: m
+                    .protocols
+                    .into_iter()
+                    .map(|(n, md)| (n, Bytes::from(md)))
+                    .collect(),
+                assignment: Bytes::from(m.assignment),
+                join_waiter: None,
+                sync_waiter: None,
+                last_seen: now,
+            },
+        );
+    }
+    g.state = if g.members.is_empty() {
+        GroupState::Empty
+    } else {
+        GroupState::Stable
+    };
+}
+
 impl GroupCoordinator {
     pub fn new(config: GroupConfig, log: Arc<dyn CoordinatorLog>) -> Self {
         GroupCoordinator {
@@ -291,6 +330,8 @@ impl GroupCoordinator {
                         g.generation = v.generation;
                         g.protocol_type = v.protocol_type;
                         g.protocol = v.protocol;
+                        g.leader = v.leader;
+                        restore_members(g, v.members, Instant::now());
                     }
                     None => {
                         groups.remove(&group);
@@ -441,11 +482,33 @@ impl GroupCoordinator {
             group: g.id.clone(),
         }
         .encode();
+        let members = if g.state == GroupState::Empty {
+            Vec::new()
+        } else {
+            g.members
+                .values()
+                .map(|m| MemberValue {
+                    member_id: m.id.clone(),
+                    instance_id: m.instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    session_timeout_ms: m.session_timeout.as_millis() as u64,
+                    rebalance_timeout_ms: m.rebalance_timeout.as_millis() as u64,
+                    protocols: m
+                        .protocols
+                        .iter()
+                        .map(|(n, md)| (n.clone(), md.to_vec()))
+                        .collect(),
+                    assignment: m.assignment.to_vec(),
+                })
+                .collect()
+        };
         let value = GroupValue {
             protocol_type: g.protocol_type.clone(),
             generation: g.generation,
             protocol: g.protocol.clone(),
             leader: g.leader.clone(),
+            members,
         };
         self.log
             .append(self.partition_for(&g.id), vec![(key, Some(encode(&value)))])

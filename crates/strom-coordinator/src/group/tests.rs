@@ -342,6 +342,15 @@ fn offsets_commit_fetch_and_replay() {
             .offset,
         9
     );
+    // The stable generation's members come back with their assignments
+    // and may carry on; they expire if they do not heartbeat in time.
+    let restored = c2.describe("g").unwrap();
+    assert_eq!(restored.state, GroupState::Stable);
+    assert_eq!(restored.members.len(), 2);
+    let later = Instant::now();
+    assert_eq!(c2.heartbeat("g", generation, &leader, None, later), None);
+    assert_eq!(c2.delete_group("g"), Err(ErrorCode::NonEmptyGroup));
+    c2.tick(later + Duration::from_secs(11));
     assert_eq!(c2.describe("g").unwrap().state, GroupState::Empty);
     c2.delete_group("g").unwrap();
     assert!(c2.describe("g").is_none());
