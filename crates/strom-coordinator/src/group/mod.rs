@@ -573,21 +573,26 @@ impl GroupCoordinator {
         }
         let unchanged = g.members[&member_id].protocols == req.protocols;
         let is_leader = g.leader.as_deref() == Some(member_id.as_str());
-        match g.state {
-            GroupState::CompletingRebalance | GroupState::Stable if unchanged && !is_leader => {
-                // A follower rejoining with nothing new: answer from the
-                // current generation without a rebalance.
-                let m = g.members.get_mut(&member_id).expect("member");
-                m.last_seen = now;
-                Reply::Now(g.join_response(&member_id))
-            }
-            _ => {
-                let m = g.members.get_mut(&member_id).expect("member");
-                m.session_timeout = session;
-                m.rebalance_timeout = Duration::from_millis(req.rebalance_timeout_ms.max(0) as u64);
-                self.await_join(g, &member_id, req.protocols, now, "member rejoined")
-            }
+        // Kafka's rules for a known member that joins again with the same
+        // metadata: while the group awaits SyncGroup, anyone (the leader
+        // too, with the member list) gets the current generation back, as
+        // when it missed its JoinGroup answer; once stable, only followers
+        // do, while the leader's join starts a rebalance (its way to act on
+        // topic changes).
+        let current = unchanged
+            && match g.state {
+                GroupState::CompletingRebalance => true,
+                GroupState::Stable => !is_leader,
+                _ => false,
+            };
+        let m = g.members.get_mut(&member_id).expect("member");
+        if current {
+            m.last_seen = now;
+            return Reply::Now(g.join_response(&member_id));
         }
+        m.session_timeout = session;
+        m.rebalance_timeout = Duration::from_millis(req.rebalance_timeout_ms.max(0) as u64);
+        self.await_join(g, &member_id, req.protocols, now, "member rejoined")
     }
 
     /// KIP-345: a static member's new instance takes over the old member's

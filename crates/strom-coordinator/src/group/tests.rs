@@ -180,6 +180,38 @@ fn two_members_join_and_sync() {
     // A follower rejoining with the same metadata does not rebalance.
     let again = now_of(c.join(join_req(&follower, None), t));
     assert_eq!(again.generation_id, generation);
+    // The leader's join does: it is how a leader acts on topic changes.
+    let mut rx = later(c.join(join_req(&leader, None), t));
+    assert!(rx.try_recv().is_err(), "waits for the new join phase");
+    assert_eq!(
+        c.describe("g").unwrap().state,
+        GroupState::PreparingRebalance
+    );
+}
+
+#[test]
+fn a_leader_that_missed_its_join_answer_gets_the_current_generation() {
+    let (c, _) = coordinator();
+    let t0 = Instant::now();
+    let (_, mut rx_a) = join_new(&c, t0);
+    let (_, _rx_b) = join_new(&c, t0);
+    c.tick(t0 + Duration::from_millis(150));
+    let first = rx_a.try_recv().unwrap();
+    let leader = first.leader.clone();
+    assert_eq!(
+        c.describe("g").unwrap().state,
+        GroupState::CompletingRebalance
+    );
+    // The leader joins again before syncing (its answer was lost): Kafka
+    // answers from the current generation, members included.
+    let again = now_of(c.join(join_req(&leader, None), t0 + Duration::from_millis(200)));
+    assert_eq!(again.generation_id, first.generation_id);
+    assert_eq!(again.leader, leader);
+    assert_eq!(again.members.len(), 2);
+    assert_eq!(
+        c.describe("g").unwrap().state,
+        GroupState::CompletingRebalance
+    );
 }
 
 #[test]
