@@ -50,6 +50,12 @@ fn topic_log_config(
             .parse()
             .unwrap_or_else(|_| panic!("{name} is validated as a number"))
     };
+    // Only `delete` removes old segments; a compacted-only topic (the
+    // coordinators' internal topics) keeps its data whatever its age.
+    let deletes = config
+        .topic_value(overrides, "cleanup.policy")
+        .split(',')
+        .any(|p| p.trim() == "delete");
     let log = LogConfig {
         segment_bytes: num("segment.bytes") as u64,
         segment_ms: num("segment.ms"),
@@ -57,8 +63,8 @@ fn topic_log_config(
         segment_index_bytes: num("segment.index.bytes") as u64,
         flush_messages: num("flush.messages") as u64,
         flush_ms: num("flush.ms"),
-        retention_ms: num("retention.ms"),
-        retention_bytes: num("retention.bytes"),
+        retention_ms: if deletes { num("retention.ms") } else { -1 },
+        retention_bytes: if deletes { num("retention.bytes") } else { -1 },
         log_append_time: config.topic_value(overrides, "message.timestamp.type") == "LogAppendTime",
     };
     (log, num("max.message.bytes") as usize)

@@ -300,3 +300,34 @@ fn a_lost_abort_index_entry_is_restored_from_the_log() {
         .unwrap();
     assert_eq!(aborted.len(), 1);
 }
+
+#[test]
+fn retention_deletes_only_under_the_delete_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let rm = manager(dir.path());
+    let overrides = [("segment.bytes", "200"), ("retention.ms", "1")];
+    let compacted: Vec<(&str, &str)> = overrides
+        .iter()
+        .copied()
+        .chain([("cleanup.policy", "compact")])
+        .collect();
+    rm.apply_image(&image("t", 1, &compacted)).unwrap();
+    let p = rm.get("t", 0).unwrap();
+    for _ in 0..10 {
+        p.append(&batch(-1, -1, 0, 1, 0), 0).unwrap();
+    }
+    rm.maintain(1_000_000);
+    assert_eq!(
+        p.log_start_offset(),
+        0,
+        "a compacted topic keeps old segments"
+    );
+    let both: Vec<(&str, &str)> = overrides
+        .iter()
+        .copied()
+        .chain([("cleanup.policy", "compact,delete")])
+        .collect();
+    rm.apply_image(&image("t", 1, &both)).unwrap();
+    rm.maintain(1_000_000);
+    assert!(p.log_start_offset() > 0, "compact,delete also deletes");
+}

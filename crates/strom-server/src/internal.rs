@@ -12,7 +12,7 @@ use strom_protocol::record_codec::RecordBatchDecoder;
 use strom_protocol::records::{build_batch, BatchProducer, Compression, NewRecord, NO_SEQUENCE};
 use strom_protocol::ErrorCode;
 use strom_replica::{Isolation, ReplicaManager};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::broker::now_ms;
 
@@ -154,7 +154,7 @@ pub(crate) fn load(
     mut replay: impl FnMut(i32, Loaded<'_>),
 ) -> usize {
     let mut count = 0;
-    for index in 0..partitions {
+    'partitions: for index in 0..partitions {
         let Some(p) = replicas.get(topic, index) else {
             continue;
         };
@@ -169,8 +169,14 @@ pub(crate) fn load(
             let mut bytes = read.records;
             while !bytes.is_empty() {
                 let Ok(set) = RecordBatchDecoder::decode(&mut bytes) else {
-                    warn!(partition = index, offset, "undecodable batch in {topic}");
-                    return count;
+                    // The rest of this partition is lost to its
+                    // coordinator; the other partitions still load.
+                    error!(
+                        partition = index,
+                        offset,
+                        "undecodable batch in {topic}: the rest of the partition is not loaded"
+                    );
+                    continue 'partitions;
                 };
                 for r in set.records {
                     if r.offset < offset {

@@ -49,6 +49,12 @@ impl MarkerWriter for LocalMarkers {
                 // there any more. Kafka treats this as fatal for the marker;
                 // retrying would never succeed.
                 error!(topic, partition, producer_id, epoch, %message, "marker refused; dropping it");
+                if topic == OFFSETS_TOPIC {
+                    // Offsets pending under the stale epoch would otherwise
+                    // stay unstable for ever.
+                    self.groups
+                        .complete_transaction(partition, producer_id, false);
+                }
                 return Ok(());
             }
             Err((code, _)) => return Err(code),

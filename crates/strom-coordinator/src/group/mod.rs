@@ -334,7 +334,17 @@ impl GroupCoordinator {
                         restore_members(g, v.members, Instant::now());
                     }
                     None => {
-                        groups.remove(&group);
+                        // Offsets of open transactions outlive the group's
+                        // metadata: their marker may still come.
+                        let pending = groups
+                            .remove(&group)
+                            .map(|g| g.txn_offsets)
+                            .unwrap_or_default();
+                        if !pending.is_empty() {
+                            let mut g = Group::new(&group);
+                            g.txn_offsets = pending;
+                            groups.insert(group, g);
+                        }
                     }
                 }
             }
@@ -956,8 +966,12 @@ impl GroupCoordinator {
         let mut groups = self.lock();
         let mut expired = 0;
         let mut forgotten = Vec::new();
+        // A group with offsets in open transactions is kept whole, as Kafka
+        // counts pending transactional offsets as offsets of the group.
         for g in groups.values_mut().filter(|g| {
-            g.state == GroupState::Empty && g.consumer.as_ref().is_none_or(|c| c.is_empty())
+            g.state == GroupState::Empty
+                && g.consumer.as_ref().is_none_or(|c| c.is_empty())
+                && g.txn_offsets.is_empty()
         }) {
             let old: Vec<(String, i32)> = g
                 .offsets

@@ -864,3 +864,21 @@ fn transactional_offsets_are_visible_only_after_commit() {
     c2.complete_transaction(part, 7, true);
     assert_eq!(offset(&c2, 0), Some(5));
 }
+
+#[test]
+fn offset_expiry_keeps_groups_with_offsets_in_open_transactions() {
+    let (c, _) = coordinator();
+    let commit = OffsetCommit {
+        topic: "t".into(),
+        partition: 0,
+        offset: 42,
+        leader_epoch: -1,
+        metadata: None,
+    };
+    c.commit_transactional_offsets(&as_member("", -1), (7, 0), &[commit], 1)
+        .unwrap();
+    assert_eq!(c.expire_offsets(i64::MAX / 2), 0);
+    c.complete_transaction(c.partition_for("g"), 7, true);
+    let got = c.fetch_offsets("g", Some(&[("t".into(), 0)]));
+    assert_eq!(got[0].1.as_ref().map(|o| o.offset), Some(42));
+}
