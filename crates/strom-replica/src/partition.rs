@@ -196,7 +196,7 @@ impl Partition {
         let mut log = log;
         for (done, unstable) in completed {
             if done.aborted {
-                log.add_aborted(aborted_entry(&done, unstable))?;
+                log.add_aborted(aborted_entry(&done, unstable));
             }
         }
         if !producers.is_empty() {
@@ -371,12 +371,7 @@ impl Partition {
         if let Some(done) = s.producers.replay(&batch) {
             if done.aborted {
                 let entry = aborted_entry(&done, s.producers.first_unstable_offset());
-                s.log.add_aborted(entry).map_err(|e| {
-                    (
-                        storage_error(e),
-                        "cannot index an aborted transaction".into(),
-                    )
-                })?;
+                s.log.add_aborted(entry);
             }
         }
         let end = s.log.log_end_offset();
@@ -542,13 +537,17 @@ impl Partition {
         if std::mem::replace(&mut s.closed, true) {
             return Ok(());
         }
+        // The log first: if its files cannot be made current, no snapshot
+        // may claim the state at its end (replay from the last snapshot
+        // restores what the files lack).
+        s.log.close()?;
         let dir = s.log.dir().to_path_buf();
         if let Err(e) = strom_producer::write_snapshot(&dir, s.log.log_end_offset(), &s.producers)
             .and_then(|_| strom_producer::retain_latest_snapshots(&dir, SNAPSHOTS_KEPT))
         {
             error!(partition = ?self, error = %e, "cannot write producer snapshot at shutdown");
         }
-        s.log.close()
+        Ok(())
     }
 
     /// Stops serving and removes the partition's data.

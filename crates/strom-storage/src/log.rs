@@ -44,8 +44,14 @@ pub struct Log {
     dir: PathBuf,
     config: LogConfig,
     segments: BTreeMap<i64, Segment>,
-    /// The aborted-transaction index of each segment, by base offset.
+    /// The aborted-transaction index of each segment, by base offset. The
+    /// memory copy is what reads use; the files follow it.
     aborted: BTreeMap<i64, Vec<AbortedTxn>>,
+    /// Set when an index entry could not be written to its file: the files
+    /// are rewritten from memory at the next roll, flush or close, which
+    /// fail (and so stop the producer snapshot that would make replay skip
+    /// the marker) until that succeeds.
+    txn_index_dirty: bool,
     log_start_offset: i64,
     unflushed_records: u64,
     /// Wall-clock ms of the oldest write not yet fsynced.
@@ -130,6 +136,7 @@ impl Log {
             config,
             segments,
             aborted,
+            txn_index_dirty: false,
             log_start_offset,
             unflushed_records: 0,
             unflushed_since: None,
@@ -243,6 +250,7 @@ impl Log {
     /// see [`Log::take_pending_flushes`]) and starts a new one at the log end
     /// offset. Returns the new segment's base offset.
     pub fn roll(&mut self) -> Result<i64, StorageError> {
+        self.sync_txn_indexes()?;
         let base = self.log_end_offset();
         let active = self.active_mut();
         active.write_indexes()?;
@@ -336,6 +344,7 @@ impl Log {
 
     /// Fsyncs everything written: rolled segments and the active one.
     pub fn flush(&mut self) -> Result<(), StorageError> {
+        self.sync_txn_indexes()?;
         for (path, file) in self.take_pending_flushes() {
             file.sync_data().at(&path)?;
         }
@@ -406,21 +415,38 @@ impl Log {
     }
 
     /// Records an aborted transaction in the index of the segment holding
-    /// its marker. Idempotent: returns false if it was already there.
-    pub fn add_aborted(&mut self, txn: AbortedTxn) -> Result<bool, StorageError> {
+    /// its marker. Idempotent: returns false if it was already there. It
+    /// cannot fail: should the file write fail, memory (what reads use)
+    /// has the entry and the file is rewritten later.
+    pub fn add_aborted(&mut self, txn: AbortedTxn) -> bool {
         let Some((&base, _)) = self.segments.range(..=txn.last_offset).next_back() else {
-            return Ok(false);
+            return false;
         };
         let entries = self.aborted.entry(base).or_default();
         if entries
             .iter()
             .any(|t| t.producer_id == txn.producer_id && t.last_offset == txn.last_offset)
         {
-            return Ok(false);
+            return false;
         }
-        txn_index::append(&self.dir, base, &txn)?;
         entries.push(txn);
-        Ok(true)
+        if let Err(e) = txn_index::append(&self.dir, base, &txn) {
+            warn!(dir = %self.dir.display(), error = %e, "cannot append to the aborted-transaction index; rewriting it later");
+            self.txn_index_dirty = true;
+        }
+        true
+    }
+
+    /// Rewrites the index files from memory if an append to them failed.
+    fn sync_txn_indexes(&mut self) -> Result<(), StorageError> {
+        if !self.txn_index_dirty {
+            return Ok(());
+        }
+        for (&base, entries) in &self.aborted {
+            txn_index::rewrite(&self.dir, base, entries)?;
+        }
+        self.txn_index_dirty = false;
+        Ok(())
     }
 
     /// The aborted transactions that overlap `[from, upper)`: those whose

@@ -383,13 +383,10 @@ fn aborted_transactions_are_indexed_per_segment_and_survive_reopen() {
     }
     assert!(log.segment_count() > 3);
     // Markers (here stand-ins) at 5, 17 and 28, each in its own segment.
-    assert!(log.add_aborted(aborted(1, 2, 5)).unwrap());
-    assert!(log.add_aborted(aborted(2, 9, 17)).unwrap());
-    assert!(log.add_aborted(aborted(1, 26, 28)).unwrap());
-    assert!(
-        !log.add_aborted(aborted(2, 9, 17)).unwrap(),
-        "adding is idempotent"
-    );
+    assert!(log.add_aborted(aborted(1, 2, 5)));
+    assert!(log.add_aborted(aborted(2, 9, 17)));
+    assert!(log.add_aborted(aborted(1, 26, 28)));
+    assert!(!log.add_aborted(aborted(2, 9, 17)), "adding is idempotent");
     let ids = |v: Vec<crate::AbortedTxn>| v.iter().map(|t| t.last_offset).collect::<Vec<_>>();
     assert_eq!(ids(log.aborted_txns(0, 30)), vec![5, 17, 28]);
     assert_eq!(ids(log.aborted_txns(6, 17)), vec![17]);
@@ -422,7 +419,7 @@ fn an_index_entry_whose_marker_was_truncated_is_dropped() {
     for i in 0..5 {
         log.append(&mut batch(1, 50, i), 0, 0).unwrap();
     }
-    log.add_aborted(aborted(7, 1, 4)).unwrap();
+    log.add_aborted(aborted(7, 1, 4));
     drop(log);
     let path = active_segment_path(dir.path());
     let len = std::fs::metadata(&path).unwrap().len();
@@ -431,4 +428,24 @@ fn an_index_entry_whose_marker_was_truncated_is_dropped() {
     let log = Log::open(dir.path(), LogConfig::default()).unwrap();
     assert_eq!(log.log_end_offset(), 4);
     assert!(log.aborted_txns(0, 10).is_empty());
+}
+
+#[test]
+fn an_index_entry_whose_file_write_failed_is_kept_and_written_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), LogConfig::default()).unwrap();
+    for i in 0..5 {
+        log.append(&mut batch(1, 50, i), 0, 0).unwrap();
+    }
+    // A directory where the index file should be: every write to it fails.
+    let index = dir.path().join("00000000000000000000.txnindex");
+    std::fs::create_dir(&index).unwrap();
+    assert!(log.add_aborted(aborted(7, 1, 4)));
+    assert_eq!(log.aborted_txns(0, 5).len(), 1, "reads see it at once");
+    assert!(log.flush().is_err(), "the file cannot be made current yet");
+    std::fs::remove_dir(&index).unwrap();
+    log.flush().unwrap();
+    drop(log);
+    let log = Log::open(dir.path(), LogConfig::default()).unwrap();
+    assert_eq!(log.aborted_txns(0, 5).len(), 1);
 }

@@ -110,6 +110,22 @@ pub(crate) fn append(dir: &Path, base_offset: i64, txn: &AbortedTxn) -> Result<(
     f.write_all(&txn.encode()).at(&p)
 }
 
+/// Replaces the segment's index file with `entries` (fsynced).
+pub(crate) fn rewrite(
+    dir: &Path,
+    base_offset: i64,
+    entries: &[AbortedTxn],
+) -> Result<(), StorageError> {
+    let p = path(dir, base_offset);
+    let tmp = p.with_extension("txnindex.tmp");
+    let encoded: Vec<u8> = entries.iter().flat_map(|t| t.encode()).collect();
+    std::fs::write(&tmp, encoded).at(&tmp)?;
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .at(&tmp)?;
+    std::fs::rename(&tmp, &p).at(&p)
+}
+
 /// A handle on the index file for an fsync, if the segment has one.
 pub(crate) fn handle(dir: &Path, base_offset: i64) -> Option<(PathBuf, std::fs::File)> {
     let p = path(dir, base_offset);
