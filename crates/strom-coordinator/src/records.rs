@@ -14,12 +14,16 @@ pub trait CoordinatorLog: Send + Sync {
 
     /// Appends records as part of a producer's transaction (a transactional
     /// batch with its producer id and epoch): offsets committed with
-    /// TxnOffsetCommit. A fenced epoch is refused.
+    /// TxnOffsetCommit. A fenced epoch is refused, and so is a batch whose
+    /// `guard` (the partition's verification guard, taken before the
+    /// transaction coordinator confirmed the partition is in the
+    /// transaction) a marker has voided since.
     fn append_transactional(
         &self,
         partition: i32,
         producer_id: i64,
         producer_epoch: i16,
+        guard: u64,
         records: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     ) -> Result<(), ErrorCode>;
 }

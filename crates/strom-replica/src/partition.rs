@@ -1,5 +1,6 @@
 //! One hosted partition: log, producer state, leader epoch, high watermark.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -110,6 +111,9 @@ struct State {
     /// Set once the log was closed or deleted: the partition no longer
     /// serves, even to requests that still hold it.
     closed: bool,
+    /// Verification guards by producer id (see [`Partition::start_verification`]).
+    verifying: HashMap<i64, u64>,
+    next_guard: u64,
 }
 
 pub struct Partition {
@@ -219,6 +223,8 @@ impl Partition {
                 producers,
                 max_message_bytes,
                 closed: false,
+                verifying: HashMap::new(),
+                next_guard: 0,
             }),
             high_watermark,
         })
@@ -273,8 +279,54 @@ impl Partition {
         s.max_message_bytes = max_message_bytes;
     }
 
-    /// Appends a client's batch as the leader.
-    pub fn append(&self, records: &[u8], now_ms: i64) -> Result<AppendResult, (ErrorCode, String)> {
+    /// Starts the check that `producer_id`'s next transactional batch here
+    /// belongs to its open transaction (Kafka's verification guard): the
+    /// caller asks the transaction coordinator, then appends with the
+    /// guard. A marker for the producer written in between voids the guard,
+    /// so a batch verified for a transaction that has just ended cannot
+    /// open a transaction here that nothing would ever close.
+    pub fn start_verification(&self, producer_id: i64) -> u64 {
+        let mut s = self.lock();
+        s.next_guard += 1;
+        let guard = s.next_guard;
+        s.verifying.insert(producer_id, guard);
+        guard
+    }
+
+    /// A transactional batch may start a transaction here only with a
+    /// guard that no marker voided; once one is open, later batches of it
+    /// need none.
+    fn check_guard(
+        s: &State,
+        batch: &Batch<'_>,
+        guard: Option<u64>,
+    ) -> Result<(), (ErrorCode, String)> {
+        if !batch.is_transactional() {
+            return Ok(());
+        }
+        let pid = batch.producer_id();
+        let open = s
+            .producers
+            .entry(pid)
+            .is_some_and(|e| e.txn_first_offset.is_some() && e.epoch == batch.producer_epoch());
+        if open || (guard.is_some() && s.verifying.get(&pid) == guard.as_ref()) {
+            Ok(())
+        } else {
+            Err((
+                ErrorCode::InvalidTxnState,
+                "The transaction of this batch is not open on this partition".into(),
+            ))
+        }
+    }
+
+    /// Appends a client's batch as the leader. A transactional batch needs
+    /// the guard of [`Partition::start_verification`].
+    pub fn append(
+        &self,
+        records: &[u8],
+        now_ms: i64,
+        guard: Option<u64>,
+    ) -> Result<AppendResult, (ErrorCode, String)> {
         let s = self
             .serving()
             .map_err(|c| (c, "partition is closed".to_owned()))?;
@@ -293,16 +345,19 @@ impl Partition {
                 Err(e) => return Err((e.code(), e.to_string())),
             }
         }
+        Self::check_guard(&s, &batch, guard)?;
         self.write(s, records.to_vec(), now_ms)
     }
 
     /// Appends a batch a coordinator built (its internal topics): the
     /// producer epoch is checked, sequences are not (Kafka's coordinator
-    /// origin: transactional offset commits carry no sequence).
+    /// origin: transactional offset commits carry no sequence). A
+    /// transactional batch needs a verification guard, as in `append`.
     pub fn append_from_coordinator(
         &self,
         records: &[u8],
         now_ms: i64,
+        guard: Option<u64>,
     ) -> Result<AppendResult, (ErrorCode, String)> {
         let s = self
             .serving()
@@ -314,6 +369,7 @@ impl Partition {
                 .check_marker(batch.producer_id(), batch.producer_epoch())
                 .map_err(|e| (e.code(), e.to_string()))?;
         }
+        Self::check_guard(&s, &batch, guard)?;
         self.write(s, records.to_vec(), now_ms)
     }
 
@@ -328,9 +384,10 @@ impl Partition {
         coordinator_epoch: i32,
         now_ms: i64,
     ) -> Result<i64, (ErrorCode, String)> {
-        let s = self
+        let mut s = self
             .serving()
             .map_err(|c| (c, "partition is closed".to_owned()))?;
+        s.verifying.remove(&producer_id);
         s.producers
             .check_marker(producer_id, epoch)
             .map_err(|e| (e.code(), e.to_string()))?;

@@ -72,7 +72,7 @@ fn produce_errors_use_kafka_codes() {
     rm.apply_image(&image("t", 1, &[("max.message.bytes", "200")]))
         .unwrap();
     let p = rm.get("t", 0).unwrap();
-    let code = |bytes: &[u8]| p.append(bytes, 0).unwrap_err().0;
+    let code = |bytes: &[u8]| p.append(bytes, 0, None).unwrap_err().0;
     assert_eq!(code(&[]), ErrorCode::InvalidRecord);
     let mut two = batch(-1, -1, 0, 1, 0);
     two.extend(batch(-1, -1, 0, 1, 0));
@@ -86,7 +86,12 @@ fn produce_errors_use_kafka_codes() {
     old_magic[16] = 1;
     assert_eq!(code(&old_magic), ErrorCode::InvalidRecord);
     assert_eq!(code(&corrupt[..30]), ErrorCode::CorruptMessage);
-    assert_eq!(p.append(&batch(-1, -1, 0, 1, 0), 0).unwrap().base_offset, 0);
+    assert_eq!(
+        p.append(&batch(-1, -1, 0, 1, 0), 0, None)
+            .unwrap()
+            .base_offset,
+        0
+    );
 }
 
 #[test]
@@ -98,12 +103,21 @@ fn idempotent_dedup_survives_unclean_and_clean_restarts() {
     let p = rm.get("t", 0).unwrap();
     let mut offsets = Vec::new();
     for i in 0..10 {
-        offsets.push(p.append(&batch(7, 0, i * 2, 2, 0), 0).unwrap().base_offset);
+        offsets.push(
+            p.append(&batch(7, 0, i * 2, 2, 0), 0, None)
+                .unwrap()
+                .base_offset,
+        );
     }
     // A retry of the last batch is answered with its original offset.
-    assert_eq!(p.append(&batch(7, 0, 18, 2, 0), 0).unwrap().base_offset, 18);
     assert_eq!(
-        p.append(&batch(7, 0, 30, 2, 0), 0).unwrap_err().0,
+        p.append(&batch(7, 0, 18, 2, 0), 0, None)
+            .unwrap()
+            .base_offset,
+        18
+    );
+    assert_eq!(
+        p.append(&batch(7, 0, 30, 2, 0), 0, None).unwrap_err().0,
         ErrorCode::OutOfOrderSequenceNumber
     );
     drop(p);
@@ -111,10 +125,20 @@ fn idempotent_dedup_survives_unclean_and_clean_restarts() {
     let rm = manager(dir.path());
     rm.apply_image(&img).unwrap();
     let p = rm.get("t", 0).unwrap();
-    assert_eq!(p.append(&batch(7, 0, 16, 2, 0), 0).unwrap().base_offset, 16);
-    assert_eq!(p.append(&batch(7, 0, 20, 2, 0), 0).unwrap().base_offset, 20);
     assert_eq!(
-        p.append(&batch(7, -1, 22, 1, 0), 0).unwrap_err().0,
+        p.append(&batch(7, 0, 16, 2, 0), 0, None)
+            .unwrap()
+            .base_offset,
+        16
+    );
+    assert_eq!(
+        p.append(&batch(7, 0, 20, 2, 0), 0, None)
+            .unwrap()
+            .base_offset,
+        20
+    );
+    assert_eq!(
+        p.append(&batch(7, -1, 22, 1, 0), 0, None).unwrap_err().0,
         ErrorCode::InvalidProducerEpoch
     );
     drop(p);
@@ -122,7 +146,12 @@ fn idempotent_dedup_survives_unclean_and_clean_restarts() {
     let rm = manager(dir.path());
     rm.apply_image(&img).unwrap();
     let p = rm.get("t", 0).unwrap();
-    assert_eq!(p.append(&batch(7, 0, 20, 2, 0), 0).unwrap().base_offset, 20);
+    assert_eq!(
+        p.append(&batch(7, 0, 20, 2, 0), 0, None)
+            .unwrap()
+            .base_offset,
+        20
+    );
     assert_eq!(p.log_end_offset(), 22);
 }
 
@@ -133,7 +162,7 @@ fn list_offsets_and_reads() {
     rm.apply_image(&image("t", 1, &[])).unwrap();
     let p = rm.get("t", 0).unwrap();
     for ts in [100, 300, 200] {
-        p.append(&batch(-1, -1, 0, 1, ts), 0).unwrap();
+        p.append(&batch(-1, -1, 0, 1, ts), 0, None).unwrap();
     }
     let at = |spec| p.list_offset(spec, Isolation::ReadUncommitted).unwrap();
     assert_eq!(at(OffsetSpec::Earliest).offset, 0);
@@ -172,7 +201,7 @@ fn deleted_and_recreated_topics_lose_their_data() {
     rm.apply_image(&image("t", 1, &[])).unwrap();
     rm.get("t", 0)
         .unwrap()
-        .append(&batch(-1, -1, 0, 1, 0), 0)
+        .append(&batch(-1, -1, 0, 1, 0), 0, None)
         .unwrap();
     rm.shutdown();
     // Recreated under a new id while the node was down.
@@ -192,11 +221,13 @@ fn transactions_bound_read_committed_and_abort_ranges_survive_kill() {
     rm.apply_image(&img).unwrap();
     let p = rm.get("t", 0).unwrap();
     let committed = Isolation::ReadCommitted;
-    p.append(&batch(-1, -1, 0, 2, 0), 0).unwrap(); // 0..=1
-    p.append(&txn_batch(5, 0, 0, 2), 0).unwrap(); // 2..=3, producer 5
-    p.append(&txn_batch(6, 0, 0, 1), 0).unwrap(); // 4, producer 6
+    p.append(&batch(-1, -1, 0, 2, 0), 0, None).unwrap(); // 0..=1
+    p.append(&txn_batch(5, 0, 0, 2), 0, Some(p.start_verification(5)))
+        .unwrap(); // 2..=3, producer 5
+    p.append(&txn_batch(6, 0, 0, 1), 0, Some(p.start_verification(6)))
+        .unwrap(); // 4, producer 6
     assert_eq!(
-        p.append(&batch(5, 0, 2, 1, 0), 0).unwrap_err().0,
+        p.append(&batch(5, 0, 2, 1, 0), 0, None).unwrap_err().0,
         ErrorCode::InvalidTxnState,
         "a plain write inside an open transaction"
     );
@@ -246,7 +277,8 @@ fn transactions_bound_read_committed_and_abort_ranges_survive_kill() {
         .unwrap()
         .is_empty());
     // An open transaction survives a kill, and so does the abort index.
-    p.append(&txn_batch(5, 1, 0, 1), 0).unwrap(); // 7
+    p.append(&txn_batch(5, 1, 0, 1), 0, Some(p.start_verification(5)))
+        .unwrap(); // 7
     drop(p);
     drop(rm);
     let rm = manager(dir.path());
@@ -279,7 +311,8 @@ fn a_lost_abort_index_entry_is_restored_from_the_log() {
     let img = image("t", 1, &[]);
     rm.apply_image(&img).unwrap();
     let p = rm.get("t", 0).unwrap();
-    p.append(&txn_batch(5, 0, 0, 2), 0).unwrap();
+    p.append(&txn_batch(5, 0, 0, 2), 0, Some(p.start_verification(5)))
+        .unwrap();
     p.append_marker(5, 0, ControlMarker::Abort, 0, 0).unwrap();
     drop(p);
     drop(rm);
@@ -314,7 +347,7 @@ fn retention_deletes_only_under_the_delete_policy() {
     rm.apply_image(&image("t", 1, &compacted)).unwrap();
     let p = rm.get("t", 0).unwrap();
     for _ in 0..10 {
-        p.append(&batch(-1, -1, 0, 1, 0), 0).unwrap();
+        p.append(&batch(-1, -1, 0, 1, 0), 0, None).unwrap();
     }
     rm.maintain(1_000_000);
     assert_eq!(
@@ -330,4 +363,31 @@ fn retention_deletes_only_under_the_delete_policy() {
     rm.apply_image(&image("t", 1, &both)).unwrap();
     rm.maintain(1_000_000);
     assert!(p.log_start_offset() > 0, "compact,delete also deletes");
+}
+
+#[test]
+fn a_marker_voids_a_verification_guard() {
+    let dir = tempfile::tempdir().unwrap();
+    let rm = manager(dir.path());
+    rm.apply_image(&image("t", 1, &[])).unwrap();
+    let p = rm.get("t", 0).unwrap();
+    let refused = |r: Result<_, (ErrorCode, String)>| r.unwrap_err().0;
+    // Unverified: a transactional batch cannot open a transaction here.
+    assert_eq!(
+        refused(p.append(&txn_batch(5, 0, 0, 1), 0, None)),
+        ErrorCode::InvalidTxnState
+    );
+    let guard = p.start_verification(5);
+    p.append(&txn_batch(5, 0, 0, 1), 0, Some(guard)).unwrap();
+    // The transaction is open here: later batches need no guard.
+    p.append(&txn_batch(5, 0, 1, 1), 0, None).unwrap();
+    // Verified, then the transaction ended before the append: refused, so
+    // the late batch cannot leave a transaction open for ever.
+    let late = p.start_verification(5);
+    p.append_marker(5, 0, ControlMarker::Commit, 0, 0).unwrap();
+    assert_eq!(
+        refused(p.append(&txn_batch(5, 0, 2, 1), 0, Some(late))),
+        ErrorCode::InvalidTxnState
+    );
+    assert_eq!(p.last_stable_offset(), p.log_end_offset());
 }

@@ -48,12 +48,18 @@ fn encode_batch(
 }
 
 impl InternalTopicLog {
-    fn write(&self, partition: i32, batch: &[u8], now: i64) -> Result<(), ErrorCode> {
+    fn write(
+        &self,
+        partition: i32,
+        batch: &[u8],
+        now: i64,
+        guard: Option<u64>,
+    ) -> Result<(), ErrorCode> {
         let p = self
             .replicas
             .get(self.topic, partition)
             .ok_or(ErrorCode::NotCoordinator)?;
-        p.append_from_coordinator(batch, now)
+        p.append_from_coordinator(batch, now, guard)
             .map(|_| ())
             .map_err(|(code, message)| {
                 warn!(topic = self.topic, partition, ?code, %message, "cannot write coordinator records");
@@ -73,6 +79,7 @@ impl CoordinatorLog for InternalTopicLog {
             partition,
             &encode_batch(BatchProducer::NONE, records, now),
             now,
+            None,
         )
     }
 
@@ -81,6 +88,7 @@ impl CoordinatorLog for InternalTopicLog {
         partition: i32,
         producer_id: i64,
         producer_epoch: i16,
+        guard: u64,
         records: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     ) -> Result<(), ErrorCode> {
         let producer = BatchProducer {
@@ -90,7 +98,12 @@ impl CoordinatorLog for InternalTopicLog {
             transactional: true,
         };
         let now = now_ms();
-        self.write(partition, &encode_batch(producer, records, now), now)
+        self.write(
+            partition,
+            &encode_batch(producer, records, now),
+            now,
+            Some(guard),
+        )
     }
 }
 

@@ -409,10 +409,13 @@ impl GroupCoordinator {
     /// TxnOffsetCommit: offsets committed inside a transaction, visible once
     /// it commits. The member checks are those of OffsetCommit, except that
     /// a commit without a generation is accepted from any group.
+    /// `guard` is the offsets partition's verification guard (see
+    /// [`CoordinatorLog::append_transactional`]).
     pub fn commit_transactional_offsets(
         &self,
         who: &Committer<'_>,
         producer: (i64, i16),
+        guard: u64,
         offsets: &[OffsetCommit],
         now_ms: i64,
     ) -> Result<Vec<Option<ErrorCode>>, ErrorCode> {
@@ -481,6 +484,7 @@ impl GroupCoordinator {
             self.partition_for(group_id),
             producer.0,
             producer.1,
+            guard,
             writes,
         )?;
         g.txn_offsets.entry(producer.0).or_default().extend(values);

@@ -34,6 +34,7 @@ impl CoordinatorLog for MemLog {
         partition: i32,
         producer_id: i64,
         _epoch: i16,
+        _guard: u64,
         records: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     ) -> Result<(), ErrorCode> {
         let mut log = self.1.lock().unwrap();
@@ -825,9 +826,9 @@ fn transactional_offsets_are_visible_only_after_commit() {
     let anyone = as_member("", -1);
     c.commit_offsets(&anyone, &[commit(0, 1)], Instant::now(), 1)
         .unwrap();
-    c.commit_transactional_offsets(&anyone, (7, 0), &[commit(0, 5), commit(1, 6)], 2)
+    c.commit_transactional_offsets(&anyone, (7, 0), 0, &[commit(0, 5), commit(1, 6)], 2)
         .unwrap();
-    c.commit_transactional_offsets(&anyone, (8, 0), &[commit(2, 9)], 2)
+    c.commit_transactional_offsets(&anyone, (8, 0), 0, &[commit(2, 9)], 2)
         .unwrap();
     let offset = |c: &GroupCoordinator, p| {
         c.fetch_offsets("g", Some(&[("t".into(), p)]))[0]
@@ -849,7 +850,7 @@ fn transactional_offsets_are_visible_only_after_commit() {
     );
     assert!(c.unstable_offsets("g").is_empty());
     assert_eq!(
-        c.commit_transactional_offsets(&as_member("nobody", 3), (7, 1), &[commit(0, 1)], 3),
+        c.commit_transactional_offsets(&as_member("nobody", 3), (7, 1), 0, &[commit(0, 1)], 3),
         Err(ErrorCode::UnknownMemberId)
     );
     // Loading: transactional records stay pending until a replayed marker.
@@ -875,7 +876,7 @@ fn offset_expiry_keeps_groups_with_offsets_in_open_transactions() {
         leader_epoch: -1,
         metadata: None,
     };
-    c.commit_transactional_offsets(&as_member("", -1), (7, 0), &[commit], 1)
+    c.commit_transactional_offsets(&as_member("", -1), (7, 0), 0, &[commit], 1)
         .unwrap();
     assert_eq!(c.expire_offsets(i64::MAX / 2), 0);
     c.complete_transaction(c.partition_for("g"), 7, true);

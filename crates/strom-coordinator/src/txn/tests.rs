@@ -25,6 +25,7 @@ impl CoordinatorLog for MemLog {
         _: i32,
         _: i64,
         _: i16,
+        _: u64,
         _: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     ) -> Result<(), ErrorCode> {
         unreachable!("the transaction coordinator writes no transactional records")

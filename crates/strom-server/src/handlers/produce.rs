@@ -7,6 +7,7 @@ use strom_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use strom_protocol::messages::{ProduceRequest, ProduceResponse};
 use strom_protocol::records::Batch;
 use strom_protocol::ErrorCode;
+use strom_replica::Partition;
 use tracing::debug;
 
 use super::str_bytes;
@@ -57,10 +58,11 @@ pub(super) fn handle(broker: &Broker, req: ProduceRequest) -> Option<ProduceResp
                     let Some(records) = p.records else {
                         return error(p.index, ErrorCode::InvalidRecord, Some("no records".into()));
                     };
-                    if let Err((code, message)) = verify_in_transaction(broker, req.transactional_id.as_ref().map(|t| t.0.as_str()), &name, p.index, &records) {
-                        return error(p.index, code, Some(message.into()));
-                    }
-                    match partition.append(&records, now) {
+                    let guard = match verify_in_transaction(broker, &partition, req.transactional_id.as_ref().map(|t| t.0.as_str()), &records) {
+                        Ok(guard) => guard,
+                        Err((code, message)) => return error(p.index, code, Some(message.into())),
+                    };
+                    match partition.append(&records, now, guard) {
                         Ok(r) => PartitionProduceResponse::default()
                             .with_index(p.index)
                             .with_base_offset(r.base_offset)
@@ -83,19 +85,19 @@ pub(super) fn handle(broker: &Broker, req: ProduceRequest) -> Option<ProduceResp
 
 /// Checks that a transactional batch comes with its transactional id and
 /// that its partition is part of its producer's open transaction, with the
-/// codes Kafka's produce path maps the coordinator's answers to.
+/// codes Kafka's produce path maps the coordinator's answers to. Returns
+/// the partition's verification guard for the append.
 fn verify_in_transaction(
     broker: &Broker,
+    partition: &Partition,
     transactional_id: Option<&str>,
-    topic: &str,
-    partition: i32,
     records: &[u8],
-) -> Result<(), (ErrorCode, &'static str)> {
+) -> Result<Option<u64>, (ErrorCode, &'static str)> {
     let Ok(batch) = Batch::parse(records) else {
-        return Ok(()); // the append refuses it with the right code
+        return Ok(None); // the append refuses it with the right code
     };
     if !batch.is_transactional() {
-        return Ok(());
+        return Ok(None);
     }
     let Some(transactional_id) = transactional_id else {
         return Err((
@@ -103,14 +105,17 @@ fn verify_in_transaction(
             "Transactional records need a transactional id",
         ));
     };
+    // The guard first: a marker between the coordinator's answer and the
+    // append voids it.
+    let guard = partition.start_verification(batch.producer_id());
     let not_added = "Partition was not added to the transaction";
     match broker.txns.verify_partitions(
         transactional_id,
         batch.producer_id(),
         batch.producer_epoch(),
-        &[(topic.to_owned(), partition)],
+        &[(partition.topic().to_owned(), partition.index())],
     ) {
-        Ok(found) if found.first() == Some(&true) => Ok(()),
+        Ok(found) if found.first() == Some(&true) => Ok(Some(guard)),
         Ok(_) => Err((ErrorCode::InvalidTxnState, not_added)),
         Err(ErrorCode::ProducerFenced) => {
             Err((ErrorCode::InvalidProducerEpoch, "Producer is fenced"))

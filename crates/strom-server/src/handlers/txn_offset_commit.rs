@@ -14,10 +14,15 @@ use crate::internal::OFFSETS_TOPIC;
 
 /// The request's transaction must hold the group's offsets partition
 /// (AddOffsetsToTxn came first): otherwise the offsets would wait for a
-/// marker that never comes.
-fn verify(broker: &Broker, req: &TxnOffsetCommitRequest) -> Result<(), ErrorCode> {
+/// marker that never comes. Returns the partition's verification guard.
+fn verify(broker: &Broker, req: &TxnOffsetCommitRequest) -> Result<u64, ErrorCode> {
     broker.ensure_offsets_topic()?;
     let partition = broker.txns.offsets_partition_for(req.group_id.0.as_str());
+    let guard = broker
+        .replicas
+        .get(OFFSETS_TOPIC, partition)
+        .ok_or(ErrorCode::NotCoordinator)?
+        .start_verification(req.producer_id.0);
     let added = broker.txns.verify_partitions(
         req.transactional_id.0.as_str(),
         req.producer_id.0,
@@ -25,7 +30,7 @@ fn verify(broker: &Broker, req: &TxnOffsetCommitRequest) -> Result<(), ErrorCode
         &[(OFFSETS_TOPIC.to_owned(), partition)],
     );
     match added {
-        Ok(v) if v.first() == Some(&true) => Ok(()),
+        Ok(v) if v.first() == Some(&true) => Ok(guard),
         Ok(_) => Err(ErrorCode::InvalidTxnState),
         // The log layer's answer to a stale epoch, as Kafka gives it here.
         Err(ErrorCode::ProducerFenced) => Err(ErrorCode::InvalidProducerEpoch),
@@ -54,7 +59,7 @@ pub(super) fn handle(broker: &Broker, req: &TxnOffsetCommitRequest) -> TxnOffset
             });
         }
     }
-    let outcome = verify(broker, req).and_then(|()| {
+    let outcome = verify(broker, req).and_then(|guard| {
         let who = Committer {
             group_id: req.group_id.0.as_str(),
             generation: req.generation_id,
@@ -64,6 +69,7 @@ pub(super) fn handle(broker: &Broker, req: &TxnOffsetCommitRequest) -> TxnOffset
         broker.groups.commit_transactional_offsets(
             &who,
             (req.producer_id.0, req.producer_epoch),
+            guard,
             &commits,
             now_ms(),
         )
