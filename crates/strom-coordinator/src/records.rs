@@ -47,6 +47,11 @@ pub struct OffsetValue {
     pub leader_epoch: i32,
     pub metadata: Option<String>,
     pub commit_timestamp: i64,
+    /// The order of this commit's record among the group's records (all in
+    /// one partition), counted in memory as they are written or replayed;
+    /// a transaction's offsets replace only older ones when it commits.
+    #[serde(skip)]
+    pub order: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -308,12 +308,12 @@ impl GroupCoordinator {
                 topic,
                 partition,
             } => match value.and_then(|v| serde_json::from_slice::<OffsetValue>(v).ok()) {
-                Some(v) => {
-                    groups
+                Some(mut v) => {
+                    let g = groups
                         .entry(group.clone())
-                        .or_insert_with(|| Group::new(&group))
-                        .offsets
-                        .insert((topic, partition), v);
+                        .or_insert_with(|| Group::new(&group));
+                    v.order = g.next_order();
+                    g.offsets.insert((topic, partition), v);
                 }
                 None => {
                     if let Some(g) = groups.get_mut(&group) {
@@ -336,14 +336,13 @@ impl GroupCoordinator {
                     None => {
                         // Offsets of open transactions outlive the group's
                         // metadata: their marker may still come.
-                        let pending = groups
-                            .remove(&group)
-                            .map(|g| g.txn_offsets)
-                            .unwrap_or_default();
-                        if !pending.is_empty() {
-                            let mut g = Group::new(&group);
-                            g.txn_offsets = pending;
-                            groups.insert(group, g);
+                        if let Some(old) = groups.remove(&group) {
+                            if !old.txn_offsets.is_empty() {
+                                let mut g = Group::new(&group);
+                                g.txn_offsets = old.txn_offsets;
+                                g.commits = old.commits;
+                                groups.insert(group, g);
+                            }
                         }
                     }
                 }
@@ -362,13 +361,15 @@ impl GroupCoordinator {
         else {
             return;
         };
-        let Some(v) = value.and_then(|v| serde_json::from_slice::<OffsetValue>(v).ok()) else {
+        let Some(mut v) = value.and_then(|v| serde_json::from_slice::<OffsetValue>(v).ok()) else {
             return;
         };
-        self.lock()
+        let mut groups = self.lock();
+        let g = groups
             .entry(group.clone())
-            .or_insert_with(|| Group::new(&group))
-            .txn_offsets
+            .or_insert_with(|| Group::new(&group));
+        v.order = g.next_order();
+        g.txn_offsets
             .entry(producer_id)
             .or_default()
             .insert((topic, partition), v);
@@ -386,7 +387,13 @@ impl GroupCoordinator {
             if let Some(offsets) = g.txn_offsets.remove(&producer_id) {
                 if commit {
                     debug!(group = %g.id, producer_id, offsets = offsets.len(), "transactional offsets committed");
-                    g.offsets.extend(offsets);
+                    // As Kafka: an offset committed outside the transaction
+                    // after it was written stays.
+                    for (tp, v) in offsets {
+                        if g.offsets.get(&tp).is_none_or(|cur| cur.order < v.order) {
+                            g.offsets.insert(tp, v);
+                        }
+                    }
                 }
             }
         }
@@ -471,6 +478,7 @@ impl GroupCoordinator {
                     leader_epoch: o.leader_epoch,
                     metadata: o.metadata.clone(),
                     commit_timestamp: now_ms,
+                    order: 0,
                 };
                 writes.push((key.encode(), Some(encode(&value))));
                 values.push(((o.topic.clone(), o.partition), value));
@@ -487,7 +495,10 @@ impl GroupCoordinator {
             guard,
             writes,
         )?;
-        g.txn_offsets.entry(producer.0).or_default().extend(values);
+        for (tp, mut v) in values {
+            v.order = g.next_order();
+            g.txn_offsets.entry(producer.0).or_default().insert(tp, v);
+        }
         Ok(results)
     }
 
@@ -1085,6 +1096,7 @@ impl GroupCoordinator {
                     leader_epoch: o.leader_epoch,
                     metadata: o.metadata.clone(),
                     commit_timestamp: now_ms,
+                    order: 0,
                 };
                 records.push((
                     key.encode(),
@@ -1103,7 +1115,8 @@ impl GroupCoordinator {
             .map(|(k, v, _, _)| (k.clone(), v.clone()))
             .collect();
         self.log.append(self.partition_for(group_id), writes)?;
-        for (_, _, tp, value) in records {
+        for (_, _, tp, mut value) in records {
+            value.order = g.next_order();
             g.offsets.insert(tp, value);
         }
         Ok(results)

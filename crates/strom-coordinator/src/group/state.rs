@@ -65,11 +65,19 @@ pub(super) struct Group {
     /// Offsets committed inside open transactions, by producer id: they
     /// become `offsets` when the transaction commits.
     pub(super) txn_offsets: BTreeMap<i64, BTreeMap<(String, i32), OffsetValue>>,
+    /// Counts the group's offset records (see `OffsetValue::order`).
+    pub(super) commits: u64,
     /// Set when the group uses the KIP-848 consumer protocol.
     pub(super) consumer: Option<super::consumer::ConsumerGroup>,
 }
 
 impl Group {
+    /// The order number of the group's next offset record.
+    pub(super) fn next_order(&mut self) -> u64 {
+        self.commits += 1;
+        self.commits
+    }
+
     pub(super) fn new(id: &str) -> Group {
         Group {
             id: id.to_owned(),
@@ -85,6 +93,7 @@ impl Group {
             initial_delay_until: None,
             offsets: BTreeMap::new(),
             txn_offsets: BTreeMap::new(),
+            commits: 0,
             consumer: None,
         }
     }

@@ -883,3 +883,38 @@ fn offset_expiry_keeps_groups_with_offsets_in_open_transactions() {
     let got = c.fetch_offsets("g", Some(&[("t".into(), 0)]));
     assert_eq!(got[0].1.as_ref().map(|o| o.offset), Some(42));
 }
+
+#[test]
+fn a_later_plain_commit_wins_over_an_earlier_transactional_one() {
+    let (c, log) = coordinator();
+    let commit = |o| OffsetCommit {
+        topic: "t".into(),
+        partition: 0,
+        offset: o,
+        leader_epoch: -1,
+        metadata: None,
+    };
+    let anyone = as_member("", -1);
+    c.commit_transactional_offsets(&anyone, (7, 0), 0, &[commit(10)], 1)
+        .unwrap();
+    c.commit_offsets(&anyone, &[commit(20)], Instant::now(), 2)
+        .unwrap();
+    c.complete_transaction(c.partition_for("g"), 7, true);
+    let offset = |c: &GroupCoordinator| {
+        c.fetch_offsets("g", Some(&[("t".into(), 0)]))[0]
+            .1
+            .as_ref()
+            .map(|o| o.offset)
+    };
+    assert_eq!(offset(&c), Some(20), "Kafka keeps the newer record");
+    // Loading in log order decides the same way.
+    let (c2, _) = coordinator();
+    for (_, pid, k, v) in log.1.lock().unwrap().iter() {
+        c2.replay_transactional(*pid, k, v.as_deref());
+    }
+    for (_, k, v) in log.0.lock().unwrap().iter() {
+        c2.replay(k, v.as_deref());
+    }
+    c2.complete_transaction(c2.partition_for("g"), 7, true);
+    assert_eq!(offset(&c2), Some(20));
+}
