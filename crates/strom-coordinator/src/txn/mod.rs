@@ -246,10 +246,16 @@ impl TxnCoordinator {
         if meta.producer_epoch >= EXHAUSTED_EPOCH
             && expected_epoch.is_none_or(|e| e == meta.producer_epoch)
         {
+            // A client that named its id and epoch may retry this request:
+            // remember the old epoch so the retry is recognised.
+            meta.last_producer_epoch = if expected.is_some() {
+                meta.producer_epoch
+            } else {
+                -1
+            };
             meta.last_producer_id = meta.producer_id;
             meta.producer_id = self.ids.next_producer_id()?;
             meta.producer_epoch = 0;
-            meta.last_producer_epoch = -1;
         } else {
             match expected_epoch {
                 None => {

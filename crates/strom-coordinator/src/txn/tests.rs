@@ -290,6 +290,15 @@ fn an_exhausted_epoch_gets_a_new_producer_id() {
     let (pid2, e2) = f.c.init_producer_id("tx", 60_000, None, 1).unwrap();
     assert_ne!(pid2, pid);
     assert_eq!(e2, 0);
+    // KIP-360: a producer at the exhausted epoch asks for a bump and
+    // retries the request; both get the new id.
+    let mut meta = f.c.lock().txns["tx"].clone();
+    meta.producer_epoch = EXHAUSTED_EPOCH;
+    f.c.lock().txns.insert("tx".into(), meta);
+    let expected = Some((pid2, EXHAUSTED_EPOCH));
+    let rotated = f.c.init_producer_id("tx", 60_000, expected, 2).unwrap();
+    assert_ne!(rotated.0, pid2);
+    assert_eq!(f.c.init_producer_id("tx", 60_000, expected, 3), Ok(rotated));
 }
 
 #[test]
