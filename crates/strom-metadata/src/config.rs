@@ -178,6 +178,24 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
     ),
     min(
         def(
+            "producer.id.expiration.ms",
+            Int,
+            "86400000",
+            "How long a producer id's state is kept after its last write (unless a transaction is open)",
+        ),
+        1,
+    ),
+    min(
+        def(
+            "producer.id.expiration.check.interval.ms",
+            Int,
+            "600000",
+            "How often idle producer ids are looked for",
+        ),
+        1,
+    ),
+    min(
+        def(
             "transaction.state.log.num.partitions",
             Int,
             "50",

@@ -259,6 +259,18 @@ impl ProducerStateManager {
             })
     }
 
+    /// Forgets producers whose last batch is at least `expiration_ms` older
+    /// than `now_ms` and that have no open transaction (Kafka's
+    /// `producer.id.expiration.ms`): their state would otherwise grow with
+    /// every producer that ever wrote. Returns how many were forgotten.
+    pub fn expire(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
+        let before = self.producers.len();
+        self.producers.retain(|_, e| {
+            e.txn_first_offset.is_some() || now_ms.saturating_sub(e.last_timestamp) < expiration_ms
+        });
+        before - self.producers.len()
+    }
+
     /// The smallest first offset of an ongoing transaction: the last stable
     /// offset can be no higher.
     pub fn first_unstable_offset(&self) -> Option<i64> {

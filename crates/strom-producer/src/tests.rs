@@ -51,6 +51,30 @@ fn unknown_producer_may_start_anywhere_and_sequence_wraps() {
 }
 
 #[test]
+fn idle_producers_expire_unless_a_transaction_is_open() {
+    let mut s = ProducerStateManager::new();
+    let at = |pid, ts, transactional| BatchInfo {
+        max_timestamp: ts,
+        transactional,
+        ..info(pid, 0, 0, 0)
+    };
+    s.record(&at(1, 1_000, false), 0, 0);
+    s.record(&at(2, 5_000, false), 1, 1);
+    s.record(&at(3, 1_000, true), 2, 2);
+    assert_eq!(s.expire(5_999, 5_000), 0);
+    assert_eq!(s.expire(6_000, 5_000), 1, "producer 1 is idle for 5 s");
+    assert!(
+        s.entry(1).is_none() && s.entry(3).is_some(),
+        "3 has an open transaction"
+    );
+    assert_eq!(
+        s.check(&info(1, 0, 7, 7)),
+        Ok(Verdict::Append),
+        "forgotten: may start anywhere"
+    );
+}
+
+#[test]
 fn only_five_batches_are_remembered() {
     let mut s = ProducerStateManager::new();
     for i in 0..7 {

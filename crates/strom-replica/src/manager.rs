@@ -2,12 +2,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use strom_metadata::config::StaticConfig;
 use strom_metadata::{MetadataImage, TopicImage};
 use strom_storage::{LogConfig, StorageError};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 use uuid::Uuid;
 
 use crate::partition::{Partition, PARTITION_METADATA};
@@ -37,6 +38,8 @@ pub struct ReplicaManager {
     dir: PathBuf,
     config: StaticConfig,
     partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
+    /// When idle producers were last looked for.
+    producers_checked_ms: AtomicI64,
 }
 
 /// The log settings and `max.message.bytes` of a topic.
@@ -85,6 +88,7 @@ impl ReplicaManager {
             dir: dir.to_path_buf(),
             config,
             partitions: RwLock::new(HashMap::new()),
+            producers_checked_ms: AtomicI64::new(0),
         }
     }
 
@@ -193,12 +197,29 @@ impl ReplicaManager {
         }
     }
 
-    /// Enforces `flush.ms` and retention on every partition.
+    /// Enforces `flush.ms` and retention on every partition, and every
+    /// `producer.id.expiration.check.interval.ms` forgets producers idle for
+    /// `producer.id.expiration.ms`.
     pub fn maintain(&self, now_ms: i64) {
         let partitions: Vec<Arc<Partition>> = self.read().values().cloned().collect();
+        let check = self
+            .config
+            .get_i64("producer.id.expiration.check.interval.ms");
+        let last = self.producers_checked_ms.load(Ordering::Relaxed);
+        let expire = now_ms.saturating_sub(last) >= check;
+        if expire {
+            self.producers_checked_ms.store(now_ms, Ordering::Relaxed);
+        }
+        let expiration = self.config.get_i64("producer.id.expiration.ms");
         for p in partitions {
             if let Err(e) = p.maintain(now_ms) {
                 error!(partition = ?p, error = %e, "maintenance failed");
+            }
+            if expire {
+                let n = p.expire_producers(now_ms, expiration);
+                if n > 0 {
+                    debug!(partition = ?p, producers = n, "forgot idle producers");
+                }
             }
         }
     }

@@ -588,6 +588,11 @@ impl Partition {
         Ok(())
     }
 
+    /// Forgets idle producers (see `ProducerStateManager::expire`).
+    pub(crate) fn expire_producers(&self, now_ms: i64, expiration_ms: i64) -> usize {
+        self.lock().producers.expire(now_ms, expiration_ms)
+    }
+
     /// Snapshots producer state at the log end and closes the log cleanly.
     pub(crate) fn close(&self) -> Result<(), StorageError> {
         let mut s = self.lock();

@@ -391,3 +391,27 @@ fn a_marker_voids_a_verification_guard() {
     );
     assert_eq!(p.last_stable_offset(), p.log_end_offset());
 }
+
+#[test]
+fn idle_producers_are_forgotten_at_the_check_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StaticConfig::new(BTreeMap::from([
+        ("producer.id.expiration.ms".to_owned(), "1000".to_owned()),
+        (
+            "producer.id.expiration.check.interval.ms".to_owned(),
+            "500".to_owned(),
+        ),
+    ]))
+    .unwrap()
+    .0;
+    let rm = ReplicaManager::new(1, dir.path(), config);
+    rm.apply_image(&image("t", 1, &[])).unwrap();
+    let p = rm.get("t", 0).unwrap();
+    p.append(&batch(7, 0, 0, 1, 10_000), 0, None).unwrap();
+    rm.maintain(10_900);
+    assert_eq!(p.producers().unwrap().len(), 1);
+    rm.maintain(11_100);
+    assert_eq!(p.producers().unwrap().len(), 1, "not yet the next check");
+    rm.maintain(11_400);
+    assert!(p.producers().unwrap().is_empty());
+}
