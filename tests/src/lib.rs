@@ -237,4 +237,41 @@ impl Client {
                 .with_client_software_version(StrBytes::from_static_str("1")),
         )
     }
+
+    /// The versions the broker advertises for `key`.
+    pub fn versions(&mut self, key: ApiKey) -> std::ops::RangeInclusive<i16> {
+        let all = self.api_versions().unwrap();
+        let v = all
+            .api_keys
+            .iter()
+            .find(|k| k.api_key == key as i16)
+            .unwrap_or_else(|| panic!("{key:?} is not advertised"));
+        v.min_version..=v.max_version
+    }
+
+    /// Creates a topic (CreateTopics v7) and checks that it was created.
+    pub fn create_topic(&mut self, topic: &str, partitions: i32) {
+        use kafka_protocol::messages::create_topics_request::CreatableTopic;
+        let resp = self
+            .request(
+                7,
+                &kafka_protocol::messages::CreateTopicsRequest::default()
+                    .with_timeout_ms(5000)
+                    .with_topics(vec![CreatableTopic::default()
+                        .with_name(name(topic))
+                        .with_num_partitions(partitions)
+                        .with_replication_factor(1)]),
+            )
+            .unwrap();
+        assert_eq!(
+            resp.topics[0].error_code, 0,
+            "{:?}",
+            resp.topics[0].error_message
+        );
+    }
+}
+
+/// A topic name for requests.
+pub fn name(s: &str) -> kafka_protocol::messages::TopicName {
+    kafka_protocol::messages::TopicName(StrBytes::from_string(s.to_owned()))
 }

@@ -11,11 +11,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
-use strom_tests::{Broker, Client};
-
-fn name(s: &str) -> TopicName {
-    TopicName(StrBytes::from_string(s.to_owned()))
-}
+use strom_tests::{name, Broker, Client};
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -57,25 +53,6 @@ fn batch(values: &[String]) -> Bytes {
     )
     .unwrap();
     buf.freeze()
-}
-
-fn create_topic(c: &mut Client, topic: &str, partitions: i32) {
-    let resp = c
-        .request(
-            7,
-            &CreateTopicsRequest::default()
-                .with_timeout_ms(5000)
-                .with_topics(vec![CreatableTopic::default()
-                    .with_name(name(topic))
-                    .with_num_partitions(partitions)
-                    .with_replication_factor(1)]),
-        )
-        .unwrap();
-    assert_eq!(
-        resp.topics[0].error_code, 0,
-        "{:?}",
-        resp.topics[0].error_message
-    );
 }
 
 fn produce(c: &mut Client, topic: &str, partition: i32, values: &[String]) -> i64 {
@@ -140,7 +117,7 @@ fn fetch_all(c: &mut Client, topic: &str, partition: i32) -> Vec<String> {
 fn every_api_answers_every_version() {
     let b = Broker::start(&[]);
     let mut c = b.client();
-    create_topic(&mut c, "t", 1);
+    c.create_topic("t", 1);
     produce(&mut c, "t", 0, &["x".into()]);
     let versions = c.api_versions().unwrap();
     let range = |key: ApiKey| {
@@ -367,7 +344,7 @@ fn every_api_answers_every_version() {
 fn acknowledged_writes_survive_kill_9() {
     let mut b = Broker::start(&[("log.segment.bytes", "20000")]);
     let mut c = b.client();
-    create_topic(&mut c, "durable", 1);
+    c.create_topic("durable", 1);
     let mut expected = Vec::new();
     for i in 0..200 {
         let values: Vec<String> = (0..5).map(|j| format!("record-{i}-{j}")).collect();
@@ -387,7 +364,7 @@ fn acknowledged_writes_survive_kill_9() {
 fn sigterm_shuts_down_cleanly() {
     let mut b = Broker::start(&[]);
     let mut c = b.client();
-    create_topic(&mut c, "t", 2);
+    c.create_topic("t", 2);
     produce(&mut c, "t", 1, &["a".into(), "b".into()]);
     let status = b.terminate();
     assert!(status.success(), "exit status {status:?}");
@@ -471,7 +448,7 @@ fn unknown_api_versions_version_gets_our_ranges() {
 fn group_apis_answer_every_version() {
     let b = Broker::start(&[("group.initial.rebalance.delay.ms", "0")]);
     let mut c = b.client();
-    create_topic(&mut c, "gt", 1);
+    c.create_topic("gt", 1);
     let versions = c.api_versions().unwrap();
     let max = |key: ApiKey| {
         versions
@@ -687,7 +664,7 @@ fn group_apis_answer_every_version() {
 fn consumer_group_heartbeat_answers_every_version() {
     let b = Broker::start(&[]);
     let mut c = b.client();
-    create_topic(&mut c, "kt", 2);
+    c.create_topic("kt", 2);
     for v in 0..=1i16 {
         let gid = GroupId(StrBytes::from_string(format!("kip848-{v}")));
         // v1 members choose their id; v0 members get one.
@@ -752,7 +729,7 @@ fn consumer_group_heartbeat_answers_every_version() {
 fn group_members_survive_a_coordinator_restart() {
     let mut b = Broker::start(&[("group.initial.rebalance.delay.ms", "0")]);
     let mut c = b.client();
-    create_topic(&mut c, "gr", 1);
+    c.create_topic("gr", 1);
     let gid = GroupId(StrBytes::from_static_str("restarting"));
     let join = |member: &str| {
         JoinGroupRequest::default()

@@ -5,7 +5,6 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::add_partitions_to_txn_request::{
     AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction,
 };
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::describe_producers_request::TopicRequest;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
@@ -18,42 +17,12 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
-use strom_tests::{Broker, Client};
+use strom_tests::{name, Broker, Client};
 
 const TOPIC: &str = "tx-topic";
 
-fn name(s: &str) -> TopicName {
-    TopicName(StrBytes::from_string(s.to_owned()))
-}
-
 fn txn_id(s: &str) -> TransactionalId {
     TransactionalId(StrBytes::from_string(s.to_owned()))
-}
-
-/// The versions the broker advertises for `key`.
-fn versions(c: &mut Client, key: ApiKey) -> std::ops::RangeInclusive<i16> {
-    let all = c.api_versions().unwrap();
-    let v = all
-        .api_keys
-        .iter()
-        .find(|k| k.api_key == key as i16)
-        .unwrap_or_else(|| panic!("{key:?} is not advertised"));
-    v.min_version..=v.max_version
-}
-
-fn create_topic(c: &mut Client, topic: &str, partitions: i32) {
-    let r = c
-        .request(
-            7,
-            &CreateTopicsRequest::default()
-                .with_timeout_ms(5000)
-                .with_topics(vec![CreatableTopic::default()
-                    .with_name(name(topic))
-                    .with_num_partitions(partitions)
-                    .with_replication_factor(1)]),
-        )
-        .unwrap();
-    assert_eq!(r.topics[0].error_code, 0);
 }
 
 /// A transactional batch of `values` from `pid`/`epoch` at sequence `seq`.
@@ -246,15 +215,15 @@ fn latest(c: &mut Client, isolation: i8) -> i64 {
 fn transaction_apis_answer_every_version() {
     let b = Broker::start(&[]);
     let mut c = b.client();
-    create_topic(&mut c, TOPIC, 1);
-    for v in versions(&mut c, ApiKey::InitProducerId) {
+    c.create_topic(TOPIC, 1);
+    for v in c.versions(ApiKey::InitProducerId) {
         let id = format!("init-v{v}");
         let first = init(&mut c, &id, v);
         assert_eq!(first.1, 0);
         let second = init(&mut c, &id, v);
         assert_eq!(second, (first.0, 1), "re-initialising bumps the epoch");
     }
-    for v in versions(&mut c, ApiKey::AddPartitionsToTxn) {
+    for v in c.versions(ApiKey::AddPartitionsToTxn) {
         let id = format!("add-v{v}");
         let producer = init(&mut c, &id, 4);
         assert_eq!(
@@ -292,7 +261,7 @@ fn transaction_apis_answer_every_version() {
         }
         assert_eq!(end(&mut c, &id, producer, v % 2 == 0, 4), 0);
     }
-    for v in versions(&mut c, ApiKey::AddOffsetsToTxn) {
+    for v in c.versions(ApiKey::AddOffsetsToTxn) {
         let id = format!("offsets-v{v}");
         let producer = init(&mut c, &id, 4);
         let r = c
@@ -306,7 +275,7 @@ fn transaction_apis_answer_every_version() {
             )
             .unwrap();
         assert_eq!(r.error_code, 0, "AddOffsetsToTxn v{v}");
-        for tv in versions(&mut c, ApiKey::TxnOffsetCommit) {
+        for tv in c.versions(ApiKey::TxnOffsetCommit) {
             let r = c
                 .request(
                     tv,
@@ -348,10 +317,10 @@ fn transaction_apis_answer_every_version() {
         };
         assert_eq!(fetch(&mut c), (88, -1), "UNSTABLE_OFFSET_COMMIT");
         assert_eq!(end(&mut c, &id, producer, true, 3), 0);
-        let last = i64::from(*versions(&mut c, ApiKey::TxnOffsetCommit).end()) + 1;
+        let last = i64::from(*c.versions(ApiKey::TxnOffsetCommit).end()) + 1;
         assert_eq!(fetch(&mut c), (0, last));
     }
-    for v in versions(&mut c, ApiKey::EndTxn) {
+    for v in c.versions(ApiKey::EndTxn) {
         let id = format!("end-v{v}");
         let producer = init(&mut c, &id, 4);
         assert_eq!(
@@ -383,7 +352,7 @@ fn transaction_apis_answer_every_version() {
     assert_eq!(s.producer_id.0, producer.0);
     assert_eq!(s.topics[0].partitions, vec![0]);
     assert_eq!(described.transaction_states[1].error_code, 105);
-    for v in versions(&mut c, ApiKey::ListTransactions) {
+    for v in c.versions(ApiKey::ListTransactions) {
         let listed = c
             .request(
                 v,
@@ -462,7 +431,7 @@ fn transaction_apis_answer_every_version() {
 fn transaction_outcomes_survive_kill_9() {
     let mut b = Broker::start(&[]);
     let mut c = b.client();
-    create_topic(&mut c, TOPIC, 1);
+    c.create_topic(TOPIC, 1);
     let committed = init(&mut c, "committed", 4);
     let aborted = init(&mut c, "aborted", 4);
     let open = init(&mut c, "open", 4);

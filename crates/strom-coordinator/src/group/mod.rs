@@ -216,6 +216,16 @@ pub struct GroupCoordinator {
 
 type Groups<'a> = MutexGuard<'a, HashMap<String, Group>>;
 
+/// An offset commit turned into records.
+struct OffsetRecords {
+    /// Per partition: OFFSET_METADATA_TOO_LARGE refuses just that one.
+    results: Vec<Option<ErrorCode>>,
+    /// The records to write, for the accepted partitions.
+    writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    /// The values those records carry, by partition.
+    values: Vec<((String, i32), OffsetValue)>,
+}
+
 /// A record removing a committed offset.
 fn offset_tombstone(group: &str, topic: &str, partition: i32) -> (Vec<u8>, Option<Vec<u8>>) {
     let key = RecordKey::Offset {
@@ -457,34 +467,11 @@ impl GroupCoordinator {
             }
         }
         let g = groups.get_mut(group_id).expect("present");
-        let mut writes = Vec::new();
-        let mut values = Vec::new();
-        let results: Vec<Option<ErrorCode>> = offsets
-            .iter()
-            .map(|o| {
-                if o.metadata
-                    .as_ref()
-                    .is_some_and(|m| m.len() > self.config.offset_metadata_max_bytes)
-                {
-                    return Some(ErrorCode::OffsetMetadataTooLarge);
-                }
-                let key = RecordKey::Offset {
-                    group: group_id.to_owned(),
-                    topic: o.topic.clone(),
-                    partition: o.partition,
-                };
-                let value = OffsetValue {
-                    offset: o.offset,
-                    leader_epoch: o.leader_epoch,
-                    metadata: o.metadata.clone(),
-                    commit_timestamp: now_ms,
-                    order: 0,
-                };
-                writes.push((key.encode(), Some(encode(&value))));
-                values.push(((o.topic.clone(), o.partition), value));
-                None
-            })
-            .collect();
+        let OffsetRecords {
+            results,
+            writes,
+            values,
+        } = self.offset_records(group_id, offsets, now_ms);
         if writes.is_empty() {
             return Ok(results);
         }
@@ -1076,8 +1063,32 @@ impl GroupCoordinator {
             }
         }
         let g = groups.get_mut(group_id).expect("present");
-        let mut records = Vec::new();
-        let results: Vec<Option<ErrorCode>> = offsets
+        let OffsetRecords {
+            results,
+            writes,
+            values,
+        } = self.offset_records(group_id, offsets, now_ms);
+        if writes.is_empty() {
+            return Ok(results);
+        }
+        self.log.append(self.partition_for(group_id), writes)?;
+        for (tp, mut value) in values {
+            value.order = g.next_order();
+            g.offsets.insert(tp, value);
+        }
+        Ok(results)
+    }
+
+    /// Turns an offset commit into records (see [`OffsetRecords`]).
+    fn offset_records(
+        &self,
+        group_id: &str,
+        offsets: &[OffsetCommit],
+        now_ms: i64,
+    ) -> OffsetRecords {
+        let mut writes = Vec::new();
+        let mut values = Vec::new();
+        let results = offsets
             .iter()
             .map(|o| {
                 if o.metadata
@@ -1098,28 +1109,16 @@ impl GroupCoordinator {
                     commit_timestamp: now_ms,
                     order: 0,
                 };
-                records.push((
-                    key.encode(),
-                    Some(encode(&value)),
-                    (o.topic.clone(), o.partition),
-                    value,
-                ));
+                writes.push((key.encode(), Some(encode(&value))));
+                values.push(((o.topic.clone(), o.partition), value));
                 None
             })
             .collect();
-        if records.is_empty() {
-            return Ok(results);
+        OffsetRecords {
+            results,
+            writes,
+            values,
         }
-        let writes = records
-            .iter()
-            .map(|(k, v, _, _)| (k.clone(), v.clone()))
-            .collect();
-        self.log.append(self.partition_for(group_id), writes)?;
-        for (_, _, tp, mut value) in records {
-            value.order = g.next_order();
-            g.offsets.insert(tp, value);
-        }
-        Ok(results)
     }
 
     /// OffsetFetch: the committed offsets of the named partitions (all

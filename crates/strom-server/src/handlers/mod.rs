@@ -5,6 +5,7 @@
 mod add_offsets_to_txn;
 mod add_partitions_to_txn;
 mod api_versions;
+mod commits;
 mod consumer_group_describe;
 mod consumer_group_heartbeat;
 mod create_partitions;

@@ -7,36 +7,23 @@ use strom_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
 use strom_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
-use strom_protocol::ErrorCode;
 
+use super::commits::plan;
 use crate::broker::{now_ms, Broker};
 
 pub(super) fn handle(broker: &Broker, req: OffsetCommitRequest) -> OffsetCommitResponse {
-    let image = broker.image();
-    // Partitions of unknown topics are refused one by one; the rest commit.
-    let mut commits = Vec::new();
-    let mut verdicts: Vec<Vec<Option<ErrorCode>>> = Vec::new();
-    for t in &req.topics {
-        let topic = image.topic(t.name.0.as_str());
-        verdicts.push(
-            t.partitions
-                .iter()
-                .map(|p| {
-                    if topic.is_none_or(|ti| !ti.partitions.contains_key(&p.partition_index)) {
-                        return Some(ErrorCode::UnknownTopicOrPartition);
-                    }
-                    commits.push(OffsetCommit {
-                        topic: t.name.0.as_str().to_owned(),
-                        partition: p.partition_index,
-                        offset: p.committed_offset,
-                        leader_epoch: p.committed_leader_epoch,
-                        metadata: p.committed_metadata.as_ref().map(|m| m.as_str().to_owned()),
-                    });
-                    None
-                })
-                .collect(),
-        );
-    }
+    let planned = plan(
+        &broker.image(),
+        req.topics.iter().flat_map(|t| {
+            t.partitions.iter().map(|p| OffsetCommit {
+                topic: t.name.0.as_str().to_owned(),
+                partition: p.partition_index,
+                offset: p.committed_offset,
+                leader_epoch: p.committed_leader_epoch,
+                metadata: p.committed_metadata.as_ref().map(|m| m.as_str().to_owned()),
+            })
+        }),
+    );
     let outcome = broker.ensure_offsets_topic().and_then(|()| {
         let who = Committer {
             group_id: req.group_id.0.as_str(),
@@ -46,30 +33,20 @@ pub(super) fn handle(broker: &Broker, req: OffsetCommitRequest) -> OffsetCommitR
         };
         broker
             .groups
-            .commit_offsets(&who, &commits, Instant::now(), now_ms())
+            .commit_offsets(&who, &planned.commits, Instant::now(), now_ms())
     });
-    let mut committed = match &outcome {
-        Ok(r) => r.clone().into_iter(),
-        Err(_) => Vec::new().into_iter(),
-    };
+    let mut codes = planned.codes(&outcome);
     let topics = req
         .topics
         .iter()
-        .zip(verdicts)
-        .map(|(t, verdict)| {
+        .map(|t| {
             let partitions = t
                 .partitions
                 .iter()
-                .zip(verdict)
-                .map(|(p, v)| {
-                    let code = match (v, &outcome) {
-                        (Some(code), _) => Some(code),
-                        (None, Err(code)) => Some(*code),
-                        (None, Ok(_)) => committed.next().flatten(),
-                    };
+                .map(|p| {
                     OffsetCommitResponsePartition::default()
                         .with_partition_index(p.partition_index)
-                        .with_error_code(code.map_or(0, |c| c.code()))
+                        .with_error_code(codes.next().unwrap_or(0))
                 })
                 .collect();
             OffsetCommitResponseTopic::default()

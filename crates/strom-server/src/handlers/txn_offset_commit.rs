@@ -9,6 +9,7 @@ use strom_protocol::messages::txn_offset_commit_response::{
 use strom_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
 use strom_protocol::ErrorCode;
 
+use super::commits::plan;
 use crate::broker::{now_ms, Broker};
 use crate::internal::OFFSETS_TOPIC;
 
@@ -39,26 +40,18 @@ fn verify(broker: &Broker, req: &TxnOffsetCommitRequest) -> Result<u64, ErrorCod
 }
 
 pub(super) fn handle(broker: &Broker, req: &TxnOffsetCommitRequest) -> TxnOffsetCommitResponse {
-    let image = broker.image();
-    let mut commits = Vec::new();
-    let mut verdicts = Vec::new();
-    for t in &req.topics {
-        let topic = image.topic(t.name.0.as_str());
-        for p in &t.partitions {
-            if topic.is_none_or(|ti| !ti.partitions.contains_key(&p.partition_index)) {
-                verdicts.push(Some(ErrorCode::UnknownTopicOrPartition));
-                continue;
-            }
-            verdicts.push(None);
-            commits.push(OffsetCommit {
+    let planned = plan(
+        &broker.image(),
+        req.topics.iter().flat_map(|t| {
+            t.partitions.iter().map(|p| OffsetCommit {
                 topic: t.name.0.as_str().to_owned(),
                 partition: p.partition_index,
                 offset: p.committed_offset,
                 leader_epoch: p.committed_leader_epoch,
                 metadata: p.committed_metadata.as_ref().map(|m| m.as_str().to_owned()),
-            });
-        }
-    }
+            })
+        }),
+    );
     let outcome = verify(broker, req).and_then(|guard| {
         let who = Committer {
             group_id: req.group_id.0.as_str(),
@@ -70,12 +63,11 @@ pub(super) fn handle(broker: &Broker, req: &TxnOffsetCommitRequest) -> TxnOffset
             &who,
             (req.producer_id.0, req.producer_epoch),
             guard,
-            &commits,
+            &planned.commits,
             now_ms(),
         )
     });
-    let mut committed = outcome.clone().unwrap_or_default().into_iter();
-    let mut verdicts = verdicts.into_iter();
+    let mut codes = planned.codes(&outcome);
     let topics = req
         .topics
         .iter()
@@ -84,14 +76,9 @@ pub(super) fn handle(broker: &Broker, req: &TxnOffsetCommitRequest) -> TxnOffset
                 .partitions
                 .iter()
                 .map(|p| {
-                    let code = match (verdicts.next().flatten(), &outcome) {
-                        (Some(code), _) => Some(code),
-                        (None, Err(code)) => Some(*code),
-                        (None, Ok(_)) => committed.next().flatten(),
-                    };
                     TxnOffsetCommitResponsePartition::default()
                         .with_partition_index(p.partition_index)
-                        .with_error_code(code.map_or(0, |c| c.code()))
+                        .with_error_code(codes.next().unwrap_or(0))
                 })
                 .collect();
             TxnOffsetCommitResponseTopic::default()
