@@ -433,9 +433,16 @@ impl Partition {
         }
         let end = s.log.log_end_offset();
         let start = s.log.log_start_offset();
+        // One replica: the high watermark follows the log end. It is
+        // published while the state lock is held, so appends publish in
+        // the order they were written and the high watermark never moves
+        // back (a reader that saw it may fetch up to it at once).
+        self.high_watermark.send_if_modified(|hw| {
+            let moved = end > *hw;
+            *hw = (*hw).max(end);
+            moved
+        });
         drop(s);
-        // One replica: the high watermark follows the log end.
-        self.high_watermark.send_replace(end);
         Ok(AppendResult {
             base_offset: appended.first_offset,
             log_append_time: appended.log_append_time.unwrap_or(-1),

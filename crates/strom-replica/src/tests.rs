@@ -415,3 +415,88 @@ fn idle_producers_are_forgotten_at_the_check_interval() {
     rm.maintain(11_400);
     assert!(p.producers().unwrap().is_empty());
 }
+
+/// Writers append concurrently while readers fetch at the highest high
+/// watermark they have seen: the high watermark never moves back, a fetch
+/// up to it never gets OFFSET_OUT_OF_RANGE, and the log holds exactly what
+/// was acknowledged, each batch at the offset its append reported (the
+/// model: base offset -> the writer and batch that got it).
+#[test]
+fn high_watermark_is_monotonic_under_concurrent_appends() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use strom_protocol::records;
+
+    const WRITERS: i64 = 16;
+    const BATCHES: i64 = 1500;
+    let dir = tempfile::tempdir().unwrap();
+    let rm = manager(dir.path());
+    rm.apply_image(&image("t", 1, &[("segment.bytes", "65536")]))
+        .unwrap();
+    let p = rm.get("t", 0).unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let (p, done) = (p.clone(), done.clone());
+            std::thread::spawn(move || {
+                let mut seen = 0i64;
+                let mut fetches = 0u64;
+                while !done.load(Ordering::Acquire) {
+                    let hw = p.high_watermark();
+                    assert!(hw >= seen, "high watermark moved back from {seen} to {hw}");
+                    seen = hw;
+                    if let Err(code) = p.read(seen, 4096, true, Isolation::ReadUncommitted) {
+                        panic!("fetch at high watermark {seen}: {code:?}");
+                    }
+                    fetches += 1;
+                }
+                fetches
+            })
+        })
+        .collect();
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let p = p.clone();
+            std::thread::spawn(move || {
+                (0..BATCHES)
+                    .map(|j| {
+                        // The timestamp names the batch; its size varies.
+                        let n = 1 + ((w * 7 + j * 3) % 5) as usize;
+                        let ts = w * 1_000_000 + j;
+                        let r = p.append(&batch(-1, -1, 0, n, ts), ts, None).unwrap();
+                        (r.base_offset, (ts, n as i64))
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut model = BTreeMap::new();
+    for w in writers {
+        for (base, entry) in w.join().unwrap() {
+            assert!(
+                model.insert(base, entry).is_none(),
+                "offset {base} given twice"
+            );
+        }
+    }
+    done.store(true, Ordering::Release);
+    for r in readers {
+        assert!(r.join().unwrap() > 0);
+    }
+    let expected_end: i64 = model.values().map(|(_, n)| n).sum();
+    assert_eq!(p.log_end_offset(), expected_end);
+    assert_eq!(p.high_watermark(), expected_end);
+    let mut offset = 0;
+    while offset < expected_end {
+        let read = p
+            .read(offset, 1 << 20, true, Isolation::ReadUncommitted)
+            .unwrap();
+        for b in records::batches(&read.records) {
+            let b = b.unwrap();
+            let (ts, n) = model[&b.base_offset()];
+            assert_eq!((b.max_timestamp(), i64::from(b.records_count())), (ts, n));
+            assert_eq!(b.base_offset(), offset, "offsets are dense");
+            offset = b.last_offset() + 1;
+        }
+    }
+}
