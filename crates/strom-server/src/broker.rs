@@ -13,6 +13,7 @@ use strom_replica::ReplicaManager;
 use strom_storage::StorageError;
 use tracing::{error, info};
 
+use crate::dir_lock::{DirLock, LockError};
 use crate::internal::{self, InternalTopicLog, Loaded, OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC};
 use crate::meta::{MetaError, MetaProperties};
 use crate::producer_ids::ProducerIdAllocator;
@@ -31,6 +32,8 @@ pub struct BrokerOptions {
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
+    #[error(transparent)]
+    Lock(#[from] LockError),
     #[error(transparent)]
     Meta(#[from] MetaError),
     #[error(transparent)]
@@ -53,6 +56,8 @@ pub struct Broker {
     pub(crate) config: StaticConfig,
     /// Serialises applying images to the replica manager.
     apply_lock: Mutex<()>,
+    /// Held while the broker lives: no second process opens the directory.
+    _dir_lock: DirLock,
 }
 
 /// Wall-clock milliseconds since the epoch.
@@ -66,6 +71,7 @@ impl Broker {
     /// Opens the data directory: identity, metadata log (replayed), broker
     /// registration, then every hosted partition (recovered).
     pub fn open(opts: BrokerOptions) -> Result<Arc<Broker>, BrokerError> {
+        let dir_lock = DirLock::acquire(&opts.data_dir)?;
         let meta = MetaProperties::load_or_create(&opts.data_dir, opts.node_id)?;
         let log = LocalMetadataLog::open(&opts.data_dir.join("__cluster_metadata-0"))?;
         let controller = Arc::new(Controller::open(Box::new(log), opts.config.clone()));
@@ -164,6 +170,7 @@ impl Broker {
             producer_ids,
             config: opts.config,
             apply_lock: Mutex::new(()),
+            _dir_lock: dir_lock,
         }))
     }
 

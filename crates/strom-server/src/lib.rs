@@ -12,6 +12,7 @@
 
 mod broker;
 mod connection;
+mod dir_lock;
 pub mod handlers;
 mod internal;
 mod meta;
@@ -20,4 +21,5 @@ mod txns;
 
 pub use broker::{Broker, BrokerOptions};
 pub use connection::run;
+pub use dir_lock::{DirLock, LockError};
 pub use meta::MetaProperties;
