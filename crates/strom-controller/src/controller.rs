@@ -11,10 +11,22 @@ use tokio::sync::watch;
 use tracing::info;
 
 use crate::log::{MetadataLog, MetadataLogError};
-use crate::validate::{collides, validate_topic_name};
+use crate::validate::{collides, validate_topic_name, CLUSTER_METADATA_TOPIC};
 
 /// Producer ids are handed to a broker this many at a time, like Kafka.
 pub const PRODUCER_ID_BLOCK_SIZE: i64 = 1000;
+
+/// At most this many partitions are created by one CreateTopics or
+/// CreatePartitions request (Kafka's `MAX_PARTITIONS_PER_BATCH`), checked
+/// before anything is decided or allocated, `validate_only` included.
+pub const MAX_PARTITIONS_PER_REQUEST: i64 = 10_000;
+
+fn too_many_partitions() -> ApiError {
+    ApiError::new(
+        ErrorCode::PolicyViolation,
+        "Excessively large number of partitions per request.",
+    )
+}
 
 /// A refusal with the Kafka error code to send and a message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -176,6 +188,21 @@ impl Controller {
         requests: Vec<CreateTopicRequest>,
         validate_only: bool,
     ) -> Result<Vec<Result<CreatedTopic, ApiError>>, ControllerError> {
+        let default_partitions = self.config.get_i64("num.partitions");
+        let total: i64 = requests
+            .iter()
+            .map(|r| match (r.assignments.len(), r.num_partitions) {
+                (0, -1) => default_partitions,
+                (0, n) => i64::from(n.max(0)),
+                (n, _) => n as i64,
+            })
+            .sum();
+        if total > MAX_PARTITIONS_PER_REQUEST {
+            return Ok(requests
+                .iter()
+                .map(|_| Err(too_many_partitions()))
+                .collect());
+        }
         let mut inner = self.lock();
         let mut results = Vec::with_capacity(requests.len());
         let mut records = Vec::new();
@@ -201,6 +228,12 @@ impl Controller {
     ) -> Result<(CreatedTopic, Vec<MetadataRecord>), ApiError> {
         validate_topic_name(&req.name)
             .map_err(|m| ApiError::new(ErrorCode::InvalidTopicException, m))?;
+        if req.name == CLUSTER_METADATA_TOPIC {
+            return Err(ApiError::new(
+                ErrorCode::InvalidRequest,
+                format!("Creation of internal topic {CLUSTER_METADATA_TOPIC} is prohibited."),
+            ));
+        }
         if image.topic(&req.name).is_some() {
             return Err(ApiError::new(
                 ErrorCode::TopicAlreadyExists,
@@ -352,6 +385,19 @@ impl Controller {
         validate_only: bool,
     ) -> Result<Vec<Result<(), ApiError>>, ControllerError> {
         let mut inner = self.lock();
+        let added: i64 = requests
+            .iter()
+            .filter_map(|r| {
+                let current = inner.image.topic(&r.name)?.partitions.len() as i64;
+                Some((i64::from(r.count) - current).max(0))
+            })
+            .sum();
+        if added > MAX_PARTITIONS_PER_REQUEST {
+            return Ok(requests
+                .iter()
+                .map(|_| Err(too_many_partitions()))
+                .collect());
+        }
         let brokers = Self::brokers(&inner.image);
         let mut records = Vec::new();
         let mut results = Vec::new();

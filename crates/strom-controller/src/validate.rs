@@ -1,23 +1,28 @@
+/// The name Kafka gives the controller's own log. A topic of that name
+/// would share its directory, so no client may create one.
+pub const CLUSTER_METADATA_TOPIC: &str = "__cluster_metadata";
+
 /// Kafka's rules for topic names: 1 to 249 characters from
-/// `[a-zA-Z0-9._-]`, and not `.` or `..`.
+/// `[a-zA-Z0-9._-]`, and not `.` or `..` (with Kafka's messages).
 pub fn validate_topic_name(name: &str) -> Result<(), String> {
+    let invalid = |why: String| Err(format!("Topic name is invalid: {why}"));
     if name.is_empty() {
-        return Err("Topic name is illegal, it can't be empty".into());
+        return invalid("the empty string is not allowed".into());
     }
     if name == "." || name == ".." {
-        return Err("Topic name cannot be \".\" or \"..\"".into());
+        return invalid(format!("'{name}' is not allowed"));
     }
     if name.len() > 249 {
-        return Err(format!(
-            "Topic name is illegal, it can't be longer than 249 characters, topic name: {name}"
+        return invalid(format!(
+            "the length of '{name}' is longer than the max allowed length 249"
         ));
     }
     if !name
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
     {
-        return Err(format!(
-            "Topic name \"{name}\" is illegal, it contains a character other than ASCII alphanumerics, '.', '_' and '-'"
+        return invalid(format!(
+            "'{name}' contains one or more characters other than ASCII alphanumerics, '.', '_' and '-'"
         ));
     }
     Ok(())

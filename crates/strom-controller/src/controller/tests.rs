@@ -152,3 +152,63 @@ fn images_are_published() {
     assert!(rx.has_changed().unwrap());
     assert!(rx.borrow_and_update().topic("a").is_some());
 }
+
+#[test]
+fn the_metadata_log_name_is_reserved() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = controller(dir.path());
+    for validate_only in [true, false] {
+        let r = c
+            .create_topics(vec![topic(CLUSTER_METADATA_TOPIC, 1)], validate_only)
+            .unwrap();
+        let e = r[0].as_ref().unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidRequest);
+        assert_eq!(
+            e.message,
+            "Creation of internal topic __cluster_metadata is prohibited."
+        );
+    }
+    assert!(c.image().topic(CLUSTER_METADATA_TOPIC).is_none());
+}
+
+#[test]
+fn partitions_per_request_are_capped_before_anything_is_decided() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = controller(dir.path());
+    for validate_only in [true, false] {
+        // 2^31-1 partitions must be refused at once, not placed.
+        let r = c
+            .create_topics(
+                vec![topic("big", i32::MAX), topic("small", 1)],
+                validate_only,
+            )
+            .unwrap();
+        for e in &r {
+            let e = e.as_ref().unwrap_err();
+            assert_eq!(e.code, ErrorCode::PolicyViolation);
+            assert_eq!(
+                e.message,
+                "Excessively large number of partitions per request."
+            );
+        }
+        // Two topics of 5,001 are over the limit together.
+        let r = c
+            .create_topics(vec![topic("x", 5001), topic("y", 5001)], validate_only)
+            .unwrap();
+        assert!(r.iter().all(|e| e.is_err()));
+    }
+    assert!(c.image().topics().is_empty());
+    let r = c.create_topics(vec![topic("ok", 10_000)], true).unwrap();
+    assert_eq!(r[0].as_ref().unwrap().num_partitions, 10_000);
+    c.create_topics(vec![topic("grow", 1)], false).unwrap();
+    let grow = |count| CreatePartitionsRequest {
+        name: "grow".into(),
+        count,
+        assignments: None,
+    };
+    let r = c.create_partitions(vec![grow(i32::MAX)], true).unwrap();
+    assert_eq!(r[0].as_ref().unwrap_err().code, ErrorCode::PolicyViolation);
+    let r = c.create_partitions(vec![grow(10_001)], false).unwrap();
+    r[0].as_ref().unwrap();
+    assert_eq!(c.image().topic("grow").unwrap().partitions.len(), 10_001);
+}

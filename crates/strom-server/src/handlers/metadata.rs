@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use strom_controller::{validate_topic_name, CreateTopicRequest};
+use strom_controller::{validate_topic_name, CreateTopicRequest, CLUSTER_METADATA_TOPIC};
 use strom_metadata::{MetadataImage, TopicImage};
 use strom_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
@@ -110,7 +110,9 @@ pub(super) fn handle(broker: &Broker, req: MetadataRequest, version: i16) -> Met
                             ErrorCode::InvalidTopicException,
                         );
                     }
-                    if !auto_create_allowed {
+                    // The controller's own log is no topic (Kafka answers
+                    // the same for it).
+                    if !auto_create_allowed || name == CLUSTER_METADATA_TOPIC {
                         return topic_error(
                             Some(&name),
                             Uuid::nil(),
