@@ -99,6 +99,8 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
     topic(min(def("index.interval.bytes", Int, "4096", "Bytes between offset index entries"), 0), "log.index.interval.bytes"),
     topic(min(def("max.compaction.lag.ms", Long, LONG_MAX, "Longest time a message stays uncompacted"), 1), "log.cleaner.max.compaction.lag.ms"),
     topic(min(def("max.message.bytes", Int, "1048588", "Largest record batch the topic accepts"), 0), "message.max.bytes"),
+    topic(min(def("message.timestamp.after.max.ms", Long, "3600000", "How far ahead of the broker's clock a CreateTime record's timestamp may be"), 0), "log.message.timestamp.after.max.ms"),
+    topic(min(def("message.timestamp.before.max.ms", Long, LONG_MAX, "How far behind the broker's clock a CreateTime record's timestamp may be"), 0), "log.message.timestamp.before.max.ms"),
     topic(enumeration(def("message.timestamp.type", STRING, "CreateTime", "Whether record timestamps are the producer's (CreateTime) or the broker's (LogAppendTime)"), TIMESTAMP_TYPES), "log.message.timestamp.type"),
     topic(def("min.cleanable.dirty.ratio", Double, "0.5", "Dirty ratio that triggers compaction"), "log.cleaner.min.cleanable.ratio"),
     topic(min(def("min.compaction.lag.ms", Long, "0", "Shortest time a message stays uncompacted"), 0), "log.cleaner.min.compaction.lag.ms"),
@@ -148,6 +150,60 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
             "Largest request frame accepted",
         ),
         1,
+    ),
+    min(
+        def(
+            "fetch.max.bytes",
+            Int,
+            "57671680",
+            "Most record bytes one Fetch response carries (at least one batch)",
+        ),
+        0,
+    ),
+    min(
+        def(
+            "queued.max.requests",
+            Int,
+            "500",
+            "Requests being handled at once, over all connections; more wait",
+        ),
+        1,
+    ),
+    min(
+        def(
+            "queued.max.request.bytes",
+            Long,
+            "268435456",
+            "Bytes of requests read and fetch data being read at once (-1: unbounded); connections wait for room (Kafka's default: -1)",
+        ),
+        -1,
+    ),
+    min(
+        def(
+            "connections.max.idle.ms",
+            Long,
+            "600000",
+            "Idle connections are closed after this long",
+        ),
+        1,
+    ),
+    min(
+        def(
+            "max.connections",
+            Int,
+            "2147483647",
+            "Most connections open at once; more wait to be accepted",
+        ),
+        0,
+    ),
+    min(
+        def(
+            "max.connections.per.ip",
+            Int,
+            "2147483647",
+            "Most connections from one address; more are closed at once",
+        ),
+        0,
     ),
     min(
         def(

@@ -18,6 +18,7 @@
 
 pub mod frame;
 pub mod legacy_produce;
+pub mod record_walk;
 pub mod records;
 pub mod registry;
 pub mod request;

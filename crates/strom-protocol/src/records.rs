@@ -223,6 +223,14 @@ pub fn set_log_append_time(batch: &mut [u8], now: i64) {
     batch[17..21].copy_from_slice(&crc.to_be_bytes());
 }
 
+/// Rewrites the max timestamp and recomputes the CRC: how Kafka corrects a
+/// CreateTime batch whose header disagrees with its records.
+pub fn set_max_timestamp(batch: &mut [u8], max_timestamp: i64) {
+    batch[35..43].copy_from_slice(&max_timestamp.to_be_bytes());
+    let crc = crc32c::crc32c(&batch[CRC_START..]);
+    batch[17..21].copy_from_slice(&crc.to_be_bytes());
+}
+
 /// The producer fields of a batch to build.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchProducer {
@@ -366,35 +374,6 @@ pub fn build_control_batch(
     buf.freeze()
 }
 
-/// One record's offset and timestamp, decoded from a batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RecordPosition {
-    pub offset: i64,
-    pub timestamp: i64,
-}
-
-/// Decodes the records of one batch (decompressing if needed) to their
-/// offsets and timestamps. Used off the hot path: timestamp lookups.
-pub fn record_positions(batch: &[u8]) -> Result<Vec<RecordPosition>, String> {
-    let view = Batch::parse(batch).map_err(|e| e.to_string())?;
-    let mut buf = Bytes::copy_from_slice(batch);
-    let set =
-        kafka_protocol::records::RecordBatchDecoder::decode(&mut buf).map_err(|e| e.to_string())?;
-    let log_append = view.is_log_append_time();
-    Ok(set
-        .records
-        .iter()
-        .map(|r| RecordPosition {
-            offset: r.offset,
-            timestamp: if log_append {
-                view.max_timestamp()
-            } else {
-                r.timestamp
-            },
-        })
-        .collect())
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -446,14 +425,13 @@ pub(crate) mod tests {
         batch.verify().unwrap();
         assert!(batch.is_log_append_time());
         assert_eq!(batch.base_offset(), 42);
-        let pos = record_positions(&b).unwrap();
-        assert_eq!(
-            pos,
-            vec![RecordPosition {
-                offset: 42,
-                timestamp: 99
-            }]
-        );
+        let mut deltas = Vec::new();
+        crate::record_walk::walk(&batch, 1 << 20, |_, r| {
+            deltas.push((r.offset_delta, r.timestamp_delta));
+            Ok(std::ops::ControlFlow::Continue(()))
+        })
+        .unwrap();
+        assert_eq!(deltas, [(0, 0)]);
     }
 
     #[test]
@@ -511,7 +489,7 @@ pub(crate) mod tests {
             for b in batches(&bytes).flatten() {
                 let _ = b.verify();
                 let _ = b.last_sequence();
-                let _ = record_positions(b.bytes());
+                let _ = crate::record_walk::walk(&b, 1 << 16, |_, _| Ok(std::ops::ControlFlow::Continue(())));
             }
         }
 

@@ -8,7 +8,9 @@ pub use manager::{ReplicaManager, TopicPartition};
 pub use partition::{
     AppendResult, Isolation, ListOffsetResult, OffsetSpec, Partition, ProducerSummary, ReadResult,
 };
-pub use validate::validate_produce_batch;
+pub use validate::{
+    max_inflated_bytes, validate_produce_batch, Checked, ProduceError, ProduceRules, RecordError,
+};
 
 #[cfg(test)]
 mod tests;

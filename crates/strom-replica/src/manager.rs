@@ -12,6 +12,7 @@ use tracing::{debug, error, info, warn};
 use uuid::Uuid;
 
 use crate::partition::{Partition, PARTITION_METADATA};
+use crate::validate::ProduceRules;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TopicPartition {
@@ -42,11 +43,11 @@ pub struct ReplicaManager {
     producers_checked_ms: AtomicI64,
 }
 
-/// The log settings and `max.message.bytes` of a topic.
+/// The log settings and produce rules of a topic.
 fn topic_log_config(
     config: &StaticConfig,
     overrides: &BTreeMap<String, String>,
-) -> (LogConfig, usize) {
+) -> (LogConfig, ProduceRules) {
     let num = |name: &str| -> i64 {
         config
             .topic_value(overrides, name)
@@ -55,10 +56,9 @@ fn topic_log_config(
     };
     // Only `delete` removes old segments; a compacted-only topic (the
     // coordinators' internal topics) keeps its data whatever its age.
-    let deletes = config
-        .topic_value(overrides, "cleanup.policy")
-        .split(',')
-        .any(|p| p.trim() == "delete");
+    let policy = config.topic_value(overrides, "cleanup.policy");
+    let deletes = policy.split(',').any(|p| p.trim() == "delete");
+    let compacted = policy.split(',').any(|p| p.trim() == "compact");
     let log = LogConfig {
         segment_bytes: num("segment.bytes") as u64,
         segment_ms: num("segment.ms"),
@@ -70,7 +70,14 @@ fn topic_log_config(
         retention_bytes: if deletes { num("retention.bytes") } else { -1 },
         log_append_time: config.topic_value(overrides, "message.timestamp.type") == "LogAppendTime",
     };
-    (log, num("max.message.bytes") as usize)
+    let rules = ProduceRules {
+        max_message_bytes: num("max.message.bytes") as usize,
+        log_append_time: log.log_append_time,
+        timestamp_before_max_ms: num("message.timestamp.before.max.ms"),
+        timestamp_after_max_ms: num("message.timestamp.after.max.ms"),
+        compacted,
+    };
+    (log, rules)
 }
 
 /// Reads the topic id a partition directory was created for.
@@ -152,9 +159,9 @@ impl ReplicaManager {
         self.remove_stray_dirs(&hosted);
         // Open new partitions, update existing ones.
         for (tp, (topic, epoch)) in hosted {
-            let (log_config, max_message_bytes) = topic_log_config(&self.config, &topic.configs);
+            let (log_config, rules) = topic_log_config(&self.config, &topic.configs);
             if let Some(p) = self.get(&tp.topic, tp.partition) {
-                p.update_config(log_config, max_message_bytes);
+                p.update_config(log_config, rules);
                 p.set_leader_epoch(epoch);
                 continue;
             }
@@ -166,7 +173,7 @@ impl ReplicaManager {
                 tp.partition,
                 epoch,
                 log_config,
-                max_message_bytes,
+                rules,
             )?;
             self.write().insert(tp, Arc::new(p));
         }

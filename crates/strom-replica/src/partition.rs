@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, RwLock};
 
 use bytes::Bytes;
 use strom_producer::{BatchInfo, CompletedTxn, ProducerEntry, ProducerStateManager, Verdict};
@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use tracing::{error, info};
 use uuid::Uuid;
 
-use crate::validate::validate_produce_batch;
+use crate::validate::{validate_produce_batch, ProduceError, ProduceRules};
 
 /// How many producer snapshots a partition keeps.
 const SNAPSHOTS_KEPT: usize = 3;
@@ -107,7 +107,6 @@ pub struct ListOffsetResult {
 struct State {
     log: Log,
     producers: ProducerStateManager,
-    max_message_bytes: usize,
     /// Set once the log was closed or deleted: the partition no longer
     /// serves, even to requests that still hold it.
     closed: bool,
@@ -122,6 +121,8 @@ pub struct Partition {
     index: i32,
     leader_epoch: AtomicI32,
     state: Mutex<State>,
+    /// Apart from the state, so batches are validated without its lock.
+    rules: RwLock<ProduceRules>,
     high_watermark: watch::Sender<i64>,
 }
 
@@ -169,7 +170,7 @@ impl Partition {
         index: i32,
         leader_epoch: i32,
         config: LogConfig,
-        max_message_bytes: usize,
+        rules: ProduceRules,
     ) -> Result<Partition, StorageError> {
         let log = Log::open(dir, config)?;
         std::fs::write(
@@ -221,11 +222,11 @@ impl Partition {
             state: Mutex::new(State {
                 log,
                 producers,
-                max_message_bytes,
                 closed: false,
                 verifying: HashMap::new(),
                 next_guard: 0,
             }),
+            rules: RwLock::new(rules),
             high_watermark,
         })
     }
@@ -273,10 +274,10 @@ impl Partition {
         self.lock().log.log_start_offset()
     }
 
-    pub(crate) fn update_config(&self, config: LogConfig, max_message_bytes: usize) {
+    pub(crate) fn update_config(&self, config: LogConfig, rules: ProduceRules) {
         let mut s = self.lock();
         s.log.set_config(config);
-        s.max_message_bytes = max_message_bytes;
+        *self.rules.write().unwrap_or_else(|p| p.into_inner()) = rules;
     }
 
     /// Starts the check that `producer_id`'s next transactional batch here
@@ -321,16 +322,24 @@ impl Partition {
 
     /// Appends a client's batch as the leader. A transactional batch needs
     /// the guard of [`Partition::start_verification`].
+    ///
+    /// The batch is validated before the partition is locked (decompressing
+    /// it may take a while), against the rules of the moment.
     pub fn append(
         &self,
         records: &[u8],
         now_ms: i64,
         guard: Option<u64>,
-    ) -> Result<AppendResult, (ErrorCode, String)> {
+    ) -> Result<AppendResult, ProduceError> {
+        let checked = validate_produce_batch(
+            records,
+            &self.rules.read().unwrap_or_else(|p| p.into_inner()),
+            now_ms,
+            &format!("{}-{}", self.topic, self.index),
+        )?;
         let s = self
             .serving()
             .map_err(|c| (c, "partition is closed".to_owned()))?;
-        validate_produce_batch(records, s.max_message_bytes)?;
         let batch = Batch::parse(records).expect("validated");
         if let Some(info) = BatchInfo::of(&batch) {
             match s.producers.check(&info) {
@@ -342,11 +351,15 @@ impl Partition {
                         log_start_offset: s.log.log_start_offset(),
                     })
                 }
-                Err(e) => return Err((e.code(), e.to_string())),
+                Err(e) => return Err((e.code(), e.to_string()).into()),
             }
         }
         Self::check_guard(&s, &batch, guard)?;
-        self.write(s, records.to_vec(), now_ms)
+        let mut owned = records.to_vec();
+        if let Some(ts) = checked.corrected_max_timestamp {
+            records::set_max_timestamp(&mut owned, ts);
+        }
+        Ok(self.write(s, owned, now_ms)?)
     }
 
     /// Appends a batch a coordinator built (its internal topics): the

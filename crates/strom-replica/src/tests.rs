@@ -72,7 +72,7 @@ fn produce_errors_use_kafka_codes() {
     rm.apply_image(&image("t", 1, &[("max.message.bytes", "200")]))
         .unwrap();
     let p = rm.get("t", 0).unwrap();
-    let code = |bytes: &[u8]| p.append(bytes, 0, None).unwrap_err().0;
+    let code = |bytes: &[u8]| p.append(bytes, 0, None).unwrap_err().code;
     assert_eq!(code(&[]), ErrorCode::InvalidRecord);
     let mut two = batch(-1, -1, 0, 1, 0);
     two.extend(batch(-1, -1, 0, 1, 0));
@@ -117,7 +117,7 @@ fn idempotent_dedup_survives_unclean_and_clean_restarts() {
         18
     );
     assert_eq!(
-        p.append(&batch(7, 0, 30, 2, 0), 0, None).unwrap_err().0,
+        p.append(&batch(7, 0, 30, 2, 0), 0, None).unwrap_err().code,
         ErrorCode::OutOfOrderSequenceNumber
     );
     drop(p);
@@ -138,7 +138,7 @@ fn idempotent_dedup_survives_unclean_and_clean_restarts() {
         20
     );
     assert_eq!(
-        p.append(&batch(7, -1, 22, 1, 0), 0, None).unwrap_err().0,
+        p.append(&batch(7, -1, 22, 1, 0), 0, None).unwrap_err().code,
         ErrorCode::InvalidProducerEpoch
     );
     drop(p);
@@ -227,7 +227,7 @@ fn transactions_bound_read_committed_and_abort_ranges_survive_kill() {
     p.append(&txn_batch(6, 0, 0, 1), 0, Some(p.start_verification(6)))
         .unwrap(); // 4, producer 6
     assert_eq!(
-        p.append(&batch(5, 0, 2, 1, 0), 0, None).unwrap_err().0,
+        p.append(&batch(5, 0, 2, 1, 0), 0, None).unwrap_err().code,
         ErrorCode::InvalidTxnState,
         "a plain write inside an open transaction"
     );
@@ -346,8 +346,17 @@ fn retention_deletes_only_under_the_delete_policy() {
         .collect();
     rm.apply_image(&image("t", 1, &compacted)).unwrap();
     let p = rm.get("t", 0).unwrap();
+    let keyed = build_batch(
+        BatchProducer::NONE,
+        Compression::None,
+        &[NewRecord {
+            key: Some(Bytes::from_static(b"k")),
+            value: Some(Bytes::from_static(b"value")),
+            timestamp: 0,
+        }],
+    );
     for _ in 0..10 {
-        p.append(&batch(-1, -1, 0, 1, 0), 0, None).unwrap();
+        p.append(&keyed, 0, None).unwrap();
     }
     rm.maintain(1_000_000);
     assert_eq!(
@@ -371,7 +380,7 @@ fn a_marker_voids_a_verification_guard() {
     let rm = manager(dir.path());
     rm.apply_image(&image("t", 1, &[])).unwrap();
     let p = rm.get("t", 0).unwrap();
-    let refused = |r: Result<_, (ErrorCode, String)>| r.unwrap_err().0;
+    let refused = |r: Result<_, crate::ProduceError>| r.unwrap_err().code;
     // Unverified: a transactional batch cannot open a transaction here.
     assert_eq!(
         refused(p.append(&txn_batch(5, 0, 0, 1), 0, None)),
@@ -427,11 +436,11 @@ fn high_watermark_is_monotonic_under_concurrent_appends() {
     use std::sync::Arc;
     use strom_protocol::records;
 
-    const WRITERS: i64 = 16;
-    const BATCHES: i64 = 1500;
+    const WRITERS: i64 = 6;
+    const BATCHES: i64 = 2000;
     let dir = tempfile::tempdir().unwrap();
     let rm = manager(dir.path());
-    rm.apply_image(&image("t", 1, &[("segment.bytes", "65536")]))
+    rm.apply_image(&image("t", 1, &[("segment.bytes", "1048576")]))
         .unwrap();
     let p = rm.get("t", 0).unwrap();
     let done = Arc::new(AtomicBool::new(false));
@@ -449,6 +458,9 @@ fn high_watermark_is_monotonic_under_concurrent_appends() {
                         panic!("fetch at high watermark {seen}: {code:?}");
                     }
                     fetches += 1;
+                    // Let writers have the partition: a reader spinning on
+                    // its lock only slows the test down.
+                    std::thread::yield_now();
                 }
                 fetches
             })
@@ -499,4 +511,122 @@ fn high_watermark_is_monotonic_under_concurrent_appends() {
             offset = b.last_offset() + 1;
         }
     }
+}
+
+/// Recomputes the CRC of a batch whose covered bytes a test changed, so
+/// only the change itself is judged.
+fn recrc(b: &mut [u8]) {
+    let crc = crc32c::crc32c(&b[21..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// Batches whose CRC is valid but whose contents lie, each refused with
+/// Kafka's code (or the one docs/compatibility.md gives) and none stored.
+#[test]
+fn batches_are_validated_record_by_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let rm = manager(dir.path());
+    rm.apply_image(&image("t", 1, &[])).unwrap();
+    let p = rm.get("t", 0).unwrap();
+    let now = 1_700_000_000_000;
+    let refused = |b: &[u8]| p.append(b, now, None).unwrap_err();
+
+    let mut codec7 = batch(-1, -1, 0, 1, now);
+    codec7[22] |= 7;
+    recrc(&mut codec7);
+    assert_eq!(refused(&codec7).code, ErrorCode::UnsupportedCompressionType);
+
+    let mut gzip_on_garbage = batch(-1, -1, 0, 1, now);
+    gzip_on_garbage[22] |= 1;
+    recrc(&mut gzip_on_garbage);
+    assert_eq!(refused(&gzip_on_garbage).code, ErrorCode::InvalidRecord);
+
+    let mut garbage = batch(-1, -1, 0, 1, now);
+    let n = garbage.len();
+    garbage[61..n].fill(0xff);
+    recrc(&mut garbage);
+    assert_eq!(refused(&garbage).code, ErrorCode::InvalidRecord);
+
+    // One record claiming to be 2^31-1: the log end must not jump.
+    let mut count = batch(-1, -1, 0, 1, now);
+    count[23..27].copy_from_slice(&(i32::MAX - 1).to_be_bytes());
+    count[57..61].copy_from_slice(&i32::MAX.to_be_bytes());
+    recrc(&mut count);
+    assert_eq!(refused(&count).code, ErrorCode::InvalidRecord);
+
+    let mut based = batch(-1, -1, 0, 1, now);
+    based[0..8].copy_from_slice(&5i64.to_be_bytes());
+    assert_eq!(refused(&based).code, ErrorCode::InvalidRecord);
+
+    // A zstd bomb: a few KiB that inflate past the bound.
+    let zeros = vec![0u8; (max_inflated_default() + (1 << 20)) as usize];
+    let bomb = build_batch(
+        BatchProducer::NONE,
+        Compression::Zstd,
+        &[NewRecord {
+            key: None,
+            value: Some(Bytes::from(zeros)),
+            timestamp: now,
+        }],
+    );
+    assert!(bomb.len() < 64 * 1024);
+    assert_eq!(refused(&bomb).code, ErrorCode::MessageTooLarge);
+
+    // An hour ahead is the limit (Kafka 4's message.timestamp.after.max.ms).
+    let mut times = Vec::new();
+    for (i, ts) in [now, now + 2 * 3_600_000, now - 10 * 365 * 86_400_000]
+        .into_iter()
+        .enumerate()
+    {
+        times.push(NewRecord {
+            key: None,
+            value: Some(Bytes::from(format!("v{i}"))),
+            timestamp: ts,
+        });
+    }
+    let future = build_batch(BatchProducer::NONE, Compression::Lz4, &times);
+    let e = refused(&future);
+    assert_eq!(e.code, ErrorCode::InvalidTimestamp);
+    assert_eq!(e.record_errors.len(), 1);
+    assert_eq!(e.record_errors[0].batch_index, 1);
+    assert_eq!(p.log_end_offset(), 0, "nothing refused was stored");
+
+    // Years in the past are fine by default; a header whose max timestamp
+    // disagrees with its records is corrected, as Kafka does.
+    times.remove(1);
+    let mut old = build_batch(BatchProducer::NONE, Compression::Gzip, &times).to_vec();
+    old[35..43].copy_from_slice(&(now + 99).to_be_bytes());
+    recrc(&mut old);
+    p.append(&old, now, None).unwrap();
+    let read = p
+        .read(0, 1 << 20, true, Isolation::ReadUncommitted)
+        .unwrap();
+    let stored = strom_protocol::records::Batch::parse(&read.records).unwrap();
+    stored.verify().unwrap();
+    assert_eq!(stored.max_timestamp(), now);
+}
+
+fn max_inflated_default() -> u64 {
+    crate::max_inflated_bytes(strom_protocol::records::DEFAULT_MAX_MESSAGE_BYTES)
+}
+
+#[test]
+fn compacted_topics_refuse_records_without_a_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let rm = manager(dir.path());
+    rm.apply_image(&image("t", 1, &[("cleanup.policy", "compact")]))
+        .unwrap();
+    let p = rm.get("t", 0).unwrap();
+    let e = p.append(&batch(-1, -1, 0, 2, 0), 0, None).unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidRecord);
+    assert_eq!(
+        e.record_errors
+            .iter()
+            .map(|r| r.batch_index)
+            .collect::<Vec<_>>(),
+        [0, 1]
+    );
+    assert!(e.record_errors[0]
+        .message
+        .contains("Compacted topic cannot accept message without key in topic partition t-0."));
 }

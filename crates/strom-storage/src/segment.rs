@@ -2,9 +2,11 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::ops::ControlFlow;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use strom_protocol::record_walk;
 use strom_protocol::records::{self, Batch, HEADER_LEN};
 
 use crate::error::{IoContext, StorageError};
@@ -418,12 +420,10 @@ impl Segment {
             let batch = self.read_batch_at(pos, &mut buf)?;
             let b = Batch::parse(batch).map_err(|e| self.corrupt(e.to_string()))?;
             if b.max_timestamp() >= timestamp {
-                let positions = records::record_positions(batch).map_err(|e| self.corrupt(e))?;
-                if let Some(r) = positions
-                    .iter()
-                    .find(|r| r.timestamp >= timestamp && r.offset >= from_offset)
-                {
-                    return Ok(Some((r.offset, r.timestamp)));
+                let found = first_record(&b, |offset, ts| ts >= timestamp && offset >= from_offset)
+                    .map_err(|e| self.corrupt(e.to_string()))?;
+                if found.is_some() {
+                    return Ok(found);
                 }
             }
             pos += b.size() as u64;
@@ -441,12 +441,12 @@ impl Segment {
         };
         let mut buf = Vec::new();
         let batch = self.read_batch_at(pos.position, &mut buf)?;
-        let positions = records::record_positions(batch).map_err(|e| self.corrupt(e))?;
-        Ok(positions
-            .iter()
-            .find(|r| r.timestamp == self.max_timestamp)
-            .or(positions.last())
-            .map(|r| (r.offset, self.max_timestamp)))
+        let b = Batch::parse(batch).map_err(|e| self.corrupt(e.to_string()))?;
+        let max = self.max_timestamp;
+        let found = first_record(&b, |_, ts| ts == max).map_err(|e| self.corrupt(e.to_string()))?;
+        Ok(Some(found.map_or((b.last_offset(), max), |(offset, _)| {
+            (offset, max)
+        })))
     }
 
     fn read_batch_at<'b>(&self, pos: u64, buf: &'b mut Vec<u8>) -> Result<&'b [u8], StorageError> {
@@ -521,6 +521,34 @@ impl Segment {
     pub(crate) fn index_len(&self) -> usize {
         self.index.len()
     }
+}
+
+/// How far a stored batch is inflated to look records up by time. Batches
+/// were bounded when produced; this bounds what an older log may hold.
+const LOOKUP_INFLATE_LIMIT: u64 = 256 << 20;
+
+/// The first record of `batch` for which `wanted(offset, timestamp)` holds,
+/// decompressing as a stream (LogAppendTime batches: every record has the
+/// batch's max timestamp).
+fn first_record(
+    batch: &Batch<'_>,
+    mut wanted: impl FnMut(i64, i64) -> bool,
+) -> Result<Option<(i64, i64)>, record_walk::RecordsError> {
+    let mut found = None;
+    let result = record_walk::walk(batch, LOOKUP_INFLATE_LIMIT, |_, r| {
+        let offset = batch.base_offset() + i64::from(r.offset_delta);
+        let ts = if batch.is_log_append_time() {
+            batch.max_timestamp()
+        } else {
+            batch.base_timestamp().saturating_add(r.timestamp_delta)
+        };
+        if wanted(offset, ts) {
+            found = Some((offset, ts));
+            return Ok(ControlFlow::Break(()));
+        }
+        Ok(ControlFlow::Continue(()))
+    });
+    result.map(|()| found)
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), StorageError> {

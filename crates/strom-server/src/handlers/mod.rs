@@ -61,7 +61,7 @@ pub(crate) async fn dispatch(
     Ok(Some(match body {
         RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(&r, version)),
         RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(broker, r, version)),
-        RequestKind::Produce(r) => match produce::handle(broker, r) {
+        RequestKind::Produce(r) => match produce::handle(broker, r, version) {
             Some(resp) => ResponseKind::Produce(resp),
             None => return Ok(None),
         },

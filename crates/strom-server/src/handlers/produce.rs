@@ -3,11 +3,13 @@
 //! (Kafka's `transaction.partition.verification.enable`), which keeps a
 //! late batch of an ended transaction from hanging the partition's LSO.
 
-use strom_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use strom_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use strom_protocol::messages::{ProduceRequest, ProduceResponse};
 use strom_protocol::records::Batch;
 use strom_protocol::ErrorCode;
-use strom_replica::Partition;
+use strom_replica::{Partition, ProduceError};
 use tracing::debug;
 
 use super::str_bytes;
@@ -24,8 +26,29 @@ fn error(index: i32, code: ErrorCode, message: Option<String>) -> PartitionProdu
         .with_error_message(message.as_deref().map(str_bytes))
 }
 
+/// A refused batch, with the records at fault (Produce v8+ carries them).
+fn refused(index: i32, e: ProduceError) -> PartitionProduceResponse {
+    let record_errors = e
+        .record_errors
+        .into_iter()
+        .map(|r| {
+            BatchIndexAndErrorMessage::default()
+                .with_batch_index(r.batch_index)
+                .with_batch_index_error_message(Some(str_bytes(&r.message)))
+        })
+        .collect();
+    error(index, e.code, Some(e.message)).with_record_errors(record_errors)
+}
+
+/// Produce v7 brought zstd (KIP-110): older requests may not use it.
+const ZSTD_SINCE: i16 = 7;
+
 /// `None` for acks=0: the client expects no response.
-pub(super) fn handle(broker: &Broker, req: ProduceRequest) -> Option<ProduceResponse> {
+pub(super) fn handle(
+    broker: &Broker,
+    req: ProduceRequest,
+    version: i16,
+) -> Option<ProduceResponse> {
     let acks = req.acks;
     let image = broker.image();
     let now = now_ms();
@@ -58,6 +81,9 @@ pub(super) fn handle(broker: &Broker, req: ProduceRequest) -> Option<ProduceResp
                     let Some(records) = p.records else {
                         return error(p.index, ErrorCode::InvalidRecord, Some("no records".into()));
                     };
+                    if version < ZSTD_SINCE && Batch::parse(&records).is_ok_and(|b| b.compression() == 4) {
+                        return error(p.index, ErrorCode::UnsupportedCompressionType, Some(format!("Produce requests prior to version {ZSTD_SINCE} may not use zstd compression")));
+                    }
                     let guard = match verify_in_transaction(broker, &partition, req.transactional_id.as_ref().map(|t| t.0.as_str()), &records) {
                         Ok(guard) => guard,
                         Err((code, message)) => return error(p.index, code, Some(message.into())),
@@ -68,9 +94,9 @@ pub(super) fn handle(broker: &Broker, req: ProduceRequest) -> Option<ProduceResp
                             .with_base_offset(r.base_offset)
                             .with_log_append_time_ms(r.log_append_time)
                             .with_log_start_offset(r.log_start_offset),
-                        Err((code, message)) => {
-                            debug!(topic = %name, partition = p.index, ?code, %message, "produce refused");
-                            error(p.index, code, Some(message))
+                        Err(e) => {
+                            debug!(topic = %name, partition = p.index, code = ?e.code, message = %e.message, "produce refused");
+                            refused(p.index, e)
                         }
                     }
                 })

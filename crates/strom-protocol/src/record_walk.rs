@@ -1,0 +1,557 @@
+//! Walking the records of a batch without materialising them.
+//!
+//! A magic-2 record, after the batch header (all varints zigzag-encoded):
+//!
+//! ```text
+//! length varint          the bytes of the record after this field
+//! attributes i8          unused
+//! timestamp_delta varlong
+//! offset_delta varint
+//! key_length varint      -1: null key
+//! key bytes
+//! value_length varint    -1: null value
+//! value bytes
+//! header_count varint
+//!   header_key_length varint (>= 0), key bytes,
+//!   header_value_length varint (-1: null), value bytes
+//! ```
+//!
+//! [`walk`] reads these fields one record at a time and skips keys,
+//! values and headers without copying them. An uncompressed batch is read
+//! in place; a compressed one through a streaming decoder and a fixed
+//! buffer, so memory does not grow with the inflated size, which is itself
+//! bounded by the caller. This is what validates produced batches (every
+//! record well formed, the declared count true) and what finds records by
+//! timestamp.
+
+use std::io::Read;
+use std::ops::ControlFlow;
+
+use crate::records::{Batch, HEADER_LEN};
+
+/// What [`walk`] reports of one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordMeta {
+    pub offset_delta: i32,
+    pub timestamp_delta: i64,
+    /// -1 for a null key.
+    pub key_len: i32,
+    /// -1 for a null value (a tombstone).
+    pub value_len: i32,
+    pub headers: i32,
+}
+
+/// Why the records of a batch cannot be walked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordsError {
+    #[error("Unknown compression type id: {0}")]
+    UnknownCodec(u8),
+    #[error("Failed to decompress record stream: {0}")]
+    Decompress(String),
+    #[error("{0}")]
+    Malformed(String),
+    #[error("The records of the batch inflate to more than {0} bytes")]
+    TooLarge(u64),
+}
+
+fn malformed(m: impl Into<String>) -> RecordsError {
+    RecordsError::Malformed(m.into())
+}
+
+/// Bytes to read records from.
+trait Input {
+    /// The next byte; `None` at the end.
+    fn byte(&mut self) -> Result<Option<u8>, RecordsError>;
+    /// Skips `n` bytes; false if fewer were left.
+    fn skip(&mut self, n: usize) -> Result<bool, RecordsError>;
+    /// Bytes consumed so far.
+    fn consumed(&self) -> u64;
+}
+
+/// An uncompressed records section, read in place.
+struct SliceInput<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl Input for SliceInput<'_> {
+    fn byte(&mut self) -> Result<Option<u8>, RecordsError> {
+        let b = self.buf.get(self.pos).copied();
+        self.pos += usize::from(b.is_some());
+        Ok(b)
+    }
+    fn skip(&mut self, n: usize) -> Result<bool, RecordsError> {
+        if self.buf.len() - self.pos < n {
+            self.pos = self.buf.len();
+            return Ok(false);
+        }
+        self.pos += n;
+        Ok(true)
+    }
+    fn consumed(&self) -> u64 {
+        self.pos as u64
+    }
+}
+
+/// Size of the buffer a decompressing walk reads through.
+const STREAM_BUFFER: usize = 32 * 1024;
+
+/// A decompressing reader seen through a fixed buffer; refuses to inflate
+/// past `limit` bytes.
+struct StreamInput<R> {
+    inner: R,
+    buf: Box<[u8]>,
+    start: usize,
+    end: usize,
+    /// Bytes taken from `inner` so far.
+    inflated: u64,
+    limit: u64,
+}
+
+impl<R: Read> StreamInput<R> {
+    fn new(inner: R, limit: u64) -> Self {
+        StreamInput {
+            inner,
+            buf: vec![0; STREAM_BUFFER].into_boxed_slice(),
+            start: 0,
+            end: 0,
+            inflated: 0,
+            limit,
+        }
+    }
+
+    /// Refills the buffer; false at the end of the stream.
+    fn fill(&mut self) -> Result<bool, RecordsError> {
+        loop {
+            match self.inner.read(&mut self.buf) {
+                Ok(0) => return Ok(false),
+                Ok(n) => {
+                    self.inflated += n as u64;
+                    if self.inflated > self.limit {
+                        return Err(RecordsError::TooLarge(self.limit));
+                    }
+                    self.start = 0;
+                    self.end = n;
+                    return Ok(true);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(RecordsError::Decompress(e.to_string())),
+            }
+        }
+    }
+}
+
+impl<R: Read> Input for StreamInput<R> {
+    fn byte(&mut self) -> Result<Option<u8>, RecordsError> {
+        if self.start == self.end && !self.fill()? {
+            return Ok(None);
+        }
+        let b = self.buf[self.start];
+        self.start += 1;
+        Ok(Some(b))
+    }
+    fn skip(&mut self, mut n: usize) -> Result<bool, RecordsError> {
+        loop {
+            let here = (self.end - self.start).min(n);
+            self.start += here;
+            n -= here;
+            if n == 0 {
+                return Ok(true);
+            }
+            if !self.fill()? {
+                return Ok(false);
+            }
+        }
+    }
+    fn consumed(&self) -> u64 {
+        self.inflated - (self.end - self.start) as u64
+    }
+}
+
+/// Kafka's unsigned varint of at most `max_bytes` bytes, zigzag-decoded.
+fn varlong(input: &mut impl Input, max_bytes: u32) -> Result<i64, RecordsError> {
+    let mut raw = 0u64;
+    for i in 0..max_bytes {
+        let Some(b) = input.byte()? else {
+            return Err(malformed(
+                "Incorrect declared batch size, premature EOF reached",
+            ));
+        };
+        raw |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            return Ok((raw >> 1) as i64 ^ -((raw & 1) as i64));
+        }
+    }
+    Err(malformed(format!(
+        "Varint is too long, the most significant bit in the {max_bytes}th byte is set"
+    )))
+}
+
+fn varint(input: &mut impl Input) -> Result<i32, RecordsError> {
+    // Five bytes carry 35 bits; Kafka refuses what does not fit an i32.
+    let v = varlong(input, 5)?;
+    i32::try_from(v).map_err(|_| malformed("Varint is too long"))
+}
+
+/// A length that is -1 (null) or a byte count; skips the bytes.
+fn skip_bytes(input: &mut impl Input, what: &str) -> Result<i32, RecordsError> {
+    let len = varint(input)?;
+    if len < -1 {
+        return Err(malformed(format!("Invalid negative {what} size {len}")));
+    }
+    if len > 0 && !input.skip(len as usize)? {
+        return Err(malformed(
+            "Incorrect declared batch size, premature EOF reached",
+        ));
+    }
+    Ok(len)
+}
+
+fn read_record(input: &mut impl Input) -> Result<Option<RecordMeta>, RecordsError> {
+    // The end of the input before a record begins is not an error here:
+    // the caller compares the count.
+    let first = input.consumed();
+    let Some(b) = input.byte()? else {
+        return Ok(None);
+    };
+    // The length varint, whose first byte is already read.
+    let mut raw = u64::from(b & 0x7f);
+    let mut more = b & 0x80 != 0;
+    let mut shift = 7;
+    while more {
+        if shift >= 35 {
+            return Err(malformed(
+                "Varint is too long, the most significant bit in the 5th byte is set",
+            ));
+        }
+        let Some(b) = input.byte()? else {
+            return Err(malformed(
+                "Incorrect declared batch size, premature EOF reached",
+            ));
+        };
+        raw |= u64::from(b & 0x7f) << shift;
+        more = b & 0x80 != 0;
+        shift += 7;
+    }
+    let length = (raw >> 1) as i64 ^ -((raw & 1) as i64);
+    if length < 0 || length > i64::from(i32::MAX) {
+        return Err(malformed(format!("Invalid record size {length}")));
+    }
+    let body_start = input.consumed();
+    let Some(_attributes) = input.byte()? else {
+        return Err(malformed(
+            "Incorrect declared batch size, premature EOF reached",
+        ));
+    };
+    let timestamp_delta = varlong(input, 10)?;
+    let offset_delta = varint(input)?;
+    let key_len = skip_bytes(input, "key")?;
+    let value_len = skip_bytes(input, "value")?;
+    let headers = varint(input)?;
+    if headers < 0 {
+        return Err(malformed(format!(
+            "Found invalid number of record headers {headers}"
+        )));
+    }
+    for _ in 0..headers {
+        let key = skip_bytes(input, "header key")?;
+        if key < 0 {
+            return Err(malformed("Invalid negative header key size -1"));
+        }
+        skip_bytes(input, "header value")?;
+    }
+    let read = input.consumed() - body_start;
+    if read != length as u64 {
+        return Err(malformed(format!(
+            "Invalid record size: expected to read {length} bytes in record payload, but instead read {read}"
+        )));
+    }
+    debug_assert!(input.consumed() > first);
+    Ok(Some(RecordMeta {
+        offset_delta,
+        timestamp_delta,
+        key_len,
+        value_len,
+        headers,
+    }))
+}
+
+fn walk_input(
+    input: &mut impl Input,
+    count: i32,
+    f: &mut dyn FnMut(usize, RecordMeta) -> Result<ControlFlow<()>, RecordsError>,
+) -> Result<(), RecordsError> {
+    for i in 0..count.max(0) as usize {
+        match read_record(input)? {
+            Some(meta) => {
+                if f(i, meta)?.is_break() {
+                    return Ok(());
+                }
+            }
+            None => {
+                return Err(malformed(
+                    "Incorrect declared batch size, premature EOF reached",
+                ))
+            }
+        }
+    }
+    if input.byte()?.is_some() {
+        return Err(malformed(
+            "Incorrect declared batch size, records still remaining in file",
+        ));
+    }
+    Ok(())
+}
+
+/// Kafka's (xerial) snappy framing: a magic header, then blocks each
+/// prefixed by its compressed length; without the header, one raw block.
+struct SnappyReader<'a> {
+    rest: &'a [u8],
+    block: Vec<u8>,
+    pos: usize,
+    raw: bool,
+    limit: u64,
+}
+
+const SNAPPY_MAGIC: &[u8] = b"\x82SNAPPY\x00";
+/// The xerial header: magic, then version and compatible version (i32 each).
+const SNAPPY_HEADER_LEN: usize = 16;
+
+impl<'a> SnappyReader<'a> {
+    fn new(compressed: &'a [u8], limit: u64) -> Self {
+        let framed = compressed.starts_with(SNAPPY_MAGIC) && compressed.len() >= SNAPPY_HEADER_LEN;
+        SnappyReader {
+            rest: if framed {
+                &compressed[SNAPPY_HEADER_LEN..]
+            } else {
+                compressed
+            },
+            block: Vec::new(),
+            pos: 0,
+            raw: !framed,
+            limit,
+        }
+    }
+
+    fn next_block(&mut self) -> std::io::Result<bool> {
+        let bad = |m: String| std::io::Error::new(std::io::ErrorKind::InvalidData, m);
+        if self.rest.is_empty() {
+            return Ok(false);
+        }
+        let block = if self.raw {
+            std::mem::take(&mut self.rest)
+        } else {
+            if self.rest.len() < 4 {
+                return Err(bad("truncated snappy block length".into()));
+            }
+            let len = u32::from_be_bytes(self.rest[..4].try_into().expect("4 bytes")) as usize;
+            if self.rest.len() - 4 < len {
+                return Err(bad("truncated snappy block".into()));
+            }
+            let (block, rest) = self.rest[4..].split_at(len);
+            self.rest = rest;
+            block
+        };
+        let size = snap::raw::decompress_len(block).map_err(|e| bad(e.to_string()))?;
+        // The size is declared up front: refuse before allocating it.
+        if size as u64 > self.limit {
+            return Err(bad(format!("a snappy block of {size} bytes")));
+        }
+        self.block.resize(size, 0);
+        snap::raw::Decoder::new()
+            .decompress(block, &mut self.block)
+            .map_err(|e| bad(e.to_string()))?;
+        self.pos = 0;
+        Ok(true)
+    }
+}
+
+impl Read for SnappyReader<'_> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos == self.block.len() {
+            if !self.next_block()? {
+                return Ok(0);
+            }
+        }
+        let n = out.len().min(self.block.len() - self.pos);
+        out[..n].copy_from_slice(&self.block[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// Calls `f` with the index and fields of each record of `batch`, in order,
+/// checking that every record is well formed and that there are exactly as
+/// many as the header declares, with nothing after them (unless `f` breaks
+/// off the walk). A compressed batch is decompressed as a stream: at most
+/// `max_inflated` bytes, through a fixed buffer.
+pub fn walk(
+    batch: &Batch<'_>,
+    max_inflated: u64,
+    mut f: impl FnMut(usize, RecordMeta) -> Result<ControlFlow<()>, RecordsError>,
+) -> Result<(), RecordsError> {
+    let body = &batch.bytes()[HEADER_LEN..];
+    let count = batch.records_count();
+    let f = &mut f;
+    let decompress = |e: std::io::Error| RecordsError::Decompress(e.to_string());
+    match batch.compression() {
+        0 => walk_input(&mut SliceInput { buf: body, pos: 0 }, count, f),
+        1 => walk_input(
+            &mut StreamInput::new(flate2::read::MultiGzDecoder::new(body), max_inflated),
+            count,
+            f,
+        ),
+        2 => walk_input(
+            &mut StreamInput::new(SnappyReader::new(body, max_inflated), max_inflated),
+            count,
+            f,
+        ),
+        3 => walk_input(
+            &mut StreamInput::new(lz4::Decoder::new(body).map_err(decompress)?, max_inflated),
+            count,
+            f,
+        ),
+        4 => walk_input(
+            &mut StreamInput::new(
+                zstd::stream::read::Decoder::with_buffer(body).map_err(decompress)?,
+                max_inflated,
+            ),
+            count,
+            f,
+        ),
+        codec => Err(RecordsError::UnknownCodec(codec)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::{build_batch, BatchProducer, Compression, NewRecord};
+    use bytes::Bytes;
+    use proptest::prelude::*;
+
+    const CODECS: [Compression; 5] = [
+        Compression::None,
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ];
+
+    fn batch_of(values: &[Option<Vec<u8>>], compression: Compression) -> Vec<u8> {
+        let records: Vec<NewRecord> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| NewRecord {
+                key: (i % 2 == 0).then(|| Bytes::from(format!("k{i}"))),
+                value: v.clone().map(Bytes::from),
+                timestamp: 1000 + i as i64 * 3,
+            })
+            .collect();
+        build_batch(BatchProducer::NONE, compression, &records).to_vec()
+    }
+
+    fn metas(b: &[u8], limit: u64) -> Result<Vec<RecordMeta>, RecordsError> {
+        let mut out = Vec::new();
+        walk(&Batch::parse(b).unwrap(), limit, |i, m| {
+            assert_eq!(i, out.len());
+            out.push(m);
+            Ok(ControlFlow::Continue(()))
+        })?;
+        Ok(out)
+    }
+
+    #[test]
+    fn every_codec_walks_to_the_same_records() {
+        let values = vec![Some(b"a".to_vec()), None, Some(vec![7; 100_000])];
+        for codec in CODECS {
+            let m = metas(&batch_of(&values, codec), 1 << 20).unwrap();
+            assert_eq!(m.len(), 3, "{codec:?}");
+            assert_eq!(
+                m.iter().map(|r| r.offset_delta).collect::<Vec<_>>(),
+                [0, 1, 2]
+            );
+            assert_eq!(
+                m.iter().map(|r| r.timestamp_delta).collect::<Vec<_>>(),
+                [0, 3, 6]
+            );
+            assert_eq!(
+                m.iter().map(|r| r.value_len).collect::<Vec<_>>(),
+                [1, -1, 100_000]
+            );
+            assert_eq!(m.iter().map(|r| r.key_len).collect::<Vec<_>>(), [2, -1, 2]);
+        }
+    }
+
+    #[test]
+    fn inflating_past_the_limit_is_refused() {
+        let values = vec![Some(vec![0; 4 << 20])];
+        for codec in &CODECS[1..] {
+            let b = batch_of(&values, *codec);
+            assert!(b.len() < 1 << 20, "{codec:?} compresses zeros");
+            assert_eq!(
+                metas(&b, 1 << 20),
+                Err(RecordsError::TooLarge(1 << 20)),
+                "{codec:?}"
+            );
+            assert!(metas(&b, 8 << 20).is_ok(), "{codec:?}");
+        }
+    }
+
+    #[test]
+    fn a_count_that_lies_is_refused() {
+        for codec in CODECS {
+            let mut b = batch_of(&[Some(b"x".to_vec()), Some(b"y".to_vec())], codec);
+            b[57..61].copy_from_slice(&3i32.to_be_bytes());
+            assert!(
+                matches!(metas(&b, 1 << 20), Err(RecordsError::Malformed(m)) if m.contains("premature EOF"))
+            );
+            b[57..61].copy_from_slice(&1i32.to_be_bytes());
+            assert!(
+                matches!(metas(&b, 1 << 20), Err(RecordsError::Malformed(m)) if m.contains("still remaining"))
+            );
+            b[57..61].copy_from_slice(&i32::MAX.to_be_bytes());
+            assert!(metas(&b, 1 << 20).is_err());
+        }
+    }
+
+    #[test]
+    fn unknown_codecs_and_garbage_are_refused() {
+        let mut b = batch_of(&[Some(b"x".to_vec())], Compression::None);
+        b[22] = (b[22] & !7) | 7;
+        assert_eq!(metas(&b, 1 << 20), Err(RecordsError::UnknownCodec(7)));
+        for codec in 1..=4u8 {
+            b[22] = (b[22] & !7) | codec;
+            assert!(metas(&b, 1 << 20).is_err(), "codec {codec} on plain bytes");
+        }
+    }
+
+    proptest! {
+        /// Any bytes after a header: an answer, never a panic, and never
+        /// more records than declared.
+        #[test]
+        fn arbitrary_records_never_panic(codec in 0u8..8, count in -2i32..6, body in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let mut b = batch_of(&[Some(b"x".to_vec())], Compression::None);
+            b.truncate(HEADER_LEN);
+            b.extend_from_slice(&body);
+            let len = (b.len() - 12) as i32;
+            b[8..12].copy_from_slice(&len.to_be_bytes());
+            b[22] = (b[22] & !7) | codec;
+            b[57..61].copy_from_slice(&count.to_be_bytes());
+            let mut seen = 0;
+            let _ = walk(&Batch::parse(&b).unwrap(), 1 << 16, |_, _| { seen += 1; Ok(ControlFlow::Continue(())) });
+            prop_assert!(seen <= count.max(0));
+        }
+
+        /// Well-formed batches of any codec walk to what was encoded.
+        #[test]
+        fn encoded_batches_walk_back(values in proptest::collection::vec(proptest::option::of(proptest::collection::vec(any::<u8>(), 0..200)), 1..20), codec in 0usize..5) {
+            let b = batch_of(&values, CODECS[codec]);
+            let m = metas(&b, 1 << 20).unwrap();
+            prop_assert_eq!(m.len(), values.len());
+            for (r, v) in m.iter().zip(&values) {
+                prop_assert_eq!(r.value_len, v.as_ref().map_or(-1, |v| v.len() as i32));
+            }
+        }
+    }
+}
