@@ -207,6 +207,15 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
     ),
     min(
         def(
+            "log.initial.task.delay.ms",
+            Long,
+            "30000",
+            "Delay after start-up before the first retention check",
+        ),
+        0,
+    ),
+    min(
+        def(
             "log.retention.check.interval.ms",
             Long,
             "300000",

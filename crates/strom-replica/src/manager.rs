@@ -41,6 +41,10 @@ pub struct ReplicaManager {
     partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
     /// When idle producers were last looked for.
     producers_checked_ms: AtomicI64,
+    /// When retention is next checked: `log.initial.task.delay.ms` after the
+    /// first maintenance, then every `log.retention.check.interval.ms`
+    /// (`i64::MIN` until the first maintenance).
+    next_retention_ms: AtomicI64,
 }
 
 /// The log settings and produce rules of a topic.
@@ -62,6 +66,8 @@ fn topic_log_config(
     let log = LogConfig {
         segment_bytes: num("segment.bytes") as u64,
         segment_ms: num("segment.ms"),
+        segment_jitter_ms: num("segment.jitter.ms"),
+        file_delete_delay_ms: num("file.delete.delay.ms"),
         index_interval_bytes: num("index.interval.bytes") as u64,
         segment_index_bytes: num("segment.index.bytes") as u64,
         flush_messages: num("flush.messages") as u64,
@@ -96,6 +102,7 @@ impl ReplicaManager {
             config,
             partitions: RwLock::new(HashMap::new()),
             producers_checked_ms: AtomicI64::new(0),
+            next_retention_ms: AtomicI64::new(i64::MIN),
         }
     }
 
@@ -218,8 +225,9 @@ impl ReplicaManager {
             self.producers_checked_ms.store(now_ms, Ordering::Relaxed);
         }
         let expiration = self.config.get_i64("producer.id.expiration.ms");
+        let retention = self.retention_due(now_ms);
         for p in partitions {
-            if let Err(e) = p.maintain(now_ms) {
+            if let Err(e) = p.maintain(now_ms, retention) {
                 error!(partition = ?p, error = %e, "maintenance failed");
             }
             if expire {
@@ -229,6 +237,24 @@ impl ReplicaManager {
                 }
             }
         }
+    }
+
+    /// Whether a retention check is due at `now_ms` (and if so, schedules
+    /// the next one).
+    fn retention_due(&self, now_ms: i64) -> bool {
+        let next = self.next_retention_ms.load(Ordering::Relaxed);
+        if next == i64::MIN {
+            let first = now_ms.saturating_add(self.config.get_i64("log.initial.task.delay.ms"));
+            self.next_retention_ms.store(first, Ordering::Relaxed);
+            return first <= now_ms;
+        }
+        if now_ms < next {
+            return false;
+        }
+        let interval = self.config.get_i64("log.retention.check.interval.ms");
+        self.next_retention_ms
+            .store(now_ms.saturating_add(interval), Ordering::Relaxed);
+        true
     }
 
     /// Closes every partition cleanly (flushed, indexes and producer

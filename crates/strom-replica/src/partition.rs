@@ -589,8 +589,9 @@ impl Partition {
     }
 
     /// Fsyncs rolled segments (outside the lock, so appends go on),
-    /// enforces `flush.ms` and retention.
-    pub(crate) fn maintain(&self, now_ms: i64) -> Result<(), StorageError> {
+    /// enforces `flush.ms`, removes deleted segments' files when due, and,
+    /// when `retention` (a retention check is due), enforces retention.
+    pub(crate) fn maintain(&self, now_ms: i64, retention: bool) -> Result<(), StorageError> {
         let pending = {
             let mut s = self.lock();
             if s.closed {
@@ -604,7 +605,10 @@ impl Partition {
         }
         let mut s = self.lock();
         s.log.flush_if_due(now_ms)?;
-        s.log.enforce_retention(now_ms)?;
+        s.log.remove_deleted_files(now_ms);
+        if retention {
+            s.log.enforce_retention(now_ms)?;
+        }
         Ok(())
     }
 

@@ -62,8 +62,22 @@ fn image(topic: &str, id: u128, configs: &[(&str, &str)]) -> MetadataImage {
 }
 
 fn manager(dir: &std::path::Path) -> ReplicaManager {
-    ReplicaManager::new(1, dir, StaticConfig::new(BTreeMap::new()).unwrap().0)
+    manager_with(dir, &[])
 }
+
+fn manager_with(dir: &std::path::Path, settings: &[(&str, &str)]) -> ReplicaManager {
+    let settings = settings
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    ReplicaManager::new(1, dir, StaticConfig::new(settings).unwrap().0)
+}
+
+/// Retention checked at every maintenance, from the first one on.
+const RETENTION_EVERY_TICK: &[(&str, &str)] = &[
+    ("log.initial.task.delay.ms", "0"),
+    ("log.retention.check.interval.ms", "1"),
+];
 
 #[test]
 fn produce_errors_use_kafka_codes() {
@@ -337,7 +351,7 @@ fn a_lost_abort_index_entry_is_restored_from_the_log() {
 #[test]
 fn retention_deletes_only_under_the_delete_policy() {
     let dir = tempfile::tempdir().unwrap();
-    let rm = manager(dir.path());
+    let rm = manager_with(dir.path(), RETENTION_EVERY_TICK);
     let overrides = [("segment.bytes", "200"), ("retention.ms", "1")];
     let compacted: Vec<(&str, &str)> = overrides
         .iter()
@@ -370,7 +384,7 @@ fn retention_deletes_only_under_the_delete_policy() {
         .chain([("cleanup.policy", "compact,delete")])
         .collect();
     rm.apply_image(&image("t", 1, &both)).unwrap();
-    rm.maintain(1_000_000);
+    rm.maintain(1_000_001);
     assert!(p.log_start_offset() > 0, "compact,delete also deletes");
 }
 
@@ -629,4 +643,68 @@ fn compacted_topics_refuse_records_without_a_key() {
     assert!(e.record_errors[0]
         .message
         .contains("Compacted topic cannot accept message without key in topic partition t-0."));
+}
+
+/// Records stamped days and years in the past are kept as Kafka keeps
+/// them: they share a segment (time-based rolls follow record timestamps),
+/// stay readable until a retention check finds their segment's largest
+/// timestamp past retention.ms, and stay for good with retention.ms=-1.
+#[test]
+fn records_stamped_in_the_past_stay_until_a_retention_check() {
+    let now = 1_800_000_000_000;
+    let day = 86_400_000;
+    let stamps: Vec<i64> = (0..200).map(|i| now - 3 * 365 * day + i * day).collect();
+    for retention in ["-1", "604800000"] {
+        let dir = tempfile::tempdir().unwrap();
+        let rm = manager_with(
+            dir.path(),
+            &[
+                ("log.initial.task.delay.ms", "30000"),
+                ("log.retention.check.interval.ms", "300000"),
+            ],
+        );
+        rm.apply_image(&image("t", 1, &[("retention.ms", retention)]))
+            .unwrap();
+        let p = rm.get("t", 0).unwrap();
+        for &ts in &stamps {
+            p.append(&batch(-1, -1, 0, 1, ts), now, None).unwrap();
+        }
+        // Maintenance runs every second; the first retention check comes
+        // 30 s in, the next 5 minutes later.
+        for tick in 0..30 {
+            rm.maintain(now + tick * 1000);
+        }
+        let kept = stamps_from(&p, 0);
+        assert_eq!(
+            kept, stamps,
+            "retention.ms={retention}: all there before the first check"
+        );
+        rm.maintain(now + 30_000);
+        rm.maintain(now + 330_000);
+        if retention == "-1" {
+            assert_eq!(p.log_start_offset(), 0, "kept with retention.ms=-1");
+            assert_eq!(stamps_from(&p, 0), stamps);
+        } else {
+            // Kafka deletes them too, at the check: every segment expired,
+            // the active one after a roll, and the log ends empty at its end.
+            assert_eq!(p.log_start_offset(), 200);
+            assert_eq!(p.log_end_offset(), 200);
+        }
+    }
+}
+
+/// The max timestamps of every batch from `offset` to the log end.
+fn stamps_from(p: &crate::Partition, mut offset: i64) -> Vec<i64> {
+    let mut out = Vec::new();
+    while offset < p.log_end_offset() {
+        let read = p
+            .read(offset, 1 << 20, true, Isolation::ReadUncommitted)
+            .unwrap();
+        for b in strom_protocol::records::batches(&read.records) {
+            let b = b.unwrap();
+            out.push(b.max_timestamp());
+            offset = b.last_offset() + 1;
+        }
+    }
+    out
 }

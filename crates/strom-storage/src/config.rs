@@ -3,8 +3,12 @@
 pub struct LogConfig {
     /// `segment.bytes`: roll when the active segment would exceed this.
     pub segment_bytes: u64,
-    /// `segment.ms`: roll when the active segment's first batch is older.
+    /// `segment.ms`: roll when an incoming batch's timestamp is this far
+    /// past the active segment's first batch (by record timestamps).
     pub segment_ms: i64,
+    /// `segment.jitter.ms`: each segment rolls up to this much earlier
+    /// (a random amount chosen when it is created).
+    pub segment_jitter_ms: i64,
     /// `index.interval.bytes`: bytes between offset index entries.
     pub index_interval_bytes: u64,
     /// `segment.index.bytes`: roll when the offset index would exceed this.
@@ -19,6 +23,9 @@ pub struct LogConfig {
     pub retention_bytes: i64,
     /// `message.timestamp.type=LogAppendTime`.
     pub log_append_time: bool,
+    /// `file.delete.delay.ms`: how long a deleted segment's files stay
+    /// (renamed `.deleted`) before they are removed.
+    pub file_delete_delay_ms: i64,
 }
 
 impl Default for LogConfig {
@@ -26,6 +33,7 @@ impl Default for LogConfig {
         LogConfig {
             segment_bytes: 1024 * 1024 * 1024,
             segment_ms: 7 * 24 * 3600 * 1000,
+            segment_jitter_ms: 0,
             index_interval_bytes: 4096,
             segment_index_bytes: 10 * 1024 * 1024,
             flush_messages: i64::MAX as u64,
@@ -33,6 +41,7 @@ impl Default for LogConfig {
             retention_ms: 7 * 24 * 3600 * 1000,
             retention_bytes: -1,
             log_append_time: false,
+            file_delete_delay_ms: 60_000,
         }
     }
 }

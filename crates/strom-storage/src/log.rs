@@ -14,6 +14,10 @@ use crate::txn_index::{self, AbortedTxn};
 /// Marks a log directory as cleanly closed: its index files are current.
 const CLEAN_SHUTDOWN: &str = ".clean_shutdown";
 
+fn oldest_size(segments: &BTreeMap<i64, Segment>) -> i64 {
+    segments.values().next().map_or(0, |s| s.size() as i64)
+}
+
 /// What an append did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppendInfo {
@@ -60,6 +64,22 @@ pub struct Log {
     /// roll does not wait for that fsync: the owner runs it off the append
     /// path (see [`Log::take_pending_flushes`]).
     pending_flushes: Vec<(PathBuf, std::fs::File)>,
+    /// Files of segments deleted by retention (renamed `.deleted`), with
+    /// the wall-clock ms after which they are removed.
+    pending_deletes: Vec<(i64, Vec<PathBuf>)>,
+}
+
+/// A random jitter in `[0, min(jitter, segment_ms))`, drawn per segment.
+fn roll_jitter(config: &LogConfig) -> i64 {
+    use std::hash::{BuildHasher, Hasher};
+    let bound = config.segment_jitter_ms.min(config.segment_ms);
+    if bound <= 0 {
+        return 0;
+    }
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    (random % bound as u64) as i64
 }
 
 impl Log {
@@ -69,6 +89,12 @@ impl Log {
     /// torn or corrupt batch on is removed.
     pub fn open(dir: &Path, config: LogConfig) -> Result<Log, StorageError> {
         std::fs::create_dir_all(dir).at(dir)?;
+        // Segments deleted before a restart are gone for good now.
+        for entry in std::fs::read_dir(dir).at(dir)?.flatten() {
+            if entry.file_name().to_string_lossy().ends_with(".deleted") {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
         let marker = dir.join(CLEAN_SHUTDOWN);
         let clean = marker.exists();
         let mut bases: Vec<i64> = std::fs::read_dir(dir)
@@ -131,6 +157,9 @@ impl Log {
         if clean {
             std::fs::remove_file(&marker).at(&marker)?;
         }
+        for seg in segments.values_mut() {
+            seg.set_roll_jitter_ms(roll_jitter(&config));
+        }
         let log = Log {
             dir: dir.to_path_buf(),
             config,
@@ -141,6 +170,7 @@ impl Log {
             unflushed_records: 0,
             unflushed_since: None,
             pending_flushes: Vec::new(),
+            pending_deletes: Vec::new(),
         };
         info!(dir = %dir.display(), start = log.log_start_offset, end = log.log_end_offset(), segments = log.segments.len(), clean, "log opened");
         Ok(log)
@@ -194,6 +224,7 @@ impl Log {
         let mut next = first_offset;
         let mut pos = 0;
         let mut count = 0u64;
+        let mut max_timestamp = -1i64;
         while pos < records.len() {
             let size = records::batch_size(&records[pos..])?;
             let batch = &mut records[pos..pos + size];
@@ -203,11 +234,12 @@ impl Log {
                 records::set_log_append_time(batch, now_ms);
             }
             let view = Batch::parse(batch)?;
+            max_timestamp = max_timestamp.max(view.max_timestamp());
             next = view.last_offset() + 1;
             count += view.records_count().max(0) as u64;
             pos += size;
         }
-        let rolled_to = self.maybe_roll(records.len() as u64, next - 1, now_ms)?;
+        let rolled_to = self.maybe_roll(records.len() as u64, next - 1, max_timestamp, now_ms)?;
         let interval = self.config.index_interval_bytes;
         self.active_mut().append(records, interval)?;
         self.unflushed_records += count;
@@ -223,10 +255,17 @@ impl Log {
         })
     }
 
+    /// Kafka's `shouldRoll`: the active segment rolls before an append that
+    /// would overfill it (or its offset index), whose offsets it could not
+    /// index, or whose largest timestamp is `segment.ms` (less the
+    /// segment's jitter) past the segment's first batch. Time is judged by
+    /// record timestamps, so records stamped in the past do not each get a
+    /// segment of their own.
     fn maybe_roll(
         &mut self,
         incoming: u64,
         last_offset: i64,
+        incoming_max_ts: i64,
         now_ms: i64,
     ) -> Result<Option<i64>, StorageError> {
         let c = &self.config;
@@ -235,9 +274,8 @@ impl Log {
             return Ok(None);
         }
         let full = seg.size() + incoming > c.segment_bytes;
-        let old = seg
-            .first_timestamp()
-            .is_some_and(|t| now_ms - t > c.segment_ms);
+        let old = seg.time_waited_for_roll(incoming_max_ts, now_ms)
+            > c.segment_ms.saturating_sub(seg.roll_jitter_ms());
         let offset_overflow = last_offset - seg.base_offset() > i64::from(u32::MAX >> 1);
         let index_full = (seg.index_len() as u64 + 1) * 8 > c.segment_index_bytes;
         if !(full || old || offset_overflow || index_full) {
@@ -260,7 +298,8 @@ impl Log {
         self.pending_flushes
             .extend(txn_index::handle(&self.dir, active_base));
         let _ = std::fs::remove_file(txn_index::path(&self.dir, base));
-        let seg = Segment::create(&self.dir, base)?;
+        let mut seg = Segment::create(&self.dir, base)?;
+        seg.set_roll_jitter_ms(roll_jitter(&self.config));
         self.segments.insert(base, seg);
         self.aborted.insert(base, Vec::new());
         Ok(base)
@@ -368,33 +407,68 @@ impl Log {
         Ok(())
     }
 
-    /// Deletes closed segments past `retention.ms` or `retention.bytes`,
-    /// advancing the log start offset. Returns how many were deleted.
+    /// Deletes the oldest segments while they are past `retention.ms` (their
+    /// largest timestamp older than that) or beyond `retention.bytes`,
+    /// advancing the log start offset, as Kafka's retention check does. An
+    /// expired active segment is rolled first, so a log whose every record
+    /// expired ends empty at its log end offset. The files are renamed
+    /// `.deleted` and removed `file.delete.delay.ms` later (see
+    /// [`Log::remove_deleted_files`]). Returns how many segments went.
     pub fn enforce_retention(&mut self, now_ms: i64) -> Result<usize, StorageError> {
         let mut deleted = 0;
         let mut total = self.size_bytes() as i64;
-        while self.segments.len() > 1 {
+        loop {
             let (&base, oldest) = self.segments.iter().next().expect("non-empty");
+            let active = self.segments.len() == 1;
             let expired = self.config.retention_ms >= 0
-                && oldest.max_timestamp() >= 0
-                && now_ms - oldest.max_timestamp() > self.config.retention_ms;
-            let too_big = self.config.retention_bytes >= 0
+                && oldest.size() > 0
+                && now_ms.saturating_sub(oldest.largest_timestamp()) > self.config.retention_ms;
+            let too_big = !active
+                && self.config.retention_bytes >= 0
                 && total - oldest.size() as i64 >= self.config.retention_bytes;
             if !(expired || too_big) {
                 break;
             }
-            total -= oldest.size() as i64;
+            if active {
+                self.roll()?;
+            }
+            total -= oldest_size(&self.segments);
             let seg = self.segments.remove(&base).expect("present");
-            info!(dir = %self.dir.display(), base, "deleting segment past retention");
-            seg.delete()?;
+            info!(dir = %self.dir.display(), base, expired, "deleting segment past retention");
+            let mut files = seg.retire()?;
             self.aborted.remove(&base);
-            let _ = std::fs::remove_file(txn_index::path(&self.dir, base));
+            let txn = txn_index::path(&self.dir, base);
+            if txn.exists() {
+                let to = segment::deleted_name(&txn);
+                std::fs::rename(&txn, &to).at(&txn)?;
+                files.push(to);
+            }
+            self.pending_deletes.push((
+                now_ms.saturating_add(self.config.file_delete_delay_ms),
+                files,
+            ));
             deleted += 1;
         }
         self.log_start_offset = self
             .log_start_offset
             .max(*self.segments.keys().next().expect("one segment"));
         Ok(deleted)
+    }
+
+    /// Removes the files of deleted segments whose `file.delete.delay.ms`
+    /// has passed.
+    pub fn remove_deleted_files(&mut self, now_ms: i64) {
+        self.pending_deletes.retain(|(due, files)| {
+            if *due > now_ms {
+                return true;
+            }
+            for f in files {
+                if let Err(e) = std::fs::remove_file(f) {
+                    warn!(file = %f.display(), error = %e, "cannot remove a deleted segment's file");
+                }
+            }
+            false
+        });
     }
 
     /// Flushes and writes the index files, and marks the log clean. The log

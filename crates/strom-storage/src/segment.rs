@@ -52,6 +52,11 @@ pub struct Segment {
     max_timestamp_batch: i64,
     /// Max timestamp of the first batch, for `segment.ms`.
     first_timestamp: Option<i64>,
+    /// Wall-clock ms when the segment was created (its file's mtime once
+    /// reopened): `segment.ms` counts from it when no batch has a timestamp.
+    created_ms: i64,
+    /// How much earlier than `segment.ms` this segment rolls.
+    roll_jitter_ms: i64,
 }
 
 impl std::fmt::Debug for Segment {
@@ -97,6 +102,8 @@ impl Segment {
             max_timestamp: -1,
             max_timestamp_batch: base_offset,
             first_timestamp: None,
+            created_ms: wall_clock_ms(),
+            roll_jitter_ms: 0,
         }
     }
 
@@ -115,15 +122,15 @@ impl Segment {
         Ok(Self::empty(dir, base_offset, file))
     }
 
-    fn open_file(dir: &Path, base_offset: i64) -> Result<(File, u64), StorageError> {
+    fn open_file(dir: &Path, base_offset: i64) -> Result<(File, u64, i64), StorageError> {
         let (log, _, _) = Self::paths(dir, base_offset);
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .open(&log)
             .at(&log)?;
-        let len = file.metadata().at(&log)?.len();
-        Ok((file, len))
+        let meta = file.metadata().at(&log)?;
+        Ok((file, meta.len(), mtime_ms(&meta)))
     }
 
     /// Opens a segment whose index files can be trusted (it was closed
@@ -133,7 +140,7 @@ impl Segment {
         base_offset: i64,
     ) -> Result<Option<Segment>, StorageError> {
         let (_, idx, tidx) = Self::paths(dir, base_offset);
-        let (file, len) = Self::open_file(dir, base_offset)?;
+        let (file, len, mtime) = Self::open_file(dir, base_offset)?;
         let (Ok(idx_bytes), Ok(tidx_bytes)) = (std::fs::read(&idx), std::fs::read(&tidx)) else {
             return Ok(None);
         };
@@ -144,6 +151,7 @@ impl Segment {
             return Ok(None);
         };
         let mut seg = Self::empty(dir, base_offset, file);
+        seg.created_ms = mtime;
         seg.size = len;
         if let Some(last) = time_index.last() {
             seg.max_timestamp = last.timestamp;
@@ -184,8 +192,9 @@ impl Segment {
         base_offset: i64,
         index_interval: u64,
     ) -> Result<(Segment, ScanOutcome), StorageError> {
-        let (file, len) = Self::open_file(dir, base_offset)?;
+        let (file, len, mtime) = Self::open_file(dir, base_offset)?;
         let mut seg = Self::empty(dir, base_offset, file);
+        seg.created_ms = mtime;
         let mut pos = 0u64;
         let mut buf = Vec::new();
         let mut header = [0u8; HEADER_LEN];
@@ -503,6 +512,57 @@ impl Segment {
         std::fs::remove_file(&log).at(&log)
     }
 
+    /// Renames the segment's files with the `.deleted` suffix (removed
+    /// later, after `file.delete.delay.ms`, as Kafka does); returns the new
+    /// names. The data file goes first: once it is renamed the segment is no
+    /// longer part of the log, even after a crash.
+    pub(crate) fn retire(self) -> Result<Vec<PathBuf>, StorageError> {
+        let (log, idx, tidx) = Self::paths(&self.dir, self.base_offset);
+        drop(self.file);
+        let mut renamed = Vec::new();
+        for (i, p) in [log, idx, tidx].into_iter().enumerate() {
+            let to = deleted_name(&p);
+            match std::fs::rename(&p, &to) {
+                Ok(()) => renamed.push(to),
+                // Index files may not exist (an active segment never closed).
+                Err(e) if i > 0 && e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(StorageError::Io { path: p, source: e }),
+            }
+        }
+        Ok(renamed)
+    }
+
+    /// The largest timestamp retention compares with now: the largest
+    /// record timestamp, or the file's modification time when no record
+    /// has one (Kafka's `largestTimestamp`).
+    pub(crate) fn largest_timestamp(&self) -> i64 {
+        if self.max_timestamp >= 0 {
+            return self.max_timestamp;
+        }
+        self.file
+            .metadata()
+            .map_or(self.created_ms, |m| mtime_ms(&m))
+    }
+
+    /// How long, by `segment.ms`'s clock, this segment has been rolling
+    /// toward a time-based roll when a batch with `incoming_max_ts` (its
+    /// largest timestamp) arrives at wall-clock `now_ms`: from the first
+    /// batch's timestamp to the incoming one, or, when the first batch had
+    /// none, since the segment was created (Kafka's `timeWaitedForRoll`).
+    pub(crate) fn time_waited_for_roll(&self, incoming_max_ts: i64, now_ms: i64) -> i64 {
+        match self.first_timestamp {
+            Some(t) if t >= 0 => incoming_max_ts.saturating_sub(t),
+            _ => now_ms.saturating_sub(self.created_ms),
+        }
+    }
+
+    pub(crate) fn roll_jitter_ms(&self) -> i64 {
+        self.roll_jitter_ms
+    }
+    pub(crate) fn set_roll_jitter_ms(&mut self, jitter: i64) {
+        self.roll_jitter_ms = jitter;
+    }
+
     pub fn base_offset(&self) -> i64 {
         self.base_offset
     }
@@ -514,9 +574,6 @@ impl Segment {
     }
     pub fn max_timestamp(&self) -> i64 {
         self.max_timestamp
-    }
-    pub(crate) fn first_timestamp(&self) -> Option<i64> {
-        self.first_timestamp
     }
     pub(crate) fn index_len(&self) -> usize {
         self.index.len()
@@ -549,6 +606,26 @@ fn first_record(
         Ok(ControlFlow::Continue(()))
     });
     result.map(|()| found)
+}
+
+/// `name.log` -> `name.log.deleted`.
+pub(crate) fn deleted_name(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".deleted");
+    PathBuf::from(name)
+}
+
+fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn mtime_ms(meta: &std::fs::Metadata) -> i64 {
+    meta.modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or_else(wall_clock_ms, |d| d.as_millis() as i64)
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), StorageError> {

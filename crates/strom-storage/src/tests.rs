@@ -118,7 +118,13 @@ fn rolls_by_size_and_age_and_reads_across_segments() {
         ..LogConfig::default()
     });
     let before = log.segment_count();
-    log.append(&mut batch(1, 10, 0), 0, 10_000).unwrap();
+    // segment.ms is judged by record timestamps (Kafka's rule): a batch
+    // stamped like the segment's first does not roll it, however late the
+    // wall clock...
+    log.append(&mut batch(1, 10, 0), 0, 10_000_000).unwrap();
+    assert_eq!(log.segment_count(), before, "old records share a segment");
+    // ...one stamped segment.ms past the first does.
+    log.append(&mut batch(1, 10, 10_000), 0, 0).unwrap();
     assert_eq!(log.segment_count(), before + 1, "an old segment rolls");
 }
 
