@@ -15,6 +15,7 @@ use tracing::{error, info};
 
 use crate::dir_lock::{DirLock, LockError};
 use crate::internal::{self, InternalTopicLog, Loaded, OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC};
+use crate::memory::MemoryPool;
 use crate::meta::{MetaError, MetaProperties};
 use crate::producer_ids::ProducerIdAllocator;
 use crate::txns::LocalMarkers;
@@ -54,6 +55,8 @@ pub struct Broker {
     pub(crate) txns: TxnCoordinator,
     pub(crate) producer_ids: Arc<ProducerIdAllocator>,
     pub(crate) config: StaticConfig,
+    /// `queued.max.request.bytes`: requests read and fetch data being read.
+    pub(crate) memory: MemoryPool,
     /// Serialises applying images to the replica manager.
     apply_lock: Mutex<()>,
     /// Held while the broker lives: no second process opens the directory.
@@ -168,6 +171,7 @@ impl Broker {
             groups,
             txns,
             producer_ids,
+            memory: MemoryPool::new(opts.config.get_i64("queued.max.request.bytes")),
             config: opts.config,
             apply_lock: Mutex::new(()),
             _dir_lock: dir_lock,

@@ -1,8 +1,9 @@
 //! Accepting connections and serving one.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -11,7 +12,7 @@ use strom_protocol::legacy_produce;
 use strom_protocol::request::{self, Body, DecodeError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn, Instrument};
 
@@ -24,6 +25,75 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(1);
 /// How often group timers (sessions, join phases) are checked.
 const GROUP_TICK: Duration = Duration::from_millis(100);
+/// The read buffer a connection starts with, and shrinks back to after a
+/// large frame.
+const READ_BUFFER: usize = 64 * 1024;
+/// A read buffer larger than this is given back once its frame is handled.
+const SHRINK_ABOVE: usize = 1024 * 1024;
+
+/// Connections open per client address (`max.connections.per.ip`).
+#[derive(Default)]
+struct PerIp(Mutex<HashMap<IpAddr, u32>>);
+
+/// Counts one connection of an address while it lives.
+struct IpSlot {
+    table: Arc<PerIp>,
+    ip: IpAddr,
+}
+
+impl PerIp {
+    fn take(table: &Arc<PerIp>, ip: IpAddr, max: u32) -> Option<IpSlot> {
+        let mut map = table.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = map.entry(ip).or_default();
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(IpSlot {
+            table: table.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut map = self.table.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Kafka's limits on connections and the requests in flight on them.
+struct Limits {
+    /// `max.connections`: accepting waits for a free slot.
+    connections: Arc<Semaphore>,
+    /// `max.connections.per.ip`: more are closed at once.
+    per_ip_max: u32,
+    per_ip: Arc<PerIp>,
+    /// `queued.max.requests`: requests handled at once.
+    requests: Arc<Semaphore>,
+    /// `connections.max.idle.ms`.
+    idle: Duration,
+}
+
+impl Limits {
+    fn of(broker: &Broker) -> Limits {
+        let get = |name: &str| broker.config.get_i64(name).max(0);
+        let permits = |n: i64| (n as usize).min(Semaphore::MAX_PERMITS);
+        Limits {
+            connections: Arc::new(Semaphore::new(permits(get("max.connections")))),
+            per_ip_max: get("max.connections.per.ip").min(i64::from(u32::MAX)) as u32,
+            per_ip: Arc::default(),
+            requests: Arc::new(Semaphore::new(permits(get("queued.max.requests")).max(1))),
+            idle: Duration::from_millis(get("connections.max.idle.ms") as u64),
+        }
+    }
+}
 
 /// Serves `listener` until `shutdown` resolves, then closes the broker.
 pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Future<Output = ()>) {
@@ -53,12 +123,27 @@ pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Futu
         })
     };
     tokio::pin!(shutdown);
+    let limits = Arc::new(Limits::of(&broker));
     loop {
+        // A free connection slot first: at max.connections, accepting waits.
+        let slot = tokio::select! {
+            slot = limits.connections.clone().acquire_owned() => slot.expect("never closed"),
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            _ = &mut shutdown => break,
+        };
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    let Some(ip_slot) = PerIp::take(&limits.per_ip, peer.ip(), limits.per_ip_max) else {
+                        info!(ip = %peer.ip(), "Rejected connection from {}, address already has the configured maximum of {} connections.", peer.ip(), limits.per_ip_max);
+                        continue;
+                    };
                     let span = tracing::info_span!("conn", %peer);
-                    connections.spawn(serve(stream, peer, broker.clone(), stop_rx.clone()).instrument(span));
+                    let conn = serve(stream, peer, broker.clone(), limits.clone(), stop_rx.clone());
+                    connections.spawn(async move {
+                        conn.await;
+                        drop((slot, ip_slot));
+                    }.instrument(span));
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off briefly.
@@ -96,15 +181,25 @@ async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
     broker: Arc<Broker>,
+    limits: Arc<Limits>,
     mut stop: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
     let (mut rd, wr) = stream.into_split();
     let mut wr = BufWriter::with_capacity(64 * 1024, wr);
-    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let mut buf = BytesMut::with_capacity(READ_BUFFER);
     let max = broker.max_frame_bytes();
+    // Room in the broker's memory pool for the frame being read, taken as
+    // soon as its size is known (before its body is buffered) and given
+    // back once its response is written.
+    let mut room: Option<OwnedSemaphorePermit> = None;
     debug!("connected");
     loop {
+        if room.is_none() {
+            if let Some(size) = frame_size(&buf).filter(|s| *s <= max) {
+                room = broker.memory.reserve(4 + size).await;
+            }
+        }
         let frame = match split_frame(&mut buf, max) {
             Ok(Some(frame)) => frame,
             Ok(None) => {
@@ -112,13 +207,17 @@ async fn serve(
                     return;
                 }
                 if buf.capacity() - buf.len() < 8 * 1024 {
-                    buf.reserve(64 * 1024);
+                    buf.reserve(READ_BUFFER);
                 }
                 tokio::select! {
-                    read = rd.read_buf(&mut buf) => match read {
-                        Ok(0) => { debug!("closed by peer"); return; }
-                        Ok(_) => continue,
-                        Err(e) => { debug!(error = %e, "read failed"); return; }
+                    read = tokio::time::timeout(limits.idle, rd.read_buf(&mut buf)) => match read {
+                        Ok(Ok(0)) => { debug!("closed by peer"); return; }
+                        Ok(Ok(_)) => continue,
+                        Ok(Err(e)) => { debug!(error = %e, "read failed"); return; }
+                        Err(_) => {
+                            info!(%peer, idle_ms = limits.idle.as_millis() as u64, "closing idle connection (connections.max.idle.ms)");
+                            return;
+                        }
                     },
                     _ = stop.changed() => return,
                 }
@@ -128,7 +227,11 @@ async fn serve(
                 return;
             }
         };
-        match handle_frame(&broker, frame, peer).await {
+        let reply = {
+            let _turn = limits.requests.acquire().await.expect("never closed");
+            handle_frame(&broker, frame, peer).await
+        };
+        match reply {
             Reply::Send(bytes) => {
                 if let Err(e) = wr.write_all(&bytes).await {
                     debug!(error = %e, "write failed");
@@ -142,7 +245,20 @@ async fn serve(
                 return;
             }
         }
+        room = None;
+        // A large frame's buffer is not kept for the life of the connection.
+        if buf.capacity() > SHRINK_ABOVE && buf.len() <= READ_BUFFER {
+            let mut fresh = BytesMut::with_capacity(READ_BUFFER);
+            fresh.extend_from_slice(&buf);
+            buf = fresh;
+        }
     }
+}
+
+/// The size a frame's length prefix announces, once it is readable.
+fn frame_size(buf: &[u8]) -> Option<usize> {
+    let prefix: [u8; 4] = buf.get(..4)?.try_into().ok()?;
+    usize::try_from(i32::from_be_bytes(prefix)).ok()
 }
 
 async fn handle_frame(broker: &Broker, frame: Bytes, peer: SocketAddr) -> Reply {

@@ -15,6 +15,7 @@ mod connection;
 mod dir_lock;
 pub mod handlers;
 mod internal;
+mod memory;
 mod meta;
 mod producer_ids;
 mod txns;

@@ -156,7 +156,18 @@ pub(super) async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> 
         })
         .collect();
     let isolation = Isolation::from_wire(req.isolation_level);
-    let max_bytes = req.max_bytes.max(0) as usize;
+    // The broker's fetch.max.bytes caps what the request asks for (the
+    // first batch still goes whole, so a large one makes progress).
+    let max_bytes = (req.max_bytes.max(0) as usize)
+        .min(broker.config.get_i64("fetch.max.bytes").max(0) as usize);
+    // What one pass may read: room for it is taken from the memory pool
+    // while it reads.
+    let budget = topics
+        .iter()
+        .flat_map(|t| t.partitions.iter())
+        .map(|w| w.max_bytes)
+        .fold(0usize, usize::saturating_add)
+        .min(max_bytes);
     let min_bytes = req.min_bytes.max(0) as usize;
     let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
     loop {
@@ -167,13 +178,16 @@ pub(super) async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> 
             .flat_map(|t| t.partitions.iter())
             .filter_map(|w| w.target.as_ref().ok().map(|p| p.watch_high_watermark()))
             .collect();
+        let room = broker.memory.reserve(budget).await;
         let (responses, total, errors) = read_all(&topics, max_bytes, isolation);
+        drop(room);
         if total >= min_bytes || errors || watches.is_empty() || Instant::now() >= deadline {
             return FetchResponse::default().with_responses(responses);
         }
         let changed = select_all(watches.iter_mut().map(|w| Box::pin(w.changed())));
         if tokio::time::timeout_at(deadline, changed).await.is_err() {
             // Time is up: answer with what there is (read again, cheaply).
+            let _room = broker.memory.reserve(budget).await;
             let (responses, _, _) = read_all(&topics, max_bytes, isolation);
             return FetchResponse::default().with_responses(responses);
         }
