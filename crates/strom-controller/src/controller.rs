@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use tracing::info;
 
 use crate::log::{MetadataLog, MetadataLogError};
-use crate::validate::{collides, validate_topic_name, CLUSTER_METADATA_TOPIC};
+use crate::validate::{validate_topic_name, CLUSTER_METADATA_TOPIC};
 
 /// Producer ids are handed to a broker this many at a time, like Kafka.
 pub const PRODUCER_ID_BLOCK_SIZE: i64 = 1000;
@@ -97,7 +97,7 @@ impl Controller {
     pub fn open(log: Box<dyn MetadataLog>, config: StaticConfig) -> Controller {
         let mut image = MetadataImage::empty();
         for (offset, records) in log.entries() {
-            image = image.apply(*offset, records);
+            image.apply_mut(*offset, records);
         }
         info!(
             offset = image.offset,
@@ -144,6 +144,24 @@ impl Controller {
         }
         let offset = inner.log.append(&records)?;
         inner.image = Arc::new(inner.image.apply(offset, &records));
+        self.publisher.send_replace(inner.image.clone());
+        Ok(())
+    }
+
+    /// Writes records whose effect `applied` already holds (the current
+    /// image with them applied), and publishes it: one copy of the image per
+    /// decision, however many topics it touches.
+    fn commit_applied(
+        &self,
+        inner: &mut Inner,
+        records: Vec<MetadataRecord>,
+        mut applied: MetadataImage,
+    ) -> Result<(), ControllerError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        applied.offset = inner.log.append(&records)?;
+        inner.image = Arc::new(applied);
         self.publisher.send_replace(inner.image.clone());
         Ok(())
     }
@@ -210,14 +228,15 @@ impl Controller {
         for req in requests {
             let result = self.decide_topic(&image, &req).map(|(created, recs)| {
                 if !validate_only {
-                    image = image.apply(image.offset, &recs);
+                    let offset = image.offset;
+                    image.apply_mut(offset, &recs);
                     records.extend(recs);
                 }
                 created
             });
             results.push(result);
         }
-        self.commit(&mut inner, records)?;
+        self.commit_applied(&mut inner, records, image)?;
         Ok(results)
     }
 
@@ -240,16 +259,12 @@ impl Controller {
                 format!("Topic '{}' already exists.", req.name),
             ));
         }
-        if let Some(other) = image
-            .topics()
-            .into_iter()
-            .find(|t| collides(&t.name, &req.name))
-        {
+        if let Some(other) = image.colliding_topic(&req.name) {
             return Err(ApiError::new(
                 ErrorCode::InvalidTopicException,
                 format!(
                     "Topic '{}' collides with existing topic: {}",
-                    req.name, other.name
+                    req.name, other
                 ),
             ));
         }

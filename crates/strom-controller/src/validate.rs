@@ -28,11 +28,6 @@ pub fn validate_topic_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Names that collide in metric names, where '.' and '_' are the same.
-pub(crate) fn collides(a: &str, b: &str) -> bool {
-    a != b && a.replace('.', "_") == b.replace('.', "_")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -44,7 +39,5 @@ mod tests {
             assert!(validate_topic_name(bad).is_err(), "{bad:?}");
         }
         assert!(validate_topic_name(&"x".repeat(249)).is_ok());
-        assert!(collides("a.b", "a_b"));
-        assert!(!collides("a.b", "a.b"));
     }
 }

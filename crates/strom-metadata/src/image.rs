@@ -1,6 +1,7 @@
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use imbl::OrdMap;
 use uuid::Uuid;
 
 use crate::record::{ConfigResource, MetadataRecord};
@@ -37,14 +38,34 @@ impl TopicImage {
     }
 }
 
+/// What changed about one topic between two images.
+#[derive(Debug, Clone, Copy)]
+pub enum TopicChange<'a> {
+    Added(&'a Arc<TopicImage>),
+    Changed {
+        old: &'a Arc<TopicImage>,
+        new: &'a Arc<TopicImage>,
+    },
+    Removed(&'a Arc<TopicImage>),
+}
+
 /// The state of cluster metadata after the records up to `offset`.
-/// Cloning is cheap: topics are shared.
+///
+/// Its maps are persistent (`imbl`): cloning an image is cheap, an image
+/// made from another by a few records shares everything else with it, and
+/// the topics that differ between two such images are found without
+/// visiting the rest ([`MetadataImage::topic_changes`]), as Kafka's images
+/// do. So the cost of a metadata change follows what changed, not what
+/// exists.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MetadataImage {
     /// Offset of the last record applied; -1 for the empty image.
     pub offset: i64,
-    topics: HashMap<Uuid, Arc<TopicImage>>,
-    names: HashMap<String, Uuid>,
+    topics: OrdMap<Uuid, Arc<TopicImage>>,
+    names: OrdMap<String, Uuid>,
+    /// Topic names by their form with '.' as '_': names that differ only
+    /// there collide (in metric names), so a lookup must be cheap.
+    folded: OrdMap<String, String>,
     brokers: BTreeMap<i32, BrokerImage>,
     broker_configs: BTreeMap<Option<i32>, BTreeMap<String, String>>,
     /// The first producer id not yet handed out.
@@ -67,11 +88,42 @@ impl MetadataImage {
         self.topics.get(id)
     }
 
+    /// An existing topic whose name differs from `name` only by '.' and
+    /// '_' (Kafka refuses to create such a pair).
+    pub fn colliding_topic(&self, name: &str) -> Option<&str> {
+        self.folded
+            .get(&fold(name))
+            .map(String::as_str)
+            .filter(|other| *other != name)
+    }
+
+    /// Topics in no particular order (cheaper than [`MetadataImage::topics`]).
+    pub fn topics_unordered(&self) -> impl Iterator<Item = &Arc<TopicImage>> {
+        self.topics.values()
+    }
+
     /// Topics sorted by name.
     pub fn topics(&self) -> Vec<&Arc<TopicImage>> {
-        let mut v: Vec<_> = self.topics.values().collect();
-        v.sort_by(|a, b| a.name.cmp(&b.name));
-        v
+        self.names
+            .values()
+            .filter_map(|id| self.topics.get(id))
+            .collect()
+    }
+
+    /// The topics that differ between `older` and this image; visits only
+    /// what the two do not share.
+    pub fn topic_changes<'a>(
+        &'a self,
+        older: &'a MetadataImage,
+    ) -> impl Iterator<Item = TopicChange<'a>> + 'a {
+        older.topics.diff(&self.topics).map(|d| match d {
+            imbl::ordmap::DiffItem::Add(_, t) => TopicChange::Added(t),
+            imbl::ordmap::DiffItem::Update { old, new } => TopicChange::Changed {
+                old: old.1,
+                new: new.1,
+            },
+            imbl::ordmap::DiffItem::Remove(_, t) => TopicChange::Removed(t),
+        })
     }
 
     pub fn brokers(&self) -> impl Iterator<Item = &BrokerImage> {
@@ -92,11 +144,17 @@ impl MetadataImage {
     /// writes them, and replay must not fail on a record it cannot use.
     pub fn apply(&self, offset: i64, records: &[MetadataRecord]) -> MetadataImage {
         let mut next = self.clone();
-        for r in records {
-            next.apply_one(r);
-        }
-        next.offset = offset;
+        next.apply_mut(offset, records);
         next
+    }
+
+    /// Applies `records` to this image in place (as [`MetadataImage::apply`]
+    /// does to a copy): how a log is replayed without a copy per entry.
+    pub fn apply_mut(&mut self, offset: i64, records: &[MetadataRecord]) {
+        for r in records {
+            self.apply_one(r);
+        }
+        self.offset = offset;
     }
 
     fn apply_one(&mut self, record: &MetadataRecord) {
@@ -119,6 +177,7 @@ impl MetadataImage {
             }
             MetadataRecord::Topic { name, topic_id } => {
                 self.names.insert(name.clone(), *topic_id);
+                self.folded.insert(fold(name), name.clone());
                 self.topics.insert(
                     *topic_id,
                     Arc::new(TopicImage {
@@ -173,6 +232,7 @@ impl MetadataImage {
             MetadataRecord::RemoveTopic { topic_id } => {
                 if let Some(t) = self.topics.remove(topic_id) {
                     self.names.remove(&t.name);
+                    self.folded.remove(&fold(&t.name));
                 }
             }
             MetadataRecord::ProducerIds {
@@ -182,6 +242,11 @@ impl MetadataImage {
             }
         }
     }
+}
+
+/// A topic name with '.' as '_'.
+fn fold(name: &str) -> String {
+    name.replace('.', "_")
 }
 
 #[cfg(test)]
@@ -226,6 +291,52 @@ mod tests {
         assert_eq!(img3.topic("a").unwrap().id, Uuid::from_u128(2));
         assert!(img3.topic("a").unwrap().configs.is_empty());
         assert_eq!(img3.offset, 3);
+    }
+
+    #[test]
+    fn colliding_names_are_found() {
+        let img = MetadataImage::empty().apply(0, &topic("a.b", 1, 1));
+        assert_eq!(img.colliding_topic("a_b"), Some("a.b"));
+        assert_eq!(
+            img.colliding_topic("a.b"),
+            None,
+            "the same name is no collision"
+        );
+        let id = img.topic("a.b").unwrap().id;
+        let img = img.apply(1, &[MetadataRecord::RemoveTopic { topic_id: id }]);
+        assert_eq!(img.colliding_topic("a_b"), None);
+    }
+
+    #[test]
+    fn changes_between_images() {
+        let a = MetadataImage::empty().apply(0, &topic("a", 1, 1));
+        let b = a.apply(1, &topic("b", 2, 1));
+        let id_a = a.topic("a").unwrap().id;
+        let c = b.apply(
+            2,
+            &[
+                MetadataRecord::Config {
+                    resource: ConfigResource::Topic("b".into()),
+                    name: "retention.ms".into(),
+                    value: Some("1".into()),
+                },
+                MetadataRecord::RemoveTopic { topic_id: id_a },
+            ],
+        );
+        let names = |from: &MetadataImage, to: &MetadataImage| -> Vec<String> {
+            to.topic_changes(from)
+                .map(|c| match c {
+                    TopicChange::Added(t) => format!("+{}", t.name),
+                    TopicChange::Changed { new, .. } => format!("~{}", new.name),
+                    TopicChange::Removed(t) => format!("-{}", t.name),
+                })
+                .collect()
+        };
+        assert_eq!(names(&a, &b), ["+b"]);
+        assert_eq!(names(&b, &c).len(), 2);
+        assert!(names(&b, &c).contains(&"~b".to_string()));
+        assert!(names(&b, &c).contains(&"-a".to_string()));
+        assert!(names(&c, &c).is_empty());
     }
 
     #[test]

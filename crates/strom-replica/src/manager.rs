@@ -1,12 +1,12 @@
 //! The partitions this node hosts, reconciled with the metadata image.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use strom_metadata::config::StaticConfig;
-use strom_metadata::{MetadataImage, TopicImage};
+use strom_metadata::{MetadataImage, TopicChange, TopicImage};
 use strom_storage::{LogConfig, StorageError};
 use tracing::{debug, error, info, warn};
 use uuid::Uuid;
@@ -41,6 +41,10 @@ pub struct ReplicaManager {
     partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
     /// When idle producers were last looked for.
     producers_checked_ms: AtomicI64,
+    /// The image applied last (see `apply_image`); `None` before the first.
+    applied: Mutex<Option<MetadataImage>>,
+    /// Topics whose partitions could not all be opened, tried again.
+    retry: Mutex<HashSet<Uuid>>,
     /// When retention is next checked: `log.initial.task.delay.ms` after the
     /// first maintenance, then every `log.retention.check.interval.ms`
     /// (`i64::MIN` until the first maintenance).
@@ -103,6 +107,8 @@ impl ReplicaManager {
             partitions: RwLock::new(HashMap::new()),
             producers_checked_ms: AtomicI64::new(0),
             next_retention_ms: AtomicI64::new(i64::MIN),
+            applied: Mutex::new(None),
+            retry: Mutex::new(HashSet::new()),
         }
     }
 
@@ -127,74 +133,174 @@ impl ReplicaManager {
 
     /// Makes the hosted partitions match `image`: opens those assigned to
     /// this node, deletes those whose topic is gone (or was recreated under
-    /// another id), updates configs and leader epochs. At start-up it also
-    /// removes directories of topics deleted while the node was down.
+    /// another id), updates configs and leader epochs. Only topics that
+    /// changed since the image applied last are looked at (images share the
+    /// topics that did not change), so the cost follows what changed, not
+    /// what exists. The first call (at start-up) also removes directories of
+    /// topics deleted while the node was down. A partition that cannot be
+    /// opened (a full disk) does not stop the others; its topic is tried
+    /// again at the next call, and the first error is returned.
     pub fn apply_image(&self, image: &MetadataImage) -> Result<(), StorageError> {
-        let hosted: HashMap<TopicPartition, (Arc<TopicImage>, i32)> = image
-            .topics()
-            .into_iter()
+        let mut applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
+        let first = applied.is_none();
+        let empty = MetadataImage::empty();
+        let last = applied.as_ref().unwrap_or(&empty);
+        let mut changed: Vec<Arc<TopicImage>> = Vec::new();
+        let mut removed: Vec<Arc<TopicImage>> = Vec::new();
+        // (old, new) for topics that changed, to find partitions moved away.
+        let mut reshaped: Vec<(Arc<TopicImage>, Arc<TopicImage>)> = Vec::new();
+        for change in image.topic_changes(last) {
+            match change {
+                TopicChange::Added(t) => changed.push(t.clone()),
+                TopicChange::Changed { old, new } => {
+                    changed.push(new.clone());
+                    reshaped.push((old.clone(), new.clone()));
+                }
+                TopicChange::Removed(t) => removed.push(t.clone()),
+            }
+        }
+        // Topics whose partitions could not all be opened are tried again.
+        for id in self.retry.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            if let Some(t) = image.topic_by_id(id) {
+                if !changed.iter().any(|c| c.id == *id) {
+                    changed.push(t.clone());
+                }
+            }
+        }
+        // Remove what is no longer ours: partitions of removed topics, and of
+        // changed topics those no longer assigned here.
+        let mut gone: Vec<TopicPartition> = removed
+            .iter()
+            .flat_map(|t| {
+                t.partitions
+                    .keys()
+                    .map(|&p| TopicPartition::new(t.name.clone(), p))
+            })
+            .collect();
+        for (old, t) in &reshaped {
+            gone.extend(
+                old.partitions
+                    .values()
+                    .filter(|p| {
+                        t.partitions
+                            .get(&p.partition)
+                            .is_none_or(|n| !n.replicas.contains(&self.node_id))
+                    })
+                    .map(|p| TopicPartition::new(t.name.clone(), p.partition)),
+            );
+        }
+        let removed_partitions: Vec<(TopicPartition, Arc<Partition>)> = {
+            let mut map = self.write();
+            gone.into_iter()
+                .filter_map(|tp| {
+                    let id = map.get(&tp)?.topic_id();
+                    // A recreated topic of the same name keeps its new partitions.
+                    if image.topic(&tp.topic).is_some_and(|t| t.id == id)
+                        && image.topic(&tp.topic).is_some_and(|t| {
+                            t.partitions
+                                .get(&tp.partition)
+                                .is_some_and(|p| p.replicas.contains(&self.node_id))
+                        })
+                    {
+                        return None;
+                    }
+                    map.remove(&tp).map(|p| (tp, p))
+                })
+                .collect()
+        };
+        for (tp, p) in removed_partitions {
+            info!(topic = %tp.topic, partition = tp.partition, "deleting partition");
+            if let Err(e) = p.delete() {
+                error!(topic = %tp.topic, partition = tp.partition, error = %e, "cannot delete partition data");
+            }
+        }
+        if first {
+            self.remove_stray_dirs(image);
+        }
+        // Open new partitions, update existing ones.
+        let mut first_error = None;
+        for topic in changed {
+            match self.host_topic(&topic) {
+                Ok(()) => {
+                    self.retry
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&topic.id);
+                }
+                Err(e) => {
+                    error!(topic = %topic.name, error = %e, "cannot open the topic's partitions; trying again later");
+                    self.retry
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(topic.id);
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        *applied = Some(image.clone());
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Whether some topic's partitions could not be opened (see
+    /// [`ReplicaManager::apply_image`], which tries them again).
+    pub fn has_failed_topics(&self) -> bool {
+        !self
+            .retry
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
+    }
+
+    /// Opens the partitions of `topic` assigned here, or updates them.
+    fn host_topic(&self, topic: &Arc<TopicImage>) -> Result<(), StorageError> {
+        let (log_config, rules) = topic_log_config(&self.config, &topic.configs);
+        for p in topic
+            .partitions
+            .values()
+            .filter(|p| p.replicas.contains(&self.node_id))
+        {
+            let tp = TopicPartition::new(topic.name.clone(), p.partition);
+            if let Some(hosted) = self.get(&tp.topic, tp.partition) {
+                if hosted.topic_id() == topic.id {
+                    hosted.update_config(log_config.clone(), rules.clone());
+                    hosted.set_leader_epoch(p.leader_epoch);
+                    continue;
+                }
+            }
+            let dir = self.dir.join(tp.dir_name());
+            let opened = Partition::open(
+                &dir,
+                &tp.topic,
+                topic.id,
+                tp.partition,
+                p.leader_epoch,
+                log_config.clone(),
+                rules.clone(),
+            )?;
+            self.write().insert(tp, Arc::new(opened));
+        }
+        Ok(())
+    }
+
+    /// Deletes partition directories whose topic id is not (or no longer)
+    /// hosted according to `image`.
+    fn remove_stray_dirs(&self, image: &MetadataImage) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        let wanted: HashMap<String, Uuid> = image
+            .topics_unordered()
             .flat_map(|t| {
                 t.partitions
                     .values()
                     .filter(|p| p.replicas.contains(&self.node_id))
                     .map(move |p| {
                         (
-                            TopicPartition::new(t.name.clone(), p.partition),
-                            (t.clone(), p.leader_epoch),
+                            TopicPartition::new(t.name.clone(), p.partition).dir_name(),
+                            t.id,
                         )
                     })
             })
-            .collect();
-        // Remove what is no longer ours.
-        let removed: Vec<(TopicPartition, Arc<Partition>)> = {
-            let mut map = self.write();
-            let gone: Vec<TopicPartition> = map
-                .iter()
-                .filter(|(tp, p)| hosted.get(*tp).is_none_or(|(t, _)| t.id != p.topic_id()))
-                .map(|(tp, _)| tp.clone())
-                .collect();
-            gone.into_iter()
-                .filter_map(|tp| map.remove(&tp).map(|p| (tp, p)))
-                .collect()
-        };
-        for (tp, p) in removed {
-            info!(topic = %tp.topic, partition = tp.partition, "deleting partition");
-            if let Err(e) = p.delete() {
-                error!(topic = %tp.topic, partition = tp.partition, error = %e, "cannot delete partition data");
-            }
-        }
-        self.remove_stray_dirs(&hosted);
-        // Open new partitions, update existing ones.
-        for (tp, (topic, epoch)) in hosted {
-            let (log_config, rules) = topic_log_config(&self.config, &topic.configs);
-            if let Some(p) = self.get(&tp.topic, tp.partition) {
-                p.update_config(log_config, rules);
-                p.set_leader_epoch(epoch);
-                continue;
-            }
-            let dir = self.dir.join(tp.dir_name());
-            let p = Partition::open(
-                &dir,
-                &tp.topic,
-                topic.id,
-                tp.partition,
-                epoch,
-                log_config,
-                rules,
-            )?;
-            self.write().insert(tp, Arc::new(p));
-        }
-        Ok(())
-    }
-
-    /// Deletes partition directories whose topic id is not (or no longer) hosted.
-    fn remove_stray_dirs(&self, hosted: &HashMap<TopicPartition, (Arc<TopicImage>, i32)>) {
-        let Ok(entries) = std::fs::read_dir(&self.dir) else {
-            return;
-        };
-        let wanted: HashMap<String, Uuid> = hosted
-            .iter()
-            .map(|(tp, (t, _))| (tp.dir_name(), t.id))
             .collect();
         for entry in entries.flatten() {
             let path = entry.path();

@@ -708,3 +708,24 @@ fn stamps_from(p: &crate::Partition, mut offset: i64) -> Vec<i64> {
     }
     out
 }
+
+/// A partition that cannot be opened (here: its directory's name is taken
+/// by a file, as a full disk would fail it) does not stop the others, and
+/// is opened by a later apply once the cause is gone.
+#[test]
+fn a_partition_that_could_not_be_opened_is_tried_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let rm = manager(dir.path());
+    std::fs::write(dir.path().join("t-0"), b"in the way").unwrap();
+    let img = image("t", 1, &[]);
+    assert!(rm.apply_image(&img).is_err());
+    assert!(rm.get("t", 0).is_none());
+    assert!(rm.has_failed_topics());
+    std::fs::remove_file(dir.path().join("t-0")).unwrap();
+    rm.apply_image(&img).unwrap();
+    assert!(!rm.has_failed_topics());
+    rm.get("t", 0)
+        .unwrap()
+        .append(&batch(-1, -1, 0, 1, 0), 0, None)
+        .unwrap();
+}

@@ -237,6 +237,11 @@ impl Broker {
     /// transaction timeouts and unfinished transaction ends.
     pub fn maintain(&self) {
         let now = now_ms();
+        // Partitions that could not be opened (a full disk, say) are tried
+        // again, so a topic created then works once the cause is gone.
+        if self.replicas.has_failed_topics() {
+            let _ = self.sync_replicas();
+        }
         self.replicas.maintain(now);
         self.groups.expire_offsets(now);
         self.txns.tick(now);
