@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 
@@ -50,11 +50,19 @@ pub struct Broker {
     pub addr: SocketAddr,
     pub dir: tempfile::TempDir,
     config: Vec<(String, String)>,
+    /// An open-files limit (soft and hard) to start the process with.
+    pub nofile: Option<u64>,
 }
 
 impl Broker {
     /// Starts a broker with Kafka-named settings passed through a TOML file.
     pub fn start(config: &[(&str, &str)]) -> Broker {
+        Self::start_with_nofile(config, None)
+    }
+
+    /// Starts a broker whose open-files limit is `nofile` (kept across
+    /// restarts unless changed in the field).
+    pub fn start_with_nofile(config: &[(&str, &str)], nofile: Option<u64>) -> Broker {
         let port = free_port();
         let mut b = Broker {
             child: None,
@@ -64,6 +72,7 @@ impl Broker {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            nofile,
         };
         b.spawn();
         b
@@ -82,7 +91,19 @@ impl Broker {
             .append(true)
             .open(self.dir.path().join("broker.log"))
             .unwrap();
-        let child = Command::new(strom_bin())
+        let mut command = match self.nofile {
+            // The shell sets the limit, then becomes the broker.
+            Some(n) => {
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg("ulimit -n \"$0\" && exec \"$@\"")
+                    .arg(n.to_string())
+                    .arg(strom_bin());
+                c
+            }
+            None => Command::new(strom_bin()),
+        };
+        let child = command
             .arg("--listen")
             .arg(self.addr.to_string())
             .arg("--data-dir")
@@ -284,4 +305,111 @@ impl Client {
 /// A topic name for requests.
 pub fn name(s: &str) -> kafka_protocol::messages::TopicName {
     kafka_protocol::messages::TopicName(StrBytes::from_string(s.to_owned()))
+}
+
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{FetchRequest, ProduceRequest};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+
+/// Wall-clock milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// An LZ4 batch of `values`, stamped now (older timestamps would be deleted by retention.ms).
+pub fn batch(values: &[String]) -> Bytes {
+    let now = now_ms();
+    let records: Vec<Record> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Record {
+            transactional: false,
+            control: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: i as i32 - 1,
+            timestamp: now + i as i64,
+            key: None,
+            value: Some(Bytes::from(v.clone())),
+            headers: Default::default(),
+            delete_horizon: false,
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::Lz4,
+        },
+    )
+    .unwrap();
+    buf.freeze()
+}
+
+/// Produces `values` (acks=all) and returns the base offset; panics on an error.
+pub fn produce(c: &mut Client, topic: &str, partition: i32, values: &[String]) -> i64 {
+    let resp = c
+        .request(
+            9,
+            &ProduceRequest::default()
+                .with_acks(-1)
+                .with_timeout_ms(5000)
+                .with_topic_data(vec![TopicProduceData::default()
+                    .with_name(name(topic))
+                    .with_partition_data(vec![PartitionProduceData::default()
+                        .with_index(partition)
+                        .with_records(Some(batch(values)))])]),
+        )
+        .unwrap();
+    let p = &resp.responses[0].partition_responses[0];
+    assert_eq!(p.error_code, 0);
+    p.base_offset
+}
+
+/// Every value of the partition, fetched from offset 0 to the end.
+pub fn fetch_all(c: &mut Client, topic: &str, partition: i32) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut offset = 0;
+    loop {
+        let resp = c
+            .request(
+                12,
+                &FetchRequest::default()
+                    .with_max_wait_ms(0)
+                    .with_max_bytes(1 << 20)
+                    .with_topics(vec![FetchTopic::default()
+                        .with_topic(name(topic))
+                        .with_partitions(vec![FetchPartition::default()
+                            .with_partition(partition)
+                            .with_fetch_offset(offset)
+                            .with_partition_max_bytes(1 << 20)])]),
+            )
+            .unwrap();
+        let p = &resp.responses[0].partitions[0];
+        assert_eq!(p.error_code, 0, "fetch at {offset}");
+        let mut records = p.records.clone().unwrap_or_default();
+        if records.is_empty() {
+            return out;
+        }
+        while !records.is_empty() {
+            let set = RecordBatchDecoder::decode(&mut records).unwrap();
+            for r in set.records {
+                if r.offset >= offset {
+                    out.push(String::from_utf8(r.value.unwrap().to_vec()).unwrap());
+                    offset = r.offset + 1;
+                }
+            }
+        }
+    }
 }

@@ -1,6 +1,6 @@
 //! Integration tests against the real binary.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
@@ -8,107 +8,7 @@ use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
-use strom_tests::{name, Broker, Client};
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
-/// A batch stamped now (older timestamps would be deleted by retention.ms).
-fn batch(values: &[String]) -> Bytes {
-    let now = now_ms();
-    let records: Vec<Record> = values
-        .iter()
-        .enumerate()
-        .map(|(i, v)| Record {
-            transactional: false,
-            control: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: i as i32 - 1,
-            timestamp: now + i as i64,
-            key: None,
-            value: Some(Bytes::from(v.clone())),
-            headers: Default::default(),
-            delete_horizon: false,
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::Lz4,
-        },
-    )
-    .unwrap();
-    buf.freeze()
-}
-
-fn produce(c: &mut Client, topic: &str, partition: i32, values: &[String]) -> i64 {
-    let resp = c
-        .request(
-            9,
-            &ProduceRequest::default()
-                .with_acks(-1)
-                .with_timeout_ms(5000)
-                .with_topic_data(vec![TopicProduceData::default()
-                    .with_name(name(topic))
-                    .with_partition_data(vec![PartitionProduceData::default()
-                        .with_index(partition)
-                        .with_records(Some(batch(values)))])]),
-        )
-        .unwrap();
-    let p = &resp.responses[0].partition_responses[0];
-    assert_eq!(p.error_code, 0);
-    p.base_offset
-}
-
-fn fetch_all(c: &mut Client, topic: &str, partition: i32) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut offset = 0;
-    loop {
-        let resp = c
-            .request(
-                12,
-                &FetchRequest::default()
-                    .with_max_wait_ms(0)
-                    .with_max_bytes(1 << 20)
-                    .with_topics(vec![FetchTopic::default()
-                        .with_topic(name(topic))
-                        .with_partitions(vec![FetchPartition::default()
-                            .with_partition(partition)
-                            .with_fetch_offset(offset)
-                            .with_partition_max_bytes(1 << 20)])]),
-            )
-            .unwrap();
-        let p = &resp.responses[0].partitions[0];
-        assert_eq!(p.error_code, 0, "fetch at {offset}");
-        let mut records = p.records.clone().unwrap_or_default();
-        if records.is_empty() {
-            return out;
-        }
-        while !records.is_empty() {
-            let set = RecordBatchDecoder::decode(&mut records).unwrap();
-            for r in set.records {
-                if r.offset >= offset {
-                    out.push(String::from_utf8(r.value.unwrap().to_vec()).unwrap());
-                    offset = r.offset + 1;
-                }
-            }
-        }
-    }
-}
+use strom_tests::{batch, fetch_all, name, produce, Broker, Client};
 
 /// Every served API answers every advertised version, for requests that
 /// take the success and the error paths (a response field that a version

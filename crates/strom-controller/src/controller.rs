@@ -206,15 +206,7 @@ impl Controller {
         requests: Vec<CreateTopicRequest>,
         validate_only: bool,
     ) -> Result<Vec<Result<CreatedTopic, ApiError>>, ControllerError> {
-        let default_partitions = self.config.get_i64("num.partitions");
-        let total: i64 = requests
-            .iter()
-            .map(|r| match (r.assignments.len(), r.num_partitions) {
-                (0, -1) => default_partitions,
-                (0, n) => i64::from(n.max(0)),
-                (n, _) => n as i64,
-            })
-            .sum();
+        let total = self.requested_partitions(&requests);
         if total > MAX_PARTITIONS_PER_REQUEST {
             return Ok(requests
                 .iter()
@@ -238,6 +230,20 @@ impl Controller {
         }
         self.commit_applied(&mut inner, records, image)?;
         Ok(results)
+    }
+
+    /// How many partitions `requests` would create (a count of -1 taking
+    /// `num.partitions`), counted before anything is decided.
+    pub fn requested_partitions(&self, requests: &[CreateTopicRequest]) -> i64 {
+        let default_partitions = self.config.get_i64("num.partitions");
+        requests
+            .iter()
+            .map(|r| match (r.assignments.len(), r.num_partitions) {
+                (0, -1) => default_partitions,
+                (0, n) => i64::from(n.max(0)),
+                (n, _) => n as i64,
+            })
+            .sum()
     }
 
     fn decide_topic(

@@ -97,6 +97,19 @@ impl MetadataImage {
             .filter(|other| *other != name)
     }
 
+    /// How many partitions have `node` among their replicas.
+    pub fn partitions_on(&self, node: i32) -> usize {
+        self.topics
+            .values()
+            .map(|t| {
+                t.partitions
+                    .values()
+                    .filter(|p| p.replicas.contains(&node))
+                    .count()
+            })
+            .sum()
+    }
+
     /// Topics in no particular order (cheaper than [`MetadataImage::topics`]).
     pub fn topics_unordered(&self) -> impl Iterator<Item = &Arc<TopicImage>> {
         self.topics.values()

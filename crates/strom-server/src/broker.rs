@@ -29,6 +29,8 @@ pub struct BrokerOptions {
     pub advertised_host: String,
     pub advertised_port: u16,
     pub config: StaticConfig,
+    /// The process's open-files limit (`None`: not known, not enforced).
+    pub open_files_limit: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +45,15 @@ pub enum BrokerError {
     Controller(#[from] ControllerError),
     #[error(transparent)]
     Storage(#[from] StorageError),
+    #[error("{0}")]
+    OpenFiles(String),
+}
+
+/// What the open-files limit leaves for segment files: a tenth (at least
+/// 64) is kept for connections, the metadata log, indexes and snapshots
+/// being written.
+fn segment_files_budget(limit: u64) -> u64 {
+    limit.saturating_sub((limit / 10).max(64))
 }
 
 /// One node: controller and broker roles together.
@@ -57,6 +68,9 @@ pub struct Broker {
     pub(crate) config: StaticConfig,
     /// `queued.max.request.bytes`: requests read and fetch data being read.
     pub(crate) memory: MemoryPool,
+    /// Open files the partitions may use: the open-files limit less room
+    /// for connections and the broker's own files.
+    segment_files_budget: Option<u64>,
     /// Serialises applying images to the replica manager.
     apply_lock: Mutex<()>,
     /// Held while the broker lives: no second process opens the directory.
@@ -88,6 +102,16 @@ impl Broker {
             &opts.data_dir,
             opts.config.clone(),
         ));
+        let segment_files_budget = opts.open_files_limit.map(segment_files_budget);
+        let hosted = controller.image().partitions_on(opts.node_id) as u64;
+        if let Some(budget) = segment_files_budget {
+            if hosted > budget {
+                return Err(BrokerError::OpenFiles(format!(
+                    "this node hosts {hosted} partitions, each with at least one open segment file, but its open-files limit of {} leaves room for {budget}; raise the limit (ulimit -n, LimitNOFILE) and start again",
+                    opts.open_files_limit.unwrap_or_default()
+                )));
+            }
+        }
         replicas.apply_image(&controller.image())?;
         let ms =
             |name: &str| std::time::Duration::from_millis(opts.config.get_i64(name).max(0) as u64);
@@ -172,6 +196,7 @@ impl Broker {
             txns,
             producer_ids,
             memory: MemoryPool::new(opts.config.get_i64("queued.max.request.bytes")),
+            segment_files_budget,
             config: opts.config,
             apply_lock: Mutex::new(()),
             _dir_lock: dir_lock,
@@ -193,6 +218,26 @@ impl Broker {
                 error!(error = %e, "cannot apply metadata image");
                 ApiError::new(ErrorCode::KafkaStorageError, e.to_string())
             })
+    }
+
+    /// Refuses to create `wanted` more partitions here when their segment
+    /// files would not fit the open-files limit (POLICY_VIOLATION): a
+    /// partition accepted must stay usable, after a restart too.
+    pub(crate) fn check_partition_room(&self, wanted: i64) -> Result<(), ApiError> {
+        let Some(budget) = self.segment_files_budget else {
+            return Ok(());
+        };
+        let open = strom_storage::open_segment_files() as u64;
+        let room = budget.saturating_sub(open);
+        if wanted.max(0) as u64 > room {
+            return Err(ApiError::new(
+                ErrorCode::PolicyViolation,
+                format!(
+                    "Cannot create {wanted} partitions: {open} segment files are open and the broker's open-files limit leaves room for {budget}; raise the limit (ulimit -n) to host more"
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Makes sure `__consumer_offsets` exists (created on first use).

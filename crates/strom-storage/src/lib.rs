@@ -21,6 +21,7 @@ pub mod txn_index;
 pub use config::LogConfig;
 pub use error::StorageError;
 pub use log::{AppendInfo, FetchData, Log, TimestampOffset};
+pub use segment::open_segment_files;
 pub use txn_index::AbortedTxn;
 
 #[cfg(test)]

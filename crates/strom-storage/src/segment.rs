@@ -5,6 +5,7 @@ use std::io::Write;
 use std::ops::ControlFlow;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use strom_protocol::record_walk;
 use strom_protocol::records::{self, Batch, HEADER_LEN};
@@ -39,7 +40,7 @@ pub(crate) enum ScanOutcome {
 pub struct Segment {
     base_offset: i64,
     dir: PathBuf,
-    file: File,
+    file: CountedFile,
     /// Bytes of whole batches in the file.
     size: u64,
     /// One past the last offset stored here (the base offset when empty).
@@ -90,6 +91,7 @@ impl Segment {
     }
 
     fn empty(dir: &Path, base_offset: i64, file: File) -> Segment {
+        let file = CountedFile::new(file);
         Segment {
             base_offset,
             dir: dir.to_path_buf(),
@@ -606,6 +608,39 @@ fn first_record(
         Ok(ControlFlow::Continue(()))
     });
     result.map(|()| found)
+}
+
+/// Segment data files open in this process, over every log: each segment
+/// keeps its data file open, so this is what the open-files limit must
+/// leave room for.
+static OPEN_SEGMENT_FILES: AtomicUsize = AtomicUsize::new(0);
+
+/// How many segment data files are open now.
+pub fn open_segment_files() -> usize {
+    OPEN_SEGMENT_FILES.load(Ordering::Relaxed)
+}
+
+/// A segment's data file, counted in [`open_segment_files`] while open.
+struct CountedFile(File);
+
+impl CountedFile {
+    fn new(file: File) -> Self {
+        OPEN_SEGMENT_FILES.fetch_add(1, Ordering::Relaxed);
+        CountedFile(file)
+    }
+}
+
+impl Drop for CountedFile {
+    fn drop(&mut self) {
+        OPEN_SEGMENT_FILES.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl std::ops::Deref for CountedFile {
+    type Target = File;
+    fn deref(&self) -> &File {
+        &self.0
+    }
 }
 
 /// `name.log` -> `name.log.deleted`.

@@ -149,6 +149,19 @@ fn main() -> Result<()> {
         warn!(key, "ignoring unknown configuration key");
     }
 
+    // Every segment keeps its file open: take all the descriptors the hard
+    // limit allows, and tell the broker what it got.
+    let open_files_limit = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => {
+            info!(limit, "open-files limit (raised to the hard limit)");
+            Some(limit)
+        }
+        Err(e) => {
+            warn!(error = %e, "cannot read or raise the open-files limit");
+            None
+        }
+    };
+
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -173,6 +186,7 @@ fn main() -> Result<()> {
                 advertised_host: host.clone(),
                 advertised_port: port,
                 config,
+                open_files_limit,
             })
         })
         .with_context(|| format!("opening data directory {}", data_dir.display()))?;

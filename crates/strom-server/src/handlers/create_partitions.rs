@@ -22,12 +22,23 @@ pub(super) fn handle(broker: &Broker, req: CreatePartitionsRequest) -> CreatePar
             }),
         })
         .collect();
-    let results = per_item(
-        broker
-            .controller
-            .create_partitions(grows, req.validate_only),
-        req.topics.len(),
-    );
+    let image = broker.image();
+    let wanted: i64 = grows
+        .iter()
+        .filter_map(|g| {
+            let current = image.topic(&g.name)?.partitions.len() as i64;
+            Some((i64::from(g.count) - current).max(0))
+        })
+        .sum();
+    let results = match broker.check_partition_room(wanted) {
+        Ok(()) => per_item(
+            broker
+                .controller
+                .create_partitions(grows, req.validate_only),
+            req.topics.len(),
+        ),
+        Err(e) => req.topics.iter().map(|_| Err(e.clone())).collect(),
+    };
     if !req.validate_only {
         if let Err(e) = broker.sync_replicas() {
             tracing::error!(error = %e, "cannot open new partitions");

@@ -53,10 +53,14 @@ pub(super) fn handle(
                 .collect(),
         })
         .collect();
-    let results = per_item(
-        broker.controller.create_topics(requests, req.validate_only),
-        unique.len(),
-    );
+    let wanted = broker.controller.requested_partitions(&requests);
+    let results = match broker.check_partition_room(wanted) {
+        Ok(()) => per_item(
+            broker.controller.create_topics(requests, req.validate_only),
+            unique.len(),
+        ),
+        Err(e) => unique.iter().map(|_| Err(e.clone())).collect(),
+    };
     if !req.validate_only {
         if let Err(e) = broker.sync_replicas() {
             tracing::error!(error = %e, "cannot open created partitions");
