@@ -193,11 +193,12 @@ fn varint(input: &mut impl Input) -> Result<i32, RecordsError> {
     i32::try_from(v).map_err(|_| malformed("Varint is too long"))
 }
 
-/// A length that is -1 (null) or a byte count; skips the bytes.
-fn skip_bytes(input: &mut impl Input, what: &str) -> Result<i32, RecordsError> {
+/// A length that is negative (null, as Kafka reads any negative length)
+/// or a byte count; skips the bytes. Returns -1 for null.
+fn skip_bytes(input: &mut impl Input) -> Result<i32, RecordsError> {
     let len = varint(input)?;
-    if len < -1 {
-        return Err(malformed(format!("Invalid negative {what} size {len}")));
+    if len < 0 {
+        return Ok(-1);
     }
     if len > 0 && !input.skip(len as usize)? {
         return Err(malformed(
@@ -245,8 +246,8 @@ fn read_record(input: &mut impl Input) -> Result<Option<RecordMeta>, RecordsErro
     };
     let timestamp_delta = varlong(input, 10)?;
     let offset_delta = varint(input)?;
-    let key_len = skip_bytes(input, "key")?;
-    let value_len = skip_bytes(input, "value")?;
+    let key_len = skip_bytes(input)?;
+    let value_len = skip_bytes(input)?;
     let headers = varint(input)?;
     if headers < 0 {
         return Err(malformed(format!(
@@ -254,11 +255,16 @@ fn read_record(input: &mut impl Input) -> Result<Option<RecordMeta>, RecordsErro
         )));
     }
     for _ in 0..headers {
-        let key = skip_bytes(input, "header key")?;
+        let key = varint(input)?;
         if key < 0 {
-            return Err(malformed("Invalid negative header key size -1"));
+            return Err(malformed(format!("Invalid negative header key size {key}")));
         }
-        skip_bytes(input, "header value")?;
+        if !input.skip(key as usize)? {
+            return Err(malformed(
+                "Incorrect declared batch size, premature EOF reached",
+            ));
+        }
+        skip_bytes(input)?;
     }
     let read = input.consumed() - body_start;
     if read != length as u64 {
@@ -314,6 +320,8 @@ struct SnappyReader<'a> {
 }
 
 const SNAPPY_MAGIC: &[u8] = b"\x82SNAPPY\x00";
+/// The most a snappy block can inflate by: a 3-byte copy yields 64 bytes.
+const SNAPPY_MAX_RATIO: usize = 22;
 /// The xerial header: magic, then version and compatible version (i32 each).
 const SNAPPY_HEADER_LEN: usize = 16;
 
@@ -353,9 +361,14 @@ impl<'a> SnappyReader<'a> {
             block
         };
         let size = snap::raw::decompress_len(block).map_err(|e| bad(e.to_string()))?;
-        // The size is declared up front: refuse before allocating it.
-        if size as u64 > self.limit {
-            return Err(bad(format!("a snappy block of {size} bytes")));
+        // The size is declared up front: refuse before allocating it what
+        // the bound forbids, or what the block's bytes cannot hold (a
+        // snappy element of 3 bytes yields at most 64).
+        if size as u64 > self.limit || size > block.len().saturating_mul(SNAPPY_MAX_RATIO) {
+            return Err(bad(format!(
+                "a snappy block of {} bytes declares {size} bytes",
+                block.len()
+            )));
         }
         self.block.resize(size, 0);
         snap::raw::Decoder::new()
@@ -524,6 +537,38 @@ mod tests {
             b[22] = (b[22] & !7) | codec;
             assert!(metas(&b, 1 << 20).is_err(), "codec {codec} on plain bytes");
         }
+    }
+
+    #[test]
+    fn a_snappy_block_cannot_declare_more_than_its_bytes_hold() {
+        let mut b = batch_of(&[Some(b"x".to_vec())], Compression::None);
+        b.truncate(HEADER_LEN);
+        // Raw snappy: a varint declaring 64 MiB - 1, then a few bytes.
+        b.extend_from_slice(&[0xff, 0xff, 0xff, 0x1f, 0, 0, 0, 0, 0, 0]);
+        let len = (b.len() - 12) as i32;
+        b[8..12].copy_from_slice(&len.to_be_bytes());
+        b[22] = (b[22] & !7) | 2;
+        assert!(matches!(
+            metas(&b, 256 << 20),
+            Err(RecordsError::Decompress(m)) if m.contains("declares")
+        ));
+    }
+
+    #[test]
+    fn negative_key_and_value_lengths_read_as_null() {
+        // Kafka reads any negative length as null.
+        let mut b = batch_of(&[Some(b"v".to_vec())], Compression::None);
+        // The record: length, attributes, ts delta, offset delta, key length.
+        let key_at = HEADER_LEN + 4;
+        assert_eq!(b[key_at], 4, "key length 2, zigzag");
+        b[key_at] = 9; // -5
+                       // Drop the two key bytes to keep the record's length right.
+        b.drain(key_at + 1..key_at + 3);
+        b[HEADER_LEN] -= 4; // record length (zigzag) shrinks by 2
+        let len = (b.len() - 12) as i32;
+        b[8..12].copy_from_slice(&len.to_be_bytes());
+        let m = metas(&b, 1 << 20).unwrap();
+        assert_eq!((m[0].key_len, m[0].value_len), (-1, 1));
     }
 
     proptest! {

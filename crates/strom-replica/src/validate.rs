@@ -101,7 +101,12 @@ pub fn validate_produce_batch(
     let mut iter = records::batches(records);
     let batch = match iter.next() {
         None => return Err(invalid("Produce requests with version 3 and above must have exactly one record batch per partition; found none".into())),
-        Some(Err(e)) => return Err((ErrorCode::CorruptMessage, e.to_string()).into()),
+        // A length below any batch's is corrupt; a batch cut short is no
+        // batch at all (Kafka's two answers).
+        Some(Err(e @ records::BatchError::BadLength(_))) => {
+            return Err((ErrorCode::CorruptMessage, e.to_string()).into())
+        }
+        Some(Err(e)) => return Err(invalid(format!("Produce requests with version 3 and above must have exactly one whole record batch per partition: {e}"))),
         Some(Ok(b)) => b,
     };
     if iter.next().is_some() {
@@ -180,6 +185,9 @@ fn check_records(
     partition: &str,
 ) -> Result<Checked, ProduceError> {
     let check_time = !rules.log_append_time;
+    // A batch flagged LogAppendTime by its producer: on a CreateTime topic
+    // Kafka keeps it (each record's timestamp is then the batch's max
+    // timestamp); on a LogAppendTime topic it refuses it.
     let append_time_flag = batch.is_log_append_time();
     let base_ts = batch.base_timestamp();
     let mut max_ts = NO_TIMESTAMP;
@@ -197,9 +205,13 @@ fn check_records(
                     r.offset_delta
                 )));
             }
-            let ts = base_ts.saturating_add(r.timestamp_delta);
+            let ts = if append_time_flag {
+                batch.max_timestamp()
+            } else {
+                base_ts.saturating_add(r.timestamp_delta)
+            };
             max_ts = max_ts.max(ts);
-            if check_time && append_time_flag {
+            if rules.log_append_time && append_time_flag {
                 bad_time.push(RecordError {
                     batch_index: i as i32,
                     message: format!("Invalid timestamp type in message with offset {i}. Producer should not set timestamp type to LogAppendTime."),
@@ -272,7 +284,9 @@ fn check_records(
         });
     }
     Ok(Checked {
-        corrected_max_timestamp: (!rules.log_append_time && max_ts != batch.max_timestamp())
-            .then_some(max_ts),
+        corrected_max_timestamp: (!rules.log_append_time
+            && !append_time_flag
+            && max_ts != batch.max_timestamp())
+        .then_some(max_ts),
     })
 }

@@ -30,7 +30,13 @@ pub(super) fn handle(broker: &Broker, req: CreatePartitionsRequest) -> CreatePar
             Some((i64::from(g.count) - current).max(0))
         })
         .sum();
-    let results = match broker.check_partition_room(wanted) {
+    // Past the per-request limit the controller refuses on its own first.
+    let room = if wanted > strom_controller::MAX_PARTITIONS_PER_REQUEST {
+        Ok(())
+    } else {
+        broker.check_partition_room(wanted)
+    };
+    let results = match room {
         Ok(()) => per_item(
             broker
                 .controller

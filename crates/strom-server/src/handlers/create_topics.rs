@@ -54,7 +54,14 @@ pub(super) fn handle(
         })
         .collect();
     let wanted = broker.controller.requested_partitions(&requests);
-    let results = match broker.check_partition_room(wanted) {
+    // Past the per-request limit the controller refuses on its own, as
+    // Kafka does, before anything else is looked at.
+    let room = if wanted > strom_controller::MAX_PARTITIONS_PER_REQUEST {
+        Ok(())
+    } else {
+        broker.check_partition_room(wanted)
+    };
+    let results = match room {
         Ok(()) => per_item(
             broker.controller.create_topics(requests, req.validate_only),
             unique.len(),
