@@ -227,9 +227,12 @@ async fn serve(
                 return;
             }
         };
+        let frame_len = frame.len();
+        // Room the response holds (fetched records) until it is written.
+        let mut held = None;
         let reply = {
             let _turn = limits.requests.acquire().await.expect("never closed");
-            handle_frame(&broker, frame, peer).await
+            handle_frame(&broker, frame, peer, &mut held).await
         };
         match reply {
             Reply::Send(bytes) => {
@@ -245,10 +248,13 @@ async fn serve(
                 return;
             }
         }
+        drop(held);
         room = None;
-        // A large frame's buffer is not kept for the life of the connection.
-        if buf.capacity() > SHRINK_ABOVE && buf.len() <= READ_BUFFER {
-            let mut fresh = BytesMut::with_capacity(READ_BUFFER);
+        // A large frame's buffer is not kept for the life of the connection:
+        // what follows the frame still shares its allocation (and would
+        // reuse it), so it moves to a buffer of the usual size.
+        if frame_len > SHRINK_ABOVE || buf.capacity() > SHRINK_ABOVE {
+            let mut fresh = BytesMut::with_capacity(READ_BUFFER.max(buf.len()));
             fresh.extend_from_slice(&buf);
             buf = fresh;
         }
@@ -261,7 +267,12 @@ fn frame_size(buf: &[u8]) -> Option<usize> {
     usize::try_from(i32::from_be_bytes(prefix)).ok()
 }
 
-async fn handle_frame(broker: &Broker, frame: Bytes, peer: SocketAddr) -> Reply {
+async fn handle_frame(
+    broker: &Broker,
+    frame: Bytes,
+    peer: SocketAddr,
+    held: &mut Option<OwnedSemaphorePermit>,
+) -> Reply {
     let req = match request::decode_request(frame) {
         Ok(r) => r,
         Err(DecodeError::UnsupportedApiVersions {
@@ -289,7 +300,7 @@ async fn handle_frame(broker: &Broker, frame: Bytes, peer: SocketAddr) -> Reply 
             }
         }
     };
-    let response = handlers::dispatch(broker, &req.header, peer, req.version, *body)
+    let response = handlers::dispatch(broker, &req.header, peer, req.version, *body, held)
         .instrument(span)
         .await;
     match response {

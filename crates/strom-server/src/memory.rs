@@ -2,7 +2,8 @@
 //! bytes of requests being read and of fetch data being read. A connection
 //! takes room for a frame as soon as its length prefix arrives, before the
 //! body is buffered, and gives it back once the response is written; a
-//! fetch takes room for what it may read while it reads. When the pool is
+//! fetch takes room for what it may read while it reads, and keeps room for
+//! what it read until its response is written. When the pool is
 //! full they wait (back-pressure: the socket is not read), so memory does
 //! not grow with the number of clients sending large requests at once.
 

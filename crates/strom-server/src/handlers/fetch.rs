@@ -14,6 +14,7 @@ use strom_protocol::messages::fetch_response::{
 use strom_protocol::messages::{BrokerId, FetchRequest, FetchResponse, ProducerId, TopicName};
 use strom_protocol::ErrorCode;
 use strom_replica::{Isolation, Partition};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
 use super::{check_leader_epoch, str_bytes};
@@ -111,7 +112,25 @@ fn read_all(
     (out, total, errors)
 }
 
-pub(super) async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> FetchResponse {
+/// Of the room a read took, what its answer holds (`read` bytes): the rest
+/// goes back to the pool now, this once the response is written.
+fn keep_room(room: Option<OwnedSemaphorePermit>, read: usize) -> Option<OwnedSemaphorePermit> {
+    let mut room = room?;
+    let keep = read.clamp(1, room.num_permits());
+    if let Some(extra) = room.split(room.num_permits() - keep) {
+        drop(extra);
+    }
+    Some(room)
+}
+
+/// `held` receives the pool room the answer's records hold, for the
+/// connection to give back once the response is written.
+pub(super) async fn handle(
+    broker: &Broker,
+    req: FetchRequest,
+    version: i16,
+    held: &mut Option<OwnedSemaphorePermit>,
+) -> FetchResponse {
     // Fetch sessions (KIP-227) are declined with session id 0: every fetch
     // is a full one. A client that names a session we never gave out is told so.
     if req.session_id != 0 {
@@ -178,17 +197,19 @@ pub(super) async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> 
             .flat_map(|t| t.partitions.iter())
             .filter_map(|w| w.target.as_ref().ok().map(|p| p.watch_high_watermark()))
             .collect();
-        let room = broker.memory.reserve(budget).await;
+        let mut room = broker.memory.reserve(budget).await;
         let (responses, total, errors) = read_all(&topics, max_bytes, isolation);
-        drop(room);
         if total >= min_bytes || errors || watches.is_empty() || Instant::now() >= deadline {
+            *held = keep_room(room, total);
             return FetchResponse::default().with_responses(responses);
         }
+        room.take();
         let changed = select_all(watches.iter_mut().map(|w| Box::pin(w.changed())));
         if tokio::time::timeout_at(deadline, changed).await.is_err() {
             // Time is up: answer with what there is (read again, cheaply).
-            let _room = broker.memory.reserve(budget).await;
-            let (responses, _, _) = read_all(&topics, max_bytes, isolation);
+            let room = broker.memory.reserve(budget).await;
+            let (responses, total, _) = read_all(&topics, max_bytes, isolation);
+            *held = keep_room(room, total);
             return FetchResponse::default().with_responses(responses);
         }
     }

@@ -51,12 +51,15 @@ pub enum HandlerError {
 
 /// Routes a request to its handler. `Ok(None)` means no response is sent
 /// (Produce with acks=0).
+/// `held` receives memory-pool room that the response holds (fetched
+/// records), to be given back once the response is written.
 pub(crate) async fn dispatch(
     broker: &Broker,
     header: &RequestHeader,
     peer: SocketAddr,
     version: i16,
     body: RequestKind,
+    held: &mut Option<tokio::sync::OwnedSemaphorePermit>,
 ) -> Result<Option<ResponseKind>, HandlerError> {
     Ok(Some(match body {
         RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(&r, version)),
@@ -65,7 +68,7 @@ pub(crate) async fn dispatch(
             Some(resp) => ResponseKind::Produce(resp),
             None => return Ok(None),
         },
-        RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(broker, r, version).await),
+        RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(broker, r, version, held).await),
         RequestKind::FindCoordinator(r) => {
             ResponseKind::FindCoordinator(find_coordinator::handle(broker, r, version))
         }
