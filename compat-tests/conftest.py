@@ -13,10 +13,17 @@ pytest_runtest_makereport below), so error messages here don't repeat it.
     def test_y(strom_factory):
         b = strom_factory({"auto.create.topics.enable": False})
         b.kill9(); b.restart()
+
+    def test_z(broker, kafka_ref):       # the reference Apache Kafka, one per run
+        kafka_ref.bootstrap; kafka_ref.run_tool(TOPIC_COMMAND, [...])
+
+``kafka_ref`` runs from the jars in ``$STROM_REFERENCE_KAFKA_LIBS`` (scripts/test
+resolves them and sets it); it is started on first use only.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import signal
@@ -28,6 +35,7 @@ from pathlib import Path
 import pytest
 
 import kafka_wire
+import reference_kafka
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 READY_TIMEOUT = 30.0
@@ -252,10 +260,48 @@ def broker(strom_factory) -> StromBroker:
     return strom_factory()
 
 
+@pytest.fixture(scope="session")
+def kafka_ref():
+    """The reference Apache Kafka (reference_kafka.ReferenceKafka): one
+    single-node KRaft broker for the whole run, started when a test first asks
+    for it and stopped at the end of the session. Tests must not change it in
+    ways that leak into other tests (use their own topic and group names)."""
+    libs = os.environ.get(reference_kafka.ENV_LIBS)
+    if not libs:
+        pytest.fail(f"${reference_kafka.ENV_LIBS} is not set: run scripts/test, which fetches the "
+                    f"reference Kafka from Maven Central and sets it, or set it yourself to the libs/ "
+                    f"directory that `mvn dependency:copy-dependencies` made from "
+                    f"compat-tests/reference/pom.xml", pytrace=False)
+    try:
+        kafka = reference_kafka.ReferenceKafka(Path(libs))
+    except reference_kafka.ReferenceKafkaError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    # If the session dies without running the teardown below, the JVM still
+    # goes: atexit kills it by its pid (and setpriv's parent-death signal
+    # covers a SIGKILLed pytest).
+    atexit.register(kafka.kill)
+    try:
+        kafka.start()
+    except reference_kafka.ReferenceKafkaError as exc:
+        kafka.stop()
+        pytest.fail(f"the reference Kafka {kafka.version} did not start: {exc}", pytrace=False)
+    except BaseException:
+        kafka.stop()
+        raise
+    try:
+        yield kafka
+    finally:
+        kafka.stop()
+        atexit.unregister(kafka.kill)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
     report = yield
     if report.failed:
         for broker in getattr(item, "_strom_brokers", []):
             report.sections.append((f"strom log (port {broker.port})", broker.log_tail()))
+        kafka = getattr(item, "funcargs", {}).get("kafka_ref")
+        if isinstance(kafka, reference_kafka.ReferenceKafka):
+            report.sections.append((f"reference Kafka log (port {kafka.port})", kafka.log_tail(40)))
     return report
