@@ -623,6 +623,11 @@ impl Partition {
         if std::mem::replace(&mut s.closed, true) {
             return Ok(());
         }
+        // Nothing written since the log opened: the snapshots on disk and
+        // the log still rebuild exactly this state.
+        if !s.log.has_unsaved_changes() {
+            return s.log.close();
+        }
         // The log first: if its files cannot be made current, no snapshot
         // may claim the state at its end (replay from the last snapshot
         // restores what the files lack).

@@ -58,6 +58,9 @@ pub struct Segment {
     created_ms: i64,
     /// How much earlier than `segment.ms` this segment rolls.
     roll_jitter_ms: i64,
+    /// The index files on disk describe the segment as it is (it was opened
+    /// from them, or they were written since its last append).
+    indexes_current: bool,
 }
 
 impl std::fmt::Debug for Segment {
@@ -106,6 +109,7 @@ impl Segment {
             first_timestamp: None,
             created_ms: wall_clock_ms(),
             roll_jitter_ms: 0,
+            indexes_current: false,
         }
     }
 
@@ -121,7 +125,11 @@ impl Segment {
             .at(&log)?;
         let _ = std::fs::remove_file(idx);
         let _ = std::fs::remove_file(tidx);
-        Ok(Self::empty(dir, base_offset, file))
+        let mut seg = Self::empty(dir, base_offset, file);
+        // An empty segment needs no index files: opening it without them
+        // scans nothing.
+        seg.indexes_current = true;
+        Ok(seg)
     }
 
     fn open_file(dir: &Path, base_offset: i64) -> Result<(File, u64, i64), StorageError> {
@@ -184,6 +192,7 @@ impl Segment {
             return Ok(None);
         }
         seg.first_timestamp = seg.read_first_timestamp();
+        seg.indexes_current = true;
         Ok(Some(seg))
     }
 
@@ -263,6 +272,7 @@ impl Segment {
             seg.file.set_len(*valid_size).at(&seg.log_path())?;
             seg.file.sync_all().at(&seg.log_path())?;
         }
+        seg.indexes_current = seg.size == 0;
         Ok((seg, outcome))
     }
 
@@ -326,6 +336,7 @@ impl Segment {
         records: &[u8],
         index_interval: u64,
     ) -> Result<(), StorageError> {
+        self.indexes_current = false;
         self.file
             .write_all_at(records, self.size)
             .at(&self.log_path())?;
@@ -501,6 +512,7 @@ impl Segment {
         let (_, idx, tidx) = Self::paths(&self.dir, self.base_offset);
         write_synced(&idx, &index::encode_offsets(&self.index))?;
         write_synced(&tidx, &index::encode_times(&self.time_index))?;
+        self.indexes_current = true;
         Ok(())
     }
 
@@ -567,6 +579,10 @@ impl Segment {
 
     pub fn base_offset(&self) -> i64 {
         self.base_offset
+    }
+    /// Whether the index files on disk are up to date with the segment.
+    pub(crate) fn indexes_current(&self) -> bool {
+        self.indexes_current
     }
     pub fn size(&self) -> u64 {
         self.size

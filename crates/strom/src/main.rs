@@ -26,16 +26,19 @@ static ALLOC: strom_alloc::Guarded = strom_alloc::Guarded;
     about = "A Kafka-wire-compatible message broker"
 )]
 struct Args {
-    /// Address to accept clients on (port 0 picks a free port).
+    /// Address to accept clients on (port 0 picks a free port) [default:
+    /// `listeners` from the config, else 127.0.0.1:9092]
     #[arg(long, env = "STROM_LISTEN")]
     listen: Option<String>,
-    /// Address clients are told to connect to; defaults to the listen address.
+    /// Address clients are told to connect to [default:
+    /// `advertised.listeners` from the config, else the listen address]
     #[arg(long, env = "STROM_ADVERTISE")]
     advertise: Option<String>,
-    /// Directory for logs and metadata.
+    /// Directory for logs and metadata [default: `log.dirs` from the
+    /// config, else ./strom-data]
     #[arg(long, env = "STROM_DATA_DIR")]
     data_dir: Option<PathBuf>,
-    /// This node's id.
+    /// This node's id [default: `node.id` from the config, else 1]
     #[arg(long, env = "STROM_NODE_ID")]
     node_id: Option<i32>,
     /// TOML file of Kafka-named settings.
