@@ -63,9 +63,11 @@ class Broker:
             except OSError:
                 time.sleep(0.02)
 
-    def stop(self) -> None:
+    def stop(self) -> float:
+        t0 = time.monotonic()
         self.proc.terminate()
-        self.proc.wait(timeout=120)
+        self.proc.wait(timeout=300)
+        return time.monotonic() - t0
 
     def rss_mb(self) -> float:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
@@ -144,7 +146,7 @@ def main() -> None:
         b.start()
         if args.topics:
             auto_create(b, args.topics)
-            b.stop()
+            print(f"clean shutdown with {args.topics} topics in {b.stop():.2f} s")
             print(f"restart with {args.topics} topics: ready in {b.start():.2f} s")
         if args.partitions:
             b.stop()
@@ -152,12 +154,12 @@ def main() -> None:
             b.workdir.mkdir()
             b.start()
             created = many_partitions(b, args.partitions)
-            b.stop()
+            print(f"clean shutdown with {len(created) * 100} partitions in {b.stop():.2f} s")
             print(f"restart with {len(created) * 100} partitions, "
                   f"nofile={args.nofile}: ready in {b.start():.2f} s; peak RSS {b.rss_mb():.0f} MB")
             sample_round_trip(b, created[::97])
             print("produce and fetch after the restart: ok")
-        b.stop()
+        print(f"clean shutdown (SIGTERM) in {b.stop():.2f} s")
 
 
 if __name__ == "__main__":
