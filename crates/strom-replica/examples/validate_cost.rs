@@ -18,7 +18,12 @@ fn batch(codec: Compression, records: usize, size: usize, now: i64) -> Vec<u8> {
         .map(|i| NewRecord {
             key: Some(Bytes::from(format!("key-{i}"))),
             value: Some(Bytes::from(
-                line.iter().copied().cycle().skip(i).take(size).collect::<Vec<u8>>(),
+                line.iter()
+                    .copied()
+                    .cycle()
+                    .skip(i)
+                    .take(size)
+                    .collect::<Vec<u8>>(),
             )),
             timestamp: now,
         })
