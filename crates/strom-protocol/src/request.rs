@@ -148,11 +148,19 @@ pub fn api_versions_response(error: Option<ErrorCode>) -> ApiVersionsResponse {
 }
 
 /// The answer to an ApiVersions request of a version we do not know: v0
-/// format (which every client can read) with UNSUPPORTED_VERSION and our
-/// ranges, as Kafka sends.
+/// format (which every client can read) with UNSUPPORTED_VERSION and only
+/// ApiVersions' own range, as Kafka sends (the client retries with a
+/// version from it and learns the rest then).
 pub fn unsupported_api_versions_frame(correlation_id: i32) -> Bytes {
-    let body =
-        ResponseKind::ApiVersions(api_versions_response(Some(ErrorCode::UnsupportedVersion)));
+    let own: Vec<_> = registry::advertised()
+        .into_iter()
+        .filter(|k| k.api_key == ApiKey::ApiVersions as i16)
+        .collect();
+    let body = ResponseKind::ApiVersions(
+        ApiVersionsResponse::default()
+            .with_error_code(ErrorCode::UnsupportedVersion.code())
+            .with_api_keys(own),
+    );
     encode_response(ApiKey::ApiVersions, 0, correlation_id, &body)
         .expect("ApiVersions v0 always encodes")
 }
