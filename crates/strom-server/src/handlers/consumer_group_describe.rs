@@ -10,7 +10,7 @@ use strom_protocol::messages::{
 };
 use strom_protocol::ErrorCode;
 
-use super::str_bytes;
+use super::{operations, str_bytes};
 use crate::broker::Broker;
 
 fn to_wire(a: &Assignment, image: &MetadataImage) -> WireAssignment {
@@ -41,7 +41,10 @@ pub(super) fn handle(
         .map(|id| {
             let base = DescribedGroup::default()
                 .with_group_id(id.clone())
-                .with_authorized_operations(i32::MIN);
+                .with_authorized_operations(operations::if_asked(
+                    req.include_authorized_operations,
+                    operations::GROUP,
+                ));
             match broker.groups.consumer_describe(id.0.as_str()) {
                 None => base
                     .with_error_code(ErrorCode::GroupIdNotFound.code())

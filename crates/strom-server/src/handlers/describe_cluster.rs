@@ -4,7 +4,7 @@ use strom_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use strom_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
 use strom_protocol::ErrorCode;
 
-use super::str_bytes;
+use super::{operations, str_bytes};
 use crate::broker::Broker;
 
 /// `endpoint_type` 1: brokers (2, controllers, is not served here).
@@ -22,7 +22,10 @@ pub(super) fn handle(broker: &Broker, req: &DescribeClusterRequest) -> DescribeC
         .with_endpoint_type(BROKERS)
         .with_cluster_id(str_bytes(&broker.cluster_id))
         .with_controller_id(BrokerId(broker.node_id))
-        .with_cluster_authorized_operations(i32::MIN)
+        .with_cluster_authorized_operations(operations::if_asked(
+            req.include_cluster_authorized_operations,
+            operations::CLUSTER,
+        ))
         .with_brokers(
             image
                 .brokers()

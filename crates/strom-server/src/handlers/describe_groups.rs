@@ -3,7 +3,7 @@
 use strom_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use strom_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
 
-use super::str_bytes;
+use super::{operations, str_bytes};
 use crate::broker::Broker;
 
 pub(super) fn handle(broker: &Broker, req: &DescribeGroupsRequest) -> DescribeGroupsResponse {
@@ -13,7 +13,10 @@ pub(super) fn handle(broker: &Broker, req: &DescribeGroupsRequest) -> DescribeGr
         .map(|id| {
             let base = DescribedGroup::default()
                 .with_group_id(id.clone())
-                .with_authorized_operations(i32::MIN);
+                .with_authorized_operations(operations::if_asked(
+                    req.include_authorized_operations,
+                    operations::GROUP,
+                ));
             match broker.groups.describe(id.0.as_str()) {
                 // Kafka describes an unknown group as Dead, without an error.
                 None => base.with_group_state(str_bytes("Dead")),

@@ -12,26 +12,15 @@ use strom_protocol::ErrorCode;
 use tracing::{info, warn};
 use uuid::Uuid;
 
-use super::str_bytes;
+use super::{operations, str_bytes};
 use crate::broker::Broker;
-
-/// Every topic operation (READ..ALTER_CONFIGS but CLUSTER_ACTION): there
-/// are no ACLs yet, so everything is allowed.
-const ALL_TOPIC_OPERATIONS: i32 =
-    (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
-/// Reported when operations were not asked for.
-const OPERATIONS_OMITTED: i32 = i32::MIN;
 
 fn describe_topic(t: &TopicImage, include_ops: bool) -> MetadataResponseTopic {
     MetadataResponseTopic::default()
         .with_name(Some(TopicName(str_bytes(&t.name))))
         .with_topic_id(t.id)
         .with_is_internal(t.is_internal())
-        .with_topic_authorized_operations(if include_ops {
-            ALL_TOPIC_OPERATIONS
-        } else {
-            OPERATIONS_OMITTED
-        })
+        .with_topic_authorized_operations(operations::if_asked(include_ops, operations::TOPIC))
         .with_partitions(
             t.partitions
                 .values()
@@ -52,7 +41,7 @@ fn topic_error(name: Option<&str>, id: Uuid, code: ErrorCode) -> MetadataRespons
         .with_name(name.map(|n| TopicName(str_bytes(n))))
         .with_topic_id(id)
         .with_error_code(code.code())
-        .with_topic_authorized_operations(OPERATIONS_OMITTED)
+        .with_topic_authorized_operations(operations::OMITTED)
 }
 
 /// Creates `name` with the broker defaults, as `auto.create.topics.enable` asks.
@@ -89,6 +78,8 @@ fn auto_create(broker: &Broker, name: &str) -> Result<Arc<MetadataImage>, ErrorC
 pub(super) fn handle(broker: &Broker, req: MetadataRequest, version: i16) -> MetadataResponse {
     let mut image = broker.image();
     let include_ops = req.include_topic_authorized_operations;
+    // Asked for in v8-v10 only (later versions use DescribeCluster).
+    let include_cluster_ops = req.include_cluster_authorized_operations;
     // v0: an empty list means all topics; v1+: null means all.
     let requested = match req.topics {
         None => None,
@@ -167,5 +158,8 @@ pub(super) fn handle(broker: &Broker, req: MetadataRequest, version: i16) -> Met
         .with_cluster_id(Some(str_bytes(&broker.cluster_id)))
         .with_controller_id(BrokerId(broker.node_id))
         .with_topics(topics)
-        .with_cluster_authorized_operations(OPERATIONS_OMITTED)
+        .with_cluster_authorized_operations(operations::if_asked(
+            include_cluster_ops,
+            operations::CLUSTER,
+        ))
 }

@@ -165,6 +165,31 @@ pub(crate) fn per_item<T>(
     })
 }
 
+/// The operations a client may perform, as the bit field Kafka reports
+/// (bit n: ACL operation n). There is no authorizer, so everything a
+/// resource type has is allowed, as Kafka without an authorizer answers.
+pub(crate) mod operations {
+    /// READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS.
+    pub(crate) const TOPIC: i32 =
+        (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
+    /// CREATE, ALTER, DESCRIBE, CLUSTER_ACTION, DESCRIBE_CONFIGS, ALTER_CONFIGS, IDEMPOTENT_WRITE.
+    pub(crate) const CLUSTER: i32 =
+        (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12);
+    /// READ, DELETE, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS.
+    pub(crate) const GROUP: i32 = (1 << 3) | (1 << 6) | (1 << 8) | (1 << 10) | (1 << 11);
+    /// Reported when the operations were not asked for.
+    pub(crate) const OMITTED: i32 = i32::MIN;
+
+    /// `all` when the request asked for the operations, else [`OMITTED`].
+    pub(crate) fn if_asked(asked: bool, all: i32) -> i32 {
+        if asked {
+            all
+        } else {
+            OMITTED
+        }
+    }
+}
+
 pub(crate) fn str_bytes(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_owned())
 }
