@@ -45,13 +45,11 @@ pub enum BrokerError {
     Controller(#[from] ControllerError),
     #[error(transparent)]
     Storage(#[from] StorageError),
-    #[error("{0}")]
-    OpenFiles(String),
 }
 
-/// What the open-files limit leaves for segment files: a tenth (at least
-/// 64) is kept for connections, the metadata log, indexes and snapshots
-/// being written.
+/// How many segment files may be open: the open-files limit less a tenth
+/// (at least 64) for connections, the metadata log, and indexes and
+/// snapshots being written.
 fn segment_files_budget(limit: u64) -> u64 {
     limit.saturating_sub((limit / 10).max(64))
 }
@@ -68,9 +66,6 @@ pub struct Broker {
     pub(crate) config: StaticConfig,
     /// `queued.max.request.bytes`: requests read and fetch data being read.
     pub(crate) memory: MemoryPool,
-    /// Open files the partitions may use: the open-files limit less room
-    /// for connections and the broker's own files.
-    segment_files_budget: Option<u64>,
     /// Serialises applying images to the replica manager.
     apply_lock: Mutex<()>,
     /// Held while the broker lives: no second process opens the directory.
@@ -102,15 +97,16 @@ impl Broker {
             &opts.data_dir,
             opts.config.clone(),
         ));
-        let segment_files_budget = opts.open_files_limit.map(segment_files_budget);
-        let hosted = controller.image().partitions_on(opts.node_id) as u64;
-        if let Some(budget) = segment_files_budget {
-            if hosted > budget {
-                return Err(BrokerError::OpenFiles(format!(
-                    "this node hosts {hosted} partitions, each with at least one open segment file, but its open-files limit of {} leaves room for {budget}; raise the limit (ulimit -n, LimitNOFILE) and start again",
-                    opts.open_files_limit.unwrap_or_default()
-                )));
-            }
+        // Segment files beyond what the open-files limit leaves room for
+        // are closed when idle and reopened on use.
+        if let Some(limit) = opts.open_files_limit {
+            let budget = segment_files_budget(limit);
+            strom_storage::set_open_segment_files(budget as usize);
+            info!(
+                limit,
+                segment_files = budget,
+                "segment files kept open at most"
+            );
         }
         replicas.apply_image(&controller.image())?;
         let ms =
@@ -196,7 +192,6 @@ impl Broker {
             txns,
             producer_ids,
             memory: MemoryPool::new(opts.config.get_i64("queued.max.request.bytes")),
-            segment_files_budget,
             config: opts.config,
             apply_lock: Mutex::new(()),
             _dir_lock: dir_lock,
@@ -218,26 +213,6 @@ impl Broker {
                 error!(error = %e, "cannot apply metadata image");
                 ApiError::new(ErrorCode::KafkaStorageError, e.to_string())
             })
-    }
-
-    /// Refuses to create `wanted` more partitions here when their segment
-    /// files would not fit the open-files limit (POLICY_VIOLATION): a
-    /// partition accepted must stay usable, after a restart too.
-    pub(crate) fn check_partition_room(&self, wanted: i64) -> Result<(), ApiError> {
-        let Some(budget) = self.segment_files_budget else {
-            return Ok(());
-        };
-        let open = strom_storage::open_segment_files() as u64;
-        let room = budget.saturating_sub(open);
-        if wanted.max(0) as u64 > room {
-            return Err(ApiError::new(
-                ErrorCode::PolicyViolation,
-                format!(
-                    "Cannot create {wanted} partitions: {open} segment files are open and the broker's open-files limit leaves room for {budget}; raise the limit (ulimit -n) to host more"
-                ),
-            ));
-        }
-        Ok(())
     }
 
     /// Makes sure `__consumer_offsets` exists (created on first use).

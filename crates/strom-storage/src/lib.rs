@@ -13,6 +13,7 @@
 
 mod config;
 mod error;
+mod file_pool;
 pub mod index;
 mod log;
 pub mod segment;
@@ -20,8 +21,8 @@ pub mod txn_index;
 
 pub use config::LogConfig;
 pub use error::StorageError;
+pub use file_pool::{open_files as open_segment_files, set_capacity as set_open_segment_files};
 pub use log::{AppendInfo, FetchData, Log, TimestampOffset};
-pub use segment::open_segment_files;
 pub use txn_index::AbortedTxn;
 
 #[cfg(test)]

@@ -5,12 +5,12 @@ use std::io::Write;
 use std::ops::ControlFlow;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use strom_protocol::record_walk;
 use strom_protocol::records::{self, Batch, HEADER_LEN};
 
 use crate::error::{IoContext, StorageError};
+use crate::file_pool::PooledFile;
 use crate::index::{self, OffsetEntry, TimeEntry};
 
 /// The file name stem of a segment with this base offset.
@@ -40,7 +40,7 @@ pub(crate) enum ScanOutcome {
 pub struct Segment {
     base_offset: i64,
     dir: PathBuf,
-    file: CountedFile,
+    file: PooledFile,
     /// Bytes of whole batches in the file.
     size: u64,
     /// One past the last offset stored here (the base offset when empty).
@@ -93,8 +93,13 @@ impl Segment {
         Self::paths(&self.dir, self.base_offset).0
     }
 
+    /// The data file, open (see `file_pool`).
+    fn data(&self) -> Result<std::sync::Arc<File>, StorageError> {
+        self.file.get().at(&self.log_path())
+    }
+
     fn empty(dir: &Path, base_offset: i64, file: File) -> Segment {
-        let file = CountedFile::new(file);
+        let file = PooledFile::new(&Self::paths(dir, base_offset).0, file);
         Segment {
             base_offset,
             dir: dir.to_path_buf(),
@@ -174,7 +179,7 @@ impl Segment {
         let mut pos = tail_start;
         let mut header = [0u8; HEADER_LEN];
         while pos < len {
-            if seg.file.read_exact_at(&mut header, pos).is_err() {
+            if seg.data()?.read_exact_at(&mut header, pos).is_err() {
                 return Ok(None);
             }
             let Ok(size) = records::batch_size(&header) else {
@@ -219,7 +224,7 @@ impl Segment {
                     reason: format!("{} trailing bytes", len - pos),
                 };
             }
-            seg.file
+            seg.data()?
                 .read_exact_at(&mut header, pos)
                 .at(&seg.log_path())?;
             let size = match records::batch_size(&header) {
@@ -238,7 +243,9 @@ impl Segment {
                 }
             };
             buf.resize(size, 0);
-            seg.file.read_exact_at(&mut buf, pos).at(&seg.log_path())?;
+            seg.data()?
+                .read_exact_at(&mut buf, pos)
+                .at(&seg.log_path())?;
             let batch = Batch::parse(&buf).expect("size checked");
             if let Err(e) = batch.verify() {
                 break ScanOutcome::Truncated {
@@ -269,8 +276,8 @@ impl Segment {
             pos += size as u64;
         };
         if let ScanOutcome::Truncated { valid_size, .. } = &outcome {
-            seg.file.set_len(*valid_size).at(&seg.log_path())?;
-            seg.file.sync_all().at(&seg.log_path())?;
+            seg.data()?.set_len(*valid_size).at(&seg.log_path())?;
+            seg.data()?.sync_all().at(&seg.log_path())?;
         }
         seg.indexes_current = seg.size == 0;
         Ok((seg, outcome))
@@ -278,8 +285,11 @@ impl Segment {
 
     fn read_first_timestamp(&self) -> Option<i64> {
         let mut header = [0u8; HEADER_LEN];
-        (self.size >= HEADER_LEN as u64 && self.file.read_exact_at(&mut header, 0).is_ok())
-            .then(|| HeaderView(&header).max_timestamp())
+        (self.size >= HEADER_LEN as u64
+            && self
+                .data()
+                .is_ok_and(|f| f.read_exact_at(&mut header, 0).is_ok()))
+        .then(|| HeaderView(&header).max_timestamp())
     }
 
     fn observe(&mut self, base: i64, last: i64, max_ts: i64) {
@@ -337,7 +347,7 @@ impl Segment {
         index_interval: u64,
     ) -> Result<(), StorageError> {
         self.indexes_current = false;
-        self.file
+        self.data()?
             .write_all_at(records, self.size)
             .at(&self.log_path())?;
         for batch in records::batches(records) {
@@ -359,10 +369,9 @@ impl Segment {
         let rel = (offset.max(self.base_offset) - self.base_offset).min(u32::MAX as i64) as u32;
         let mut pos = index::floor_offset(&self.index, rel).map_or(0, |e| u64::from(e.position));
         let mut header = [0u8; HEADER_LEN];
+        let file = self.data()?;
         while pos < self.size {
-            self.file
-                .read_exact_at(&mut header, pos)
-                .at(&self.log_path())?;
+            file.read_exact_at(&mut header, pos).at(&self.log_path())?;
             let view = HeaderView(&header);
             if view.last_offset() >= offset {
                 return Ok(Some(Position { position: pos }));
@@ -385,7 +394,7 @@ impl Segment {
         let available = (self.size - from.position) as usize;
         let mut want = max_bytes.min(available);
         let mut buf = vec![0u8; want.max(HEADER_LEN.min(available))];
-        self.file
+        self.data()?
             .read_exact_at(&mut buf, from.position)
             .at(&self.log_path())?;
         // Walk the batches in what was read, keeping whole ones below the bound.
@@ -404,7 +413,7 @@ impl Segment {
                     // The first batch is larger than the limit: send it whole.
                     want = size;
                     buf.resize(want, 0);
-                    self.file
+                    self.data()?
                         .read_exact_at(&mut buf, from.position)
                         .at(&self.log_path())?;
                     end = size;
@@ -473,12 +482,12 @@ impl Segment {
 
     fn read_batch_at<'b>(&self, pos: u64, buf: &'b mut Vec<u8>) -> Result<&'b [u8], StorageError> {
         let mut header = [0u8; HEADER_LEN];
-        self.file
+        self.data()?
             .read_exact_at(&mut header, pos)
             .at(&self.log_path())?;
         let size = records::batch_size(&header).map_err(|e| self.corrupt(e.to_string()))?;
         buf.resize(size, 0);
-        self.file.read_exact_at(buf, pos).at(&self.log_path())?;
+        self.data()?.read_exact_at(buf, pos).at(&self.log_path())?;
         Ok(buf)
     }
 
@@ -490,7 +499,7 @@ impl Segment {
     }
 
     pub(crate) fn flush(&self) -> Result<(), StorageError> {
-        self.file.sync_data().at(&self.log_path())
+        self.data()?.sync_data().at(&self.log_path())
     }
 
     /// Flushes the data and writes the index files, fsynced; afterwards the
@@ -502,7 +511,7 @@ impl Segment {
 
     /// A second handle on the data file, for an fsync done elsewhere.
     pub(crate) fn file_handle(&self) -> Result<File, StorageError> {
-        self.file.try_clone().at(&self.log_path())
+        self.data()?.try_clone().at(&self.log_path())
     }
 
     /// Writes the index files (fsynced). A segment that is no longer
@@ -519,7 +528,7 @@ impl Segment {
     /// Removes the segment's files.
     pub(crate) fn delete(self) -> Result<(), StorageError> {
         let (log, idx, tidx) = Self::paths(&self.dir, self.base_offset);
-        drop(self.file);
+        self.file.close();
         for p in [idx, tidx] {
             let _ = std::fs::remove_file(p);
         }
@@ -532,7 +541,7 @@ impl Segment {
     /// longer part of the log, even after a crash.
     pub(crate) fn retire(self) -> Result<Vec<PathBuf>, StorageError> {
         let (log, idx, tidx) = Self::paths(&self.dir, self.base_offset);
-        drop(self.file);
+        self.file.close();
         let mut renamed = Vec::new();
         for (i, p) in [log, idx, tidx].into_iter().enumerate() {
             let to = deleted_name(&p);
@@ -554,7 +563,8 @@ impl Segment {
             return self.max_timestamp;
         }
         self.file
-            .metadata()
+            .get()
+            .and_then(|f| f.metadata())
             .map_or(self.created_ms, |m| mtime_ms(&m))
     }
 
@@ -624,39 +634,6 @@ fn first_record(
         Ok(ControlFlow::Continue(()))
     });
     result.map(|()| found)
-}
-
-/// Segment data files open in this process, over every log: each segment
-/// keeps its data file open, so this is what the open-files limit must
-/// leave room for.
-static OPEN_SEGMENT_FILES: AtomicUsize = AtomicUsize::new(0);
-
-/// How many segment data files are open now.
-pub fn open_segment_files() -> usize {
-    OPEN_SEGMENT_FILES.load(Ordering::Relaxed)
-}
-
-/// A segment's data file, counted in [`open_segment_files`] while open.
-struct CountedFile(File);
-
-impl CountedFile {
-    fn new(file: File) -> Self {
-        OPEN_SEGMENT_FILES.fetch_add(1, Ordering::Relaxed);
-        CountedFile(file)
-    }
-}
-
-impl Drop for CountedFile {
-    fn drop(&mut self) {
-        OPEN_SEGMENT_FILES.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-impl std::ops::Deref for CountedFile {
-    type Target = File;
-    fn deref(&self) -> &File {
-        &self.0
-    }
 }
 
 /// `name.log` -> `name.log.deleted`.

@@ -22,29 +22,12 @@ pub(super) fn handle(broker: &Broker, req: CreatePartitionsRequest) -> CreatePar
             }),
         })
         .collect();
-    let image = broker.image();
-    let wanted: i64 = grows
-        .iter()
-        .filter_map(|g| {
-            let current = image.topic(&g.name)?.partitions.len() as i64;
-            Some((i64::from(g.count) - current).max(0))
-        })
-        .sum();
-    // Past the per-request limit the controller refuses on its own first.
-    let room = if wanted > strom_controller::MAX_PARTITIONS_PER_REQUEST {
-        Ok(())
-    } else {
-        broker.check_partition_room(wanted)
-    };
-    let results = match room {
-        Ok(()) => per_item(
-            broker
-                .controller
-                .create_partitions(grows, req.validate_only),
-            req.topics.len(),
-        ),
-        Err(e) => req.topics.iter().map(|_| Err(e.clone())).collect(),
-    };
+    let results = per_item(
+        broker
+            .controller
+            .create_partitions(grows, req.validate_only),
+        req.topics.len(),
+    );
     if !req.validate_only {
         if let Err(e) = broker.sync_replicas() {
             tracing::error!(error = %e, "cannot open new partitions");

@@ -53,21 +53,10 @@ pub(super) fn handle(
                 .collect(),
         })
         .collect();
-    let wanted = broker.controller.requested_partitions(&requests);
-    // Past the per-request limit the controller refuses on its own, as
-    // Kafka does, before anything else is looked at.
-    let room = if wanted > strom_controller::MAX_PARTITIONS_PER_REQUEST {
-        Ok(())
-    } else {
-        broker.check_partition_room(wanted)
-    };
-    let results = match room {
-        Ok(()) => per_item(
-            broker.controller.create_topics(requests, req.validate_only),
-            unique.len(),
-        ),
-        Err(e) => unique.iter().map(|_| Err(e.clone())).collect(),
-    };
+    let results = per_item(
+        broker.controller.create_topics(requests, req.validate_only),
+        unique.len(),
+    );
     if !req.validate_only {
         if let Err(e) = broker.sync_replicas() {
             tracing::error!(error = %e, "cannot open created partitions");

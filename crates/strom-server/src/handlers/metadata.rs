@@ -9,7 +9,7 @@ use strom_protocol::messages::metadata_response::{
 };
 use strom_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
 use strom_protocol::ErrorCode;
-use tracing::{info, warn};
+use tracing::info;
 use uuid::Uuid;
 
 use super::{operations, str_bytes};
@@ -52,14 +52,6 @@ fn auto_create(broker: &Broker, name: &str) -> Result<Arc<MetadataImage>, ErrorC
         replication_factor: -1,
         ..Default::default()
     };
-    if let Err(e) = broker.check_partition_room(
-        broker
-            .controller
-            .requested_partitions(std::slice::from_ref(&req)),
-    ) {
-        warn!(topic = name, reason = %e.message, "not auto-creating topic");
-        return Err(ErrorCode::UnknownTopicOrPartition);
-    }
     let result = broker
         .controller
         .create_topics(vec![req], false)
