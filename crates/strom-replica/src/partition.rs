@@ -82,13 +82,18 @@ pub enum OffsetSpec {
     Latest,
     MaxTimestamp,
     Timestamp(i64),
+    /// The last offset in tiered storage (KIP-1005): none, without it.
+    LatestTiered,
 }
 
 impl OffsetSpec {
     /// Kafka's encoding of the spec in a ListOffsets request.
     pub fn from_wire(timestamp: i64) -> Option<OffsetSpec> {
         match timestamp {
-            -2 | -4 | -5 => Some(OffsetSpec::Earliest),
+            // -4: the earliest local offset (KIP-1005): all of it is local.
+            -2 | -4 => Some(OffsetSpec::Earliest),
+            // -5: the latest tiered offset: nothing is tiered.
+            -5 => Some(OffsetSpec::LatestTiered),
             -1 => Some(OffsetSpec::Latest),
             -3 => Some(OffsetSpec::MaxTimestamp),
             t if t >= 0 => Some(OffsetSpec::Timestamp(t)),
@@ -566,6 +571,7 @@ impl Partition {
                         timestamp: t.timestamp,
                     })
             }
+            OffsetSpec::LatestTiered => none,
             OffsetSpec::Timestamp(ts) => s
                 .log
                 .offset_for_timestamp(ts)
