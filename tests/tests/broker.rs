@@ -694,3 +694,70 @@ fn group_members_survive_a_coordinator_restart() {
     assert_eq!(d.groups[0].group_state.as_str(), "Stable");
     assert_eq!(d.groups[0].members.len(), 1);
 }
+
+/// Joins `gid` as its only member (JoinGroup v9 with the member id dance,
+/// then SyncGroup v5) with the given session timeout; returns the join.
+fn join_alone(c: &mut Client, gid: &GroupId, session_ms: i32) -> JoinGroupResponse {
+    let join = |member: &str| {
+        JoinGroupRequest::default()
+            .with_group_id(gid.clone())
+            .with_session_timeout_ms(session_ms)
+            .with_rebalance_timeout_ms(session_ms)
+            .with_member_id(StrBytes::from_string(member.to_owned()))
+            .with_protocol_type(StrBytes::from_static_str("consumer"))
+            .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default(
+            )
+            .with_name(StrBytes::from_static_str("range"))
+            .with_metadata(Bytes::from_static(b"m"))])
+    };
+    let first = c.request(9, &join("")).unwrap();
+    let j = c.request(9, &join(first.member_id.as_str())).unwrap();
+    assert_eq!(j.error_code, 0);
+    let s = c
+        .request(
+            5,
+            &SyncGroupRequest::default()
+                .with_group_id(gid.clone())
+                .with_generation_id(j.generation_id)
+                .with_member_id(j.member_id.clone())
+                .with_protocol_type(Some(StrBytes::from_static_str("consumer")))
+                .with_protocol_name(Some(StrBytes::from_static_str("range")))
+                .with_assignments(vec![
+                    sync_group_request::SyncGroupRequestAssignment::default()
+                        .with_member_id(j.member_id.clone())
+                        .with_assignment(Bytes::from_static(b"assigned")),
+                ]),
+        )
+        .unwrap();
+    assert_eq!(s.error_code, 0);
+    j
+}
+
+/// A member whose session ended is gone for an admin at once, not only
+/// at the next timer tick (every 100 ms): deleting the group right after
+/// the session timeout succeeds (Kafka's per-member timers expire it then).
+#[test]
+fn a_group_is_deletable_right_after_its_last_session_ends() {
+    let b = Broker::start(&[
+        ("group.initial.rebalance.delay.ms", "0"),
+        ("group.min.session.timeout.ms", "1000"),
+    ]);
+    let mut c = b.client();
+    for round in 0..5 {
+        let gid = GroupId(StrBytes::from_string(format!("expiring-{round}")));
+        join_alone(&mut c, &gid, 1000);
+        let synced = std::time::Instant::now();
+        std::thread::sleep(std::time::Duration::from_millis(1010).saturating_sub(synced.elapsed()));
+        let r = c
+            .request(
+                2,
+                &DeleteGroupsRequest::default().with_groups_names(vec![gid.clone()]),
+            )
+            .unwrap();
+        assert_eq!(
+            r.results[0].error_code, 0,
+            "round {round}: DeleteGroups {:?} after the session ended",
+            r.results[0].error_code
+        );
+    }
+}

@@ -6,6 +6,10 @@ use strom_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse};
 use crate::broker::Broker;
 
 pub(super) fn handle(broker: &Broker, req: &DeleteGroupsRequest) -> DeleteGroupsResponse {
+    // Sessions that ended since the last timer tick end now: an admin
+    // acting right after a session timeout sees the member gone, as Kafka's
+    // per-member timers would have it.
+    broker.tick_groups();
     let results = req
         .groups_names
         .iter()

@@ -7,6 +7,10 @@ use super::str_bytes;
 use crate::broker::Broker;
 
 pub(super) fn handle(broker: &Broker, req: &ListGroupsRequest) -> ListGroupsResponse {
+    // Sessions that ended since the last timer tick end now: an admin
+    // acting right after a session timeout sees the member gone, as Kafka's
+    // per-member timers would have it.
+    broker.tick_groups();
     let matches = |filter: &[strom_protocol::StrBytes], value: &str| {
         filter.is_empty()
             || filter
