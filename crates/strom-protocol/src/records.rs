@@ -316,9 +316,7 @@ pub fn control_marker(batch: &[u8]) -> Option<ControlMarker> {
     if !view.is_control() {
         return None;
     }
-    let mut buf = Bytes::copy_from_slice(batch);
-    let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut buf).ok()?;
-    let key = set.records.first()?.key.clone()?;
+    let key = crate::record_walk::first_key(&view)?;
     match key.get(2..4)? {
         [0, 0] => Some(ControlMarker::Abort),
         [0, 1] => Some(ControlMarker::Commit),

@@ -135,7 +135,8 @@ impl Log {
                 .next_back()
                 .map(|p: &Segment| p.next_offset())
             {
-                if seg.base_offset() != prev && !cut {
+                // (A segment recovery just cut must continue the log too.)
+                if seg.base_offset() != prev {
                     warn!(dir = %dir.display(), base, expected = prev, "segment does not continue the log; removing the rest");
                     cut = true;
                     seg.delete()?;

@@ -176,7 +176,13 @@ impl Segment {
         seg.index = index;
         seg.time_index = time_index;
         // Walk the headers after the last index entry to learn the end offset.
+        // The headers are trusted only while their offsets continue from the
+        // last index entry: anything else sends the segment to recovery.
         let mut pos = tail_start;
+        let mut expected = seg
+            .index
+            .last()
+            .map_or(base_offset, |e| base_offset + i64::from(e.relative_offset));
         let mut header = [0u8; HEADER_LEN];
         while pos < len {
             if seg.data()?.read_exact_at(&mut header, pos).is_err() {
@@ -186,11 +192,17 @@ impl Segment {
                 return Ok(None);
             };
             let batch = HeaderView(&header);
-            seg.observe(
-                batch.base_offset(),
-                batch.last_offset(),
-                batch.max_timestamp(),
-            );
+            let delta = batch.last_offset_delta();
+            let Some(next) = batch
+                .base_offset()
+                .checked_add(i64::from(delta))
+                .and_then(|l| l.checked_add(1))
+                .filter(|_| delta >= 0 && batch.base_offset() == expected)
+            else {
+                return Ok(None);
+            };
+            seg.observe(batch.base_offset(), next - 1, batch.max_timestamp());
+            expected = next;
             pos += size as u64;
         }
         if pos != len {
@@ -671,11 +683,12 @@ impl HeaderView<'_> {
     fn base_offset(&self) -> i64 {
         i64::from_be_bytes(self.0[0..8].try_into().expect("8 bytes"))
     }
+    fn last_offset_delta(&self) -> i32 {
+        i32::from_be_bytes(self.0[23..27].try_into().expect("4 bytes"))
+    }
     fn last_offset(&self) -> i64 {
         self.base_offset()
-            + i64::from(i32::from_be_bytes(
-                self.0[23..27].try_into().expect("4 bytes"),
-            ))
+            .saturating_add(i64::from(self.last_offset_delta()))
     }
     fn max_timestamp(&self) -> i64 {
         i64::from_be_bytes(self.0[35..43].try_into().expect("8 bytes"))
