@@ -632,23 +632,12 @@ def transaction_version_epoch(s, k):
     return s, k
 
 
-def start_time_after_commit(s, k):
-    """docs/compatibility.md, "Found by the Java client",
-    `describe-transactions-start-time`: after a commit Kafka still reports the
-    transaction's start time, Strom none (-1). To fix; pinned until then."""
-    assert s["ok"]["start_time_set"] is False and k["ok"]["start_time_set"] is True, (s, k)
-    s["ok"].pop("start_time_set")
-    k["ok"].pop("start_time_set")
-    return transaction_version_epoch(s, k)
-
-
 def test_admin_transactions_match_reference(admin_strom, admin_kafka):
-    assert "describe-transactions-start-time" in rk.differences_by_id("Found by the Java client")
     compare(admin_strom, admin_kafka, [
         "listTransactions", "listTransactions_ongoing", "describeTransactions",
         "describeTransactions_after_commit", "listTransactions_ongoing_after_commit",
         "describeTransactions_unknown"],
-        {"describeTransactions_after_commit": start_time_after_commit})
+        {"describeTransactions_after_commit": transaction_version_epoch})
 
 
 def describe_groups_v6(s, k):

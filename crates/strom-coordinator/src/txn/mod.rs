@@ -456,12 +456,13 @@ impl TxnCoordinator {
         if !meta.partitions.is_empty() {
             return Ok(false);
         }
+        // The start time stays, as Kafka's `prepareComplete` keeps it: a
+        // completed transaction is described with it.
         meta.state = if commit {
             TxnState::CompleteCommit
         } else {
             TxnState::CompleteAbort
         };
-        meta.txn_start_ms = -1;
         meta.last_update_ms = now_ms;
         self.persist(inner, transactional_id, meta.clone())?;
         Ok(true)
@@ -551,8 +552,11 @@ impl TxnCoordinator {
             .filter(|(_, m)| states.is_empty() || states.contains(&m.state))
             .filter(|(_, m)| producer_ids.is_empty() || producer_ids.contains(&m.producer_id))
             .filter(|(_, m)| {
+                // Only a transaction under way runs for a duration.
                 min_duration_ms < 0
-                    || (m.txn_start_ms >= 0 && now_ms - m.txn_start_ms >= min_duration_ms)
+                    || (!m.state.is_complete()
+                        && m.txn_start_ms >= 0
+                        && now_ms - m.txn_start_ms >= min_duration_ms)
             })
             .map(|(id, m)| TxnListing {
                 transactional_id: id.clone(),

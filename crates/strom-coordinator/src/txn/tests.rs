@@ -166,6 +166,8 @@ fn commit_and_abort_write_markers_to_every_partition() {
         vec![("a".into(), 0, pid, e, true), ("b".into(), 1, pid, e, true)]
     );
     assert_eq!(f.c.describe("tx").unwrap().state, TxnState::CompleteCommit);
+    // Completed, it is still described with its start time (as Kafka does).
+    assert_eq!(f.c.describe("tx").unwrap().start_ms, 1);
     // A retried commit succeeds again; an abort now is out of order.
     assert_eq!(f.c.end_txn("tx", pid, e, true, 4), Ok(()));
     assert_eq!(
@@ -173,8 +175,9 @@ fn commit_and_abort_write_markers_to_every_partition() {
         Err(ErrorCode::InvalidTxnState)
     );
     assert!(f.markers().is_empty());
-    // The next transaction starts afresh and aborts.
+    // The next transaction starts afresh (a new start time) and aborts.
     f.c.add_partitions("tx", pid, e, &[tp("c", 2)], 5).unwrap();
+    assert_eq!(f.c.describe("tx").unwrap().start_ms, 5);
     f.c.end_txn("tx", pid, e, false, 6).unwrap();
     assert_eq!(f.markers(), vec![("c".into(), 2, pid, e, false)]);
     assert_eq!(
@@ -421,7 +424,9 @@ proptest! {
                     epochs.insert(id(n), (d.producer_id, d.producer_epoch));
                     match d.state {
                         TxnState::Ongoing => prop_assert!(!d.partitions.is_empty() && d.start_ms >= 0),
-                        s if s.is_complete() => prop_assert!(d.partitions.is_empty() && d.start_ms == -1),
+                        // Complete: no partitions left; the start time of the
+                        // transaction that completed stays (Kafka's rule).
+                        s if s.is_complete() => prop_assert!(d.partitions.is_empty()),
                         _ => {}
                     }
                 }
