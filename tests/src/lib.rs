@@ -344,13 +344,18 @@ pub fn batch(values: &[String]) -> Bytes {
             delete_horizon: false,
         })
         .collect();
+    encode_batch(&records, Compression::Lz4)
+}
+
+/// Encodes `records` as one magic-2 batch.
+pub fn encode_batch(records: &[Record], compression: Compression) -> Bytes {
     let mut buf = BytesMut::new();
     RecordBatchEncoder::encode(
         &mut buf,
-        &records,
+        records,
         &RecordEncodeOptions {
             version: 2,
-            compression: Compression::Lz4,
+            compression,
         },
     )
     .unwrap();

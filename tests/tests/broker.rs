@@ -633,39 +633,7 @@ fn group_members_survive_a_coordinator_restart() {
     let mut c = b.client();
     c.create_topic("gr", 1);
     let gid = GroupId(StrBytes::from_static_str("restarting"));
-    let join = |member: &str| {
-        JoinGroupRequest::default()
-            .with_group_id(gid.clone())
-            .with_session_timeout_ms(30_000)
-            .with_rebalance_timeout_ms(30_000)
-            .with_member_id(StrBytes::from_string(member.to_owned()))
-            .with_protocol_type(StrBytes::from_static_str("consumer"))
-            .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default(
-            )
-            .with_name(StrBytes::from_static_str("range"))
-            .with_metadata(Bytes::from_static(b"m"))])
-    };
-    let first = c.request(9, &join("")).unwrap();
-    let j = c.request(9, &join(first.member_id.as_str())).unwrap();
-    assert_eq!(j.error_code, 0);
-    let sync = |c: &mut Client| {
-        c.request(
-            5,
-            &SyncGroupRequest::default()
-                .with_group_id(gid.clone())
-                .with_generation_id(j.generation_id)
-                .with_member_id(j.member_id.clone())
-                .with_protocol_type(Some(StrBytes::from_static_str("consumer")))
-                .with_protocol_name(Some(StrBytes::from_static_str("range")))
-                .with_assignments(vec![
-                    sync_group_request::SyncGroupRequestAssignment::default()
-                        .with_member_id(j.member_id.clone())
-                        .with_assignment(Bytes::from_static(b"assigned")),
-                ]),
-        )
-        .unwrap()
-    };
-    assert_eq!(sync(&mut c).error_code, 0);
+    let j = join_alone(&mut c, &gid, 30_000);
     b.kill9();
     b.restart();
     let mut c = b.client();
@@ -679,7 +647,7 @@ fn group_members_survive_a_coordinator_restart() {
         )
         .unwrap();
     assert_eq!(h.error_code, 0, "the member is known after the restart");
-    let again = sync(&mut c);
+    let again = sync_alone(&mut c, &gid, &j);
     assert_eq!(
         (again.error_code, again.assignment.as_ref()),
         (0, &b"assigned"[..]),
@@ -713,24 +681,27 @@ fn join_alone(c: &mut Client, gid: &GroupId, session_ms: i32) -> JoinGroupRespon
     let first = c.request(9, &join("")).unwrap();
     let j = c.request(9, &join(first.member_id.as_str())).unwrap();
     assert_eq!(j.error_code, 0);
-    let s = c
-        .request(
-            5,
-            &SyncGroupRequest::default()
-                .with_group_id(gid.clone())
-                .with_generation_id(j.generation_id)
-                .with_member_id(j.member_id.clone())
-                .with_protocol_type(Some(StrBytes::from_static_str("consumer")))
-                .with_protocol_name(Some(StrBytes::from_static_str("range")))
-                .with_assignments(vec![
-                    sync_group_request::SyncGroupRequestAssignment::default()
-                        .with_member_id(j.member_id.clone())
-                        .with_assignment(Bytes::from_static(b"assigned")),
-                ]),
-        )
-        .unwrap();
-    assert_eq!(s.error_code, 0);
+    assert_eq!(sync_alone(c, gid, &j).error_code, 0);
     j
+}
+
+/// SyncGroup v5 of the only member `j`, as leader assigning it b"assigned".
+fn sync_alone(c: &mut Client, gid: &GroupId, j: &JoinGroupResponse) -> SyncGroupResponse {
+    c.request(
+        5,
+        &SyncGroupRequest::default()
+            .with_group_id(gid.clone())
+            .with_generation_id(j.generation_id)
+            .with_member_id(j.member_id.clone())
+            .with_protocol_type(Some(StrBytes::from_static_str("consumer")))
+            .with_protocol_name(Some(StrBytes::from_static_str("range")))
+            .with_assignments(vec![
+                sync_group_request::SyncGroupRequestAssignment::default()
+                    .with_member_id(j.member_id.clone())
+                    .with_assignment(Bytes::from_static(b"assigned")),
+            ]),
+    )
+    .unwrap()
 }
 
 /// A member whose session ended is gone for an admin at once, not only

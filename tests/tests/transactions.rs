@@ -1,7 +1,7 @@
 //! Transactions against the real binary: every transaction API at every
 //! version, and transaction state and visibility across kill -9.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::messages::add_partitions_to_txn_request::{
     AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction,
 };
@@ -14,10 +14,8 @@ use kafka_protocol::messages::txn_offset_commit_request::{
 };
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
-use strom_tests::{name, Broker, Client};
+use kafka_protocol::records::{Compression, Record, RecordBatchDecoder, TimestampType};
+use strom_tests::{encode_batch, name, Broker, Client};
 
 const TOPIC: &str = "tx-topic";
 
@@ -49,17 +47,7 @@ fn txn_batch(pid: i64, epoch: i16, seq: i32, values: &[&str]) -> Bytes {
             delete_horizon: false,
         })
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .unwrap();
-    buf.freeze()
+    encode_batch(&records, Compression::None)
 }
 
 fn init(c: &mut Client, id: &str, version: i16) -> (i64, i16) {

@@ -122,6 +122,8 @@ struct State {
 
 pub struct Partition {
     topic: String,
+    /// `topic-index`, for messages.
+    name: String,
     topic_id: Uuid,
     index: i32,
     leader_epoch: AtomicI32,
@@ -133,7 +135,7 @@ pub struct Partition {
 
 impl std::fmt::Debug for Partition {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}-{}", self.topic, self.index)
+        f.write_str(&self.name)
     }
 }
 
@@ -221,6 +223,7 @@ impl Partition {
         let (high_watermark, _) = watch::channel(end);
         Ok(Partition {
             topic: topic.to_owned(),
+            name: format!("{topic}-{index}"),
             topic_id,
             index,
             leader_epoch: AtomicI32::new(leader_epoch),
@@ -340,7 +343,7 @@ impl Partition {
             records,
             &self.rules.read().unwrap_or_else(|p| p.into_inner()),
             now_ms,
-            &format!("{}-{}", self.topic, self.index),
+            &self.name,
         )?;
         let s = self
             .serving()
