@@ -1,7 +1,8 @@
 //! What Strom reads back from disk. The first byte picks the format:
 //! 0. the segment indexes (`index::decode_offsets` with the segment size
 //!    from the next 8 bytes, `index::decode_times`) and the aborted-txn
-//!    index entries (`txn_index::decode`), all over the same bytes;
+//!    index entries (`txn_index::decode`) and the log start offset
+//!    (`parse_log_start_offset`), all over the same bytes;
 //! 1. a producer snapshot (`ProducerStateManager::decode`), as is;
 //! 2. a producer snapshot with its CRC appended here, so the fuzzer gets
 //!    past it; what decodes must encode and decode back to itself;
@@ -11,7 +12,8 @@
 //! 5. a partition directory, recovered as a partition is opened: the next
 //!    byte says which files exist, the rest are their contents split at
 //!    `SEP`: segment 0's `.log`, `.index`, `.timeindex`, `.txnindex`, a
-//!    producer `.snapshot`, a second segment's `.log`. Flags: bit 0 a
+//!    producer `.snapshot`, a second segment's `.log`, and, when a seventh
+//!    part is there, the `log-start-offset` that DeleteRecords writes. Flags: bit 0 a
 //!    clean-shutdown marker (so indexes are trusted), bit 1 recompute the
 //!    CRC of every batch in the `.log` files, bits 2-4 write the `.index`,
 //!    `.timeindex`, `.txnindex`, bit 5 the snapshot, bit 6 append its CRC,
@@ -101,6 +103,9 @@ fn partition_dir(flags: u8, parts: &[&[u8]]) {
     if flags & 0x80 != 0 {
         std::fs::write(d.join(format!("{}.log", stem(after0))), &log1).unwrap();
     }
+    if parts.len() > 6 {
+        std::fs::write(d.join("log-start-offset"), part(6)).unwrap();
+    }
     if flags & 0x01 != 0 {
         std::fs::write(d.join(".clean_shutdown"), b"").unwrap();
     }
@@ -170,6 +175,9 @@ fuzz_target!(|data: &[u8]| {
             let _ = index::decode_offsets(bytes, u64::from_be_bytes(s));
             let _ = index::decode_times(bytes);
             let _ = txn_index::decode(bytes);
+            if let Some(start) = strom_storage::parse_log_start_offset(bytes) {
+                assert!(start >= 0, "a log start offset is never negative");
+            }
         }
         1 => {
             let _ = ProducerStateManager::decode(rest);

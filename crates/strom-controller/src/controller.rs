@@ -499,5 +499,8 @@ impl Controller {
     }
 }
 
+mod configs;
+pub use configs::{AlterConfigsRequest, ConfigOp};
+
 #[cfg(test)]
 mod tests;

@@ -83,7 +83,8 @@ const fn topic(def: ConfigDef, broker_synonym: &'static str) -> TopicConfigDef {
 const LONG_MAX: &str = "9223372036854775807";
 const COMPRESSION: &[&str] = &["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"];
 const TIMESTAMP_TYPES: &[&str] = &["CreateTime", "LogAppendTime"];
-const CLEANUP: &[&str] = &["delete", "compact"];
+// In the order Kafka's message lists them.
+const CLEANUP: &[&str] = &["compact", "delete"];
 
 use ConfigType::{Boolean, Double, Int, List, Long};
 const STRING: ConfigType = ConfigType::String;
@@ -399,18 +400,23 @@ pub fn broker_config_names() -> impl Iterator<Item = &'static str> {
         .chain(TOPIC_CONFIGS.iter().map(|t| t.broker_synonym))
 }
 
+/// A config refused, with Kafka's message for it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid value {value:?} for configuration {name}: {reason}")]
-pub struct InvalidConfig {
-    pub name: String,
-    pub value: String,
-    pub reason: String,
+pub enum InvalidConfig {
+    #[error("Invalid value {value} for configuration {name}: {reason}")]
+    Value {
+        name: String,
+        value: String,
+        reason: String,
+    },
+    #[error("Unknown topic config name: {0}")]
+    UnknownTopicConfig(String),
 }
 
 impl ConfigDef {
     /// Checks and normalises a value (booleans are case-insensitive, like Kafka's).
     pub fn validate(&self, value: &str) -> Result<String, InvalidConfig> {
-        let bad = |reason: String| InvalidConfig {
+        let bad = |reason: String| InvalidConfig::Value {
             name: self.name.to_owned(),
             value: value.to_owned(),
             reason,
@@ -419,33 +425,43 @@ impl ConfigDef {
         match self.ty {
             Boolean => match v.to_ascii_lowercase().as_str() {
                 b @ ("true" | "false") => return Ok(b.to_owned()),
-                _ => return Err(bad("expected true or false".into())),
+                _ => return Err(bad("Expected value to be either true or false".into())),
             },
             Int | Long => {
-                let n: i64 = v.parse().map_err(|_| bad("expected an integer".into()))?;
+                let kind = if self.ty == Int { "INT" } else { "LONG" };
+                let not_a_number = || bad(format!("Not a number of type {kind}"));
+                let n: i64 = v.parse().map_err(|_| not_a_number())?;
                 if self.ty == Int && i32::try_from(n).is_err() {
-                    return Err(bad("out of range for an int".into()));
+                    return Err(not_a_number());
                 }
                 if let Some(m) = self.at_least {
                     if n < m {
-                        return Err(bad(format!("must be at least {m}")));
+                        return Err(bad(format!("Value must be at least {m}")));
                     }
                 }
             }
             Double => {
                 v.parse::<f64>()
-                    .map_err(|_| bad("expected a number".into()))?;
+                    .map_err(|_| bad("Not a number of type DOUBLE".into()))?;
             }
             ConfigType::String | List => {}
         }
         if !self.one_of.is_empty() {
+            // An empty list has no items to check (Kafka accepts an
+            // empty cleanup.policy: neither deleted nor compacted).
             let items: Vec<&str> = if self.ty == List {
-                v.split(',').map(str::trim).collect()
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|i| !i.is_empty())
+                    .collect()
             } else {
                 vec![v]
             };
-            if let Some(i) = items.iter().find(|i| !self.one_of.contains(i)) {
-                return Err(bad(format!("{i} is not one of {}", self.one_of.join(", "))));
+            if items.iter().any(|i| !self.one_of.contains(i)) {
+                return Err(bad(format!(
+                    "String must be one of: {}",
+                    self.one_of.join(", ")
+                )));
             }
         }
         Ok(v.to_owned())
@@ -458,21 +474,32 @@ pub fn validate_topic_configs<'a>(
 ) -> Result<BTreeMap<String, String>, InvalidConfig> {
     let mut out = BTreeMap::new();
     for (name, value) in configs {
-        let def = topic_config(name).ok_or_else(|| InvalidConfig {
-            name: name.to_owned(),
-            value: value.to_owned(),
-            reason: "unknown topic config".into(),
-        })?;
+        let def =
+            topic_config(name).ok_or_else(|| InvalidConfig::UnknownTopicConfig(name.to_owned()))?;
         out.insert(name.to_owned(), def.def.validate(value)?);
     }
     Ok(out)
 }
 
-/// The broker's configuration as the operator gave it (file, environment,
-/// flags), validated: only keys set explicitly are stored.
+/// Whether a broker config may be changed while the broker runs
+/// (IncrementalAlterConfigs, AlterConfigs): the topic configs' broker
+/// synonyms, as in Kafka (its DynamicLogConfig), whose changes reach every
+/// topic that does not override them. The rest are read-only.
+pub fn is_dynamic_broker_config(name: &str) -> bool {
+    TOPIC_CONFIGS.iter().any(|t| t.broker_synonym == name)
+}
+
+/// The broker's configuration: what the operator gave it (file,
+/// environment, flags), validated, with only the keys set explicitly; and,
+/// over it, the dynamic overrides recorded in the metadata (see
+/// [`StaticConfig::with_dynamic`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StaticConfig {
     values: BTreeMap<String, String>,
+    /// Dynamic overrides for this broker.
+    dynamic_node: BTreeMap<String, String>,
+    /// Dynamic cluster-wide defaults (the broker resource with no name).
+    dynamic_default: BTreeMap<String, String>,
 }
 
 impl StaticConfig {
@@ -491,12 +518,89 @@ impl StaticConfig {
                 None => unknown.push(k),
             }
         }
-        Ok((StaticConfig { values: known }, unknown))
+        Ok((
+            StaticConfig {
+                values: known,
+                ..StaticConfig::default()
+            },
+            unknown,
+        ))
     }
 
-    /// The explicitly set value of `name`.
+    /// This configuration with the dynamic overrides for this broker
+    /// (`node`) and the cluster-wide ones (`default`) on top, in Kafka's
+    /// order: per broker, then cluster-wide, then static, then default.
+    /// Values that are not valid for their key are left out (the
+    /// controller validates what it records, so only a hand-edited log has
+    /// them).
+    pub fn with_dynamic(
+        &self,
+        node: Option<&BTreeMap<String, String>>,
+        default: Option<&BTreeMap<String, String>>,
+    ) -> StaticConfig {
+        let valid = |m: Option<&BTreeMap<String, String>>| -> BTreeMap<String, String> {
+            m.into_iter()
+                .flatten()
+                .filter(|(k, v)| broker_config(k).is_none_or(|d| d.validate(v).is_ok()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        };
+        StaticConfig {
+            values: self.values.clone(),
+            dynamic_node: valid(node),
+            dynamic_default: valid(default),
+        }
+    }
+
+    /// The explicitly set value of `name` and where it comes from.
+    pub fn explicit_with_source(&self, name: &str) -> Option<(&str, ConfigSource)> {
+        if let Some(v) = self.dynamic_node.get(name) {
+            return Some((v, ConfigSource::DynamicBroker));
+        }
+        if let Some(v) = self.dynamic_default.get(name) {
+            return Some((v, ConfigSource::DynamicDefaultBroker));
+        }
+        self.values
+            .get(name)
+            .map(|v| (v.as_str(), ConfigSource::StaticBroker))
+    }
+
+    /// The explicitly set value of `name` (dynamically or statically).
     pub fn explicit(&self, name: &str) -> Option<&str> {
-        self.values.get(name).map(String::as_str)
+        self.explicit_with_source(name).map(|(v, _)| v)
+    }
+
+    /// Every explicit value of `name`, most significant first: the layers a
+    /// DescribeConfigs synonym list shows.
+    pub fn layers(&self, name: &str) -> Vec<(&str, ConfigSource)> {
+        [
+            (self.dynamic_node.get(name), ConfigSource::DynamicBroker),
+            (
+                self.dynamic_default.get(name),
+                ConfigSource::DynamicDefaultBroker,
+            ),
+            (self.values.get(name), ConfigSource::StaticBroker),
+        ]
+        .into_iter()
+        .filter_map(|(v, source)| v.map(|v| (v.as_str(), source)))
+        .collect()
+    }
+
+    /// Dynamic overrides of keys Strom does not know (accepted and kept,
+    /// as Kafka keeps them for plugins): name and source.
+    pub fn unknown_dynamic(&self) -> Vec<(&str, ConfigSource)> {
+        let mut out: Vec<(&str, ConfigSource)> = Vec::new();
+        for (map, source) in [
+            (&self.dynamic_node, ConfigSource::DynamicBroker),
+            (&self.dynamic_default, ConfigSource::DynamicDefaultBroker),
+        ] {
+            for k in map.keys() {
+                if broker_config(k).is_none() && !out.iter().any(|(n, _)| n == k) {
+                    out.push((k, source));
+                }
+            }
+        }
+        out
     }
 
     /// The value of a broker config: explicit or default.
@@ -520,8 +624,8 @@ impl StaticConfig {
     pub fn describe(&self) -> Vec<(ConfigDef, String, ConfigSource)> {
         broker_config_names()
             .filter_map(broker_config)
-            .map(|d| match self.explicit(d.name) {
-                Some(v) => (d, v.to_owned(), ConfigSource::StaticBroker),
+            .map(|d| match self.explicit_with_source(d.name) {
+                Some((v, source)) => (d, v.to_owned(), source),
                 None => (d, d.default.to_owned(), ConfigSource::Default),
             })
             .collect()
@@ -538,8 +642,8 @@ impl StaticConfig {
             .map(|t| {
                 if let Some(v) = overrides.get(t.def.name) {
                     (*t, v.clone(), ConfigSource::TopicOverride)
-                } else if let Some(v) = self.explicit(t.broker_synonym) {
-                    (*t, v.to_owned(), ConfigSource::StaticBroker)
+                } else if let Some((v, source)) = self.explicit_with_source(t.broker_synonym) {
+                    (*t, v.to_owned(), source)
                 } else {
                     (*t, t.def.default.to_owned(), ConfigSource::Default)
                 }

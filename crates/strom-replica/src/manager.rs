@@ -79,6 +79,7 @@ fn topic_log_config(
         retention_ms: if deletes { num("retention.ms") } else { -1 },
         retention_bytes: if deletes { num("retention.bytes") } else { -1 },
         log_append_time: config.topic_value(overrides, "message.timestamp.type") == "LogAppendTime",
+        delete_policy: deletes,
     };
     let rules = ProduceRules {
         max_message_bytes: num("max.message.bytes") as usize,
@@ -127,6 +128,16 @@ impl ReplicaManager {
             .cloned()
     }
 
+    /// Every hosted partition, in no particular order.
+    pub fn hosted(&self) -> Vec<Arc<Partition>> {
+        self.read().values().cloned().collect()
+    }
+
+    /// The data directory the partitions' logs are in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     pub fn partition_count(&self) -> usize {
         self.read().len()
     }
@@ -157,6 +168,23 @@ impl ReplicaManager {
                     reshaped.push((old.clone(), new.clone()));
                 }
                 TopicChange::Removed(t) => removed.push(t.clone()),
+            }
+        }
+        // The broker's dynamic configs reach every topic that does not
+        // override them: a change to them updates every hosted topic.
+        let config = self.config.with_dynamic(
+            image.broker_configs(Some(self.node_id)),
+            image.broker_configs(None),
+        );
+        let dynamic_changed = !first
+            && (image.broker_configs(Some(self.node_id))
+                != last.broker_configs(Some(self.node_id))
+                || image.broker_configs(None) != last.broker_configs(None));
+        if dynamic_changed {
+            for t in image.topics_unordered() {
+                if !changed.iter().any(|c| c.id == t.id) {
+                    changed.push(t.clone());
+                }
             }
         }
         // Topics whose partitions could not all be opened are tried again.
@@ -220,7 +248,7 @@ impl ReplicaManager {
         // Open new partitions, update existing ones.
         let mut first_error = None;
         for topic in changed {
-            match self.host_topic(&topic) {
+            match self.host_topic(&topic, &config) {
                 Ok(()) => {
                     self.retry
                         .lock()
@@ -252,8 +280,12 @@ impl ReplicaManager {
     }
 
     /// Opens the partitions of `topic` assigned here, or updates them.
-    fn host_topic(&self, topic: &Arc<TopicImage>) -> Result<(), StorageError> {
-        let (log_config, rules) = topic_log_config(&self.config, &topic.configs);
+    fn host_topic(
+        &self,
+        topic: &Arc<TopicImage>,
+        config: &StaticConfig,
+    ) -> Result<(), StorageError> {
+        let (log_config, rules) = topic_log_config(config, &topic.configs);
         for p in topic
             .partitions
             .values()

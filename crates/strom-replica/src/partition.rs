@@ -281,6 +281,29 @@ impl Partition {
     pub fn log_start_offset(&self) -> i64 {
         self.lock().log.log_start_offset()
     }
+    /// Bytes of the log's segment files.
+    pub fn size_bytes(&self) -> u64 {
+        self.lock().log.size_bytes()
+    }
+
+    /// Deletes the records below `offset` (-1: the high watermark), as
+    /// Kafka's DeleteRecords does: POLICY_VIOLATION unless the topic's
+    /// cleanup policy includes delete, OFFSET_OUT_OF_RANGE past the high
+    /// watermark. Returns the low watermark (the log start offset) after.
+    pub fn delete_records(&self, offset: i64, now_ms: i64) -> Result<i64, ErrorCode> {
+        let mut s = self.serving()?;
+        if !s.log.config().delete_policy {
+            return Err(ErrorCode::PolicyViolation);
+        }
+        let high_watermark = self.high_watermark();
+        let offset = if offset == -1 { high_watermark } else { offset };
+        if offset < 0 || offset > high_watermark {
+            return Err(ErrorCode::OffsetOutOfRange);
+        }
+        s.log
+            .advance_log_start(offset, now_ms)
+            .map_err(storage_error)
+    }
 
     pub(crate) fn update_config(&self, config: LogConfig, rules: ProduceRules) {
         let mut s = self.lock();

@@ -202,6 +202,15 @@ impl Broker {
         self.controller.image()
     }
 
+    /// The broker's configuration with the dynamic overrides of `image`
+    /// (this broker's, then the cluster-wide ones) over the static one.
+    pub(crate) fn effective_config(&self, image: &MetadataImage) -> StaticConfig {
+        self.config.with_dynamic(
+            image.broker_configs(Some(self.node_id)),
+            image.broker_configs(None),
+        )
+    }
+
     /// Brings the hosted partitions up to the controller's current image;
     /// called after every metadata change so a request that changed
     /// metadata is answered only once the change is in effect here.

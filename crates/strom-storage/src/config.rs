@@ -26,6 +26,9 @@ pub struct LogConfig {
     /// `file.delete.delay.ms`: how long a deleted segment's files stay
     /// (renamed `.deleted`) before they are removed.
     pub file_delete_delay_ms: i64,
+    /// `cleanup.policy` includes `delete`: records may be deleted by
+    /// DeleteRecords (retention follows `retention.*` either way).
+    pub delete_policy: bool,
 }
 
 impl Default for LogConfig {
@@ -42,6 +45,7 @@ impl Default for LogConfig {
             retention_bytes: -1,
             log_append_time: false,
             file_delete_delay_ms: 60_000,
+            delete_policy: true,
         }
     }
 }

@@ -22,7 +22,9 @@ pub mod txn_index;
 pub use config::LogConfig;
 pub use error::StorageError;
 pub use file_pool::{open_files as open_segment_files, set_capacity as set_open_segment_files};
-pub use log::{AppendInfo, FetchData, Log, TimestampOffset};
+pub use log::{
+    parse_log_start_offset, read_log_start_offset, AppendInfo, FetchData, Log, TimestampOffset,
+};
 pub use txn_index::AbortedTxn;
 
 #[cfg(test)]

@@ -14,6 +14,29 @@ use crate::txn_index::{self, AbortedTxn};
 /// Marks a log directory as cleanly closed: its index files are current.
 const CLEAN_SHUTDOWN: &str = ".clean_shutdown";
 
+/// The log start offset, when DeleteRecords moved it past the first
+/// segment's base: its decimal digits. (Kafka keeps these for a whole log
+/// directory in `log-start-offset-checkpoint`; one file per log lets a
+/// partition move or go without rewriting the others'.)
+const LOG_START_OFFSET: &str = "log-start-offset";
+
+/// The log start offset `dir` records, if it holds a readable one.
+pub fn read_log_start_offset(dir: &Path) -> Option<i64> {
+    let bytes = std::fs::read(dir.join(LOG_START_OFFSET)).ok()?;
+    parse_log_start_offset(&bytes)
+}
+
+/// Parses the contents of a `log-start-offset` file: a non-negative
+/// decimal, optionally followed by a newline.
+pub fn parse_log_start_offset(bytes: &[u8]) -> Option<i64> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let digits = text.strip_suffix('\n').unwrap_or(text);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
 fn oldest_size(segments: &BTreeMap<i64, Segment>) -> i64 {
     segments.values().next().map_or(0, |s| s.size() as i64)
 }
@@ -154,7 +177,18 @@ impl Log {
         for (&base, seg) in &segments {
             aborted.insert(base, txn_index::load(dir, base, seg.next_offset())?);
         }
-        let log_start_offset = *segments.keys().next().expect("one segment");
+        let first_base = *segments.keys().next().expect("one segment");
+        let end = segments
+            .values()
+            .next_back()
+            .expect("one segment")
+            .next_offset();
+        // A recorded start beyond what recovery kept is the log end: the
+        // records it names were deleted and must not come back.
+        let log_start_offset = match read_log_start_offset(dir) {
+            Some(recorded) => recorded.clamp(first_base, end.max(first_base)),
+            None => first_base,
+        };
         if clean {
             std::fs::remove_file(&marker).at(&marker)?;
         }
@@ -434,26 +468,64 @@ impl Log {
                 self.roll()?;
             }
             total -= oldest_size(&self.segments);
-            let seg = self.segments.remove(&base).expect("present");
             info!(dir = %self.dir.display(), base, expired, "deleting segment past retention");
-            let mut files = seg.retire()?;
-            self.aborted.remove(&base);
-            let txn = txn_index::path(&self.dir, base);
-            if txn.exists() {
-                let to = segment::deleted_name(&txn);
-                std::fs::rename(&txn, &to).at(&txn)?;
-                files.push(to);
-            }
-            self.pending_deletes.push((
-                now_ms.saturating_add(self.config.file_delete_delay_ms),
-                files,
-            ));
+            self.retire_segment(base, now_ms)?;
             deleted += 1;
         }
         self.log_start_offset = self
             .log_start_offset
             .max(*self.segments.keys().next().expect("one segment"));
         Ok(deleted)
+    }
+
+    /// Moves the log start offset up to `offset` (no further than the log
+    /// end), as DeleteRecords does: reads below it fail with
+    /// OffsetOutOfRange from then on, also after a restart, since the new
+    /// start is written and fsynced before this returns. Closed segments
+    /// wholly below it are deleted (renamed `.deleted`, removed
+    /// `file.delete.delay.ms` later); the active one stays. An offset at or
+    /// below the current start changes nothing. Returns the start offset.
+    pub fn advance_log_start(&mut self, offset: i64, now_ms: i64) -> Result<i64, StorageError> {
+        let offset = offset.min(self.log_end_offset());
+        if offset <= self.log_start_offset {
+            return Ok(self.log_start_offset);
+        }
+        let path = self.dir.join(LOG_START_OFFSET);
+        segment::write_synced(&path, format!("{offset}\n").as_bytes())?;
+        sync_dir(&self.dir)?;
+        self.log_start_offset = offset;
+        // A segment goes when the next one starts at or below the new start.
+        loop {
+            let mut bases = self.segments.keys();
+            let (Some(&base), Some(&next)) = (bases.next(), bases.next()) else {
+                break;
+            };
+            if next > offset {
+                break;
+            }
+            self.retire_segment(base, now_ms)?;
+            info!(dir = %self.dir.display(), base, start = offset, "deleted segment below the log start offset");
+        }
+        Ok(offset)
+    }
+
+    /// Removes the oldest segment `base` from the log: its files are renamed
+    /// `.deleted` and removed `file.delete.delay.ms` after `now_ms`.
+    fn retire_segment(&mut self, base: i64, now_ms: i64) -> Result<(), StorageError> {
+        let seg = self.segments.remove(&base).expect("present");
+        let mut files = seg.retire()?;
+        self.aborted.remove(&base);
+        let txn = txn_index::path(&self.dir, base);
+        if txn.exists() {
+            let to = segment::deleted_name(&txn);
+            std::fs::rename(&txn, &to).at(&txn)?;
+            files.push(to);
+        }
+        self.pending_deletes.push((
+            now_ms.saturating_add(self.config.file_delete_delay_ms),
+            files,
+        ));
+        Ok(())
     }
 
     /// Removes the files of deleted segments whose `file.delete.delay.ms`
@@ -581,4 +653,9 @@ impl Log {
         }
         Ok(())
     }
+}
+
+/// Makes a rename in `dir` durable.
+fn sync_dir(dir: &Path) -> Result<(), StorageError> {
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).at(dir)
 }

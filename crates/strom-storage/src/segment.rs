@@ -668,7 +668,7 @@ fn mtime_ms(meta: &std::fs::Metadata) -> i64 {
         .map_or_else(wall_clock_ms, |d| d.as_millis() as i64)
 }
 
-fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), StorageError> {
+pub(crate) fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), StorageError> {
     let tmp = path.with_extension("tmp");
     let mut f = File::create(&tmp).at(&tmp)?;
     f.write_all(bytes).at(&tmp)?;

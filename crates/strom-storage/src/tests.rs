@@ -282,12 +282,84 @@ enum Op {
     Reopen { clean: bool },
 }
 
+#[test]
+fn advancing_the_log_start_deletes_below_it_and_survives_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), small_segments()).unwrap();
+    for i in 0..20 {
+        log.append(&mut batch(5, 20, i * 10), 0, 1).unwrap();
+    }
+    let segments = log.segment_count();
+    assert!(segments > 3, "{segments} segments");
+    assert_eq!(log.advance_log_start(42, 1_000).unwrap(), 42);
+    assert_eq!(log.log_start_offset(), 42);
+    assert!(
+        log.segment_count() < segments,
+        "segments wholly below 42 go"
+    );
+    assert!(matches!(
+        log.read(41, 1 << 20, i64::MAX, true),
+        Err(StorageError::OffsetOutOfRange { .. })
+    ));
+    // From the start, the batch holding offset 42 (offsets 40-44) comes back.
+    let from_start = offsets(&log.read(42, 1 << 20, i64::MAX, true).unwrap().records);
+    assert_eq!(from_start.first().map(|o| o.0), Some(40));
+    // Lower is a no-op; past the end stops at the end.
+    assert_eq!(log.advance_log_start(10, 1_000).unwrap(), 42);
+    // No clean close: the start must still be 42 after recovery.
+    drop(log);
+    let mut log = Log::open(dir.path(), small_segments()).unwrap();
+    assert_eq!(log.log_start_offset(), 42);
+    assert_eq!(log.advance_log_start(1_000, 1_000).unwrap(), 100);
+    assert_eq!(log.segment_count(), 1, "only the active segment stays");
+    assert_eq!(log.log_end_offset(), 100);
+    log.close().unwrap();
+    drop(log);
+    let log = Log::open(dir.path(), small_segments()).unwrap();
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (100, 100));
+}
+
+#[test]
+fn a_recorded_log_start_is_clamped_to_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), LogConfig::default()).unwrap();
+    log.append(&mut batch(5, 20, 0), 0, 1).unwrap();
+    drop(log);
+    // Past what recovery kept: the end. Unreadable: the first segment.
+    std::fs::write(dir.path().join("log-start-offset"), b"900\n").unwrap();
+    assert_eq!(
+        Log::open(dir.path(), LogConfig::default())
+            .unwrap()
+            .log_start_offset(),
+        5
+    );
+    std::fs::write(dir.path().join("log-start-offset"), b"-3").unwrap();
+    assert_eq!(
+        Log::open(dir.path(), LogConfig::default())
+            .unwrap()
+            .log_start_offset(),
+        0
+    );
+}
+
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => (1usize..5, 0usize..200).prop_map(|(records, size)| Op::Append { records, size }),
         3 => (any::<usize>(), 1usize..2000).prop_map(|(at, max_bytes)| Op::Read { at, max_bytes }),
         1 => any::<bool>().prop_map(|clean| Op::Reopen { clean }),
     ]
+}
+
+proptest! {
+    /// The log start offset file: what is written reads back; anything else
+    /// is a non-negative number or nothing, never a panic.
+    #[test]
+    fn log_start_offset_file_parses(offset in 0i64..i64::MAX, junk in proptest::collection::vec(any::<u8>(), 0..24)) {
+        prop_assert_eq!(crate::parse_log_start_offset(format!("{offset}\n").as_bytes()), Some(offset));
+        if let Some(parsed) = crate::parse_log_start_offset(&junk) {
+            prop_assert!(parsed >= 0);
+        }
+    }
 }
 
 proptest! {

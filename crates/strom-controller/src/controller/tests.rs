@@ -212,3 +212,185 @@ fn partitions_per_request_are_capped_before_anything_is_decided() {
     r[0].as_ref().unwrap();
     assert_eq!(c.image().topic("grow").unwrap().partitions.len(), 10_001);
 }
+
+fn alter(resource: ConfigResource, ops: Vec<ConfigOp>, replace: bool) -> AlterConfigsRequest {
+    AlterConfigsRequest {
+        resource,
+        ops,
+        replace,
+    }
+}
+
+fn set(name: &str, value: &str) -> ConfigOp {
+    ConfigOp::Set(name.into(), value.into())
+}
+
+#[test]
+fn config_changes_are_validated_recorded_and_replayed() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = controller(dir.path());
+    let mut t = topic("t", 1);
+    t.configs = vec![("segment.ms".into(), "100000".into())];
+    c.create_topics(vec![t], false).unwrap();
+    let topic_res = || ConfigResource::Topic("t".into());
+    let configs = |c: &Controller| c.image().topic("t").unwrap().configs.clone();
+
+    // validate_only decides but records nothing.
+    let offset = c.image().offset;
+    let r = c
+        .alter_configs(
+            vec![alter(topic_res(), vec![set("retention.ms", "5")], false)],
+            true,
+        )
+        .unwrap();
+    assert!(r[0].is_ok());
+    assert_eq!(c.image().offset, offset);
+
+    // APPEND starts from the default ("delete"); SUBTRACT removes items.
+    let r = c
+        .alter_configs(
+            vec![alter(
+                topic_res(),
+                vec![
+                    ConfigOp::Append("cleanup.policy".into(), "compact".into()),
+                    set("retention.ms", "5"),
+                ],
+                false,
+            )],
+            false,
+        )
+        .unwrap();
+    assert!(r[0].is_ok(), "{r:?}");
+    assert_eq!(configs(&c)["cleanup.policy"], "delete,compact");
+    assert_eq!(configs(&c)["segment.ms"], "100000", "untouched keys stay");
+    c.alter_configs(
+        vec![alter(
+            topic_res(),
+            vec![ConfigOp::Subtract("cleanup.policy".into(), "delete".into())],
+            false,
+        )],
+        false,
+    )
+    .unwrap();
+    assert_eq!(configs(&c)["cleanup.policy"], "compact");
+
+    // One bad key fails the whole resource, and changes nothing of it.
+    let before = configs(&c);
+    let r = c
+        .alter_configs(
+            vec![alter(
+                topic_res(),
+                vec![set("retention.ms", "9"), set("retention.bytes", "-7")],
+                false,
+            )],
+            false,
+        )
+        .unwrap();
+    assert_eq!(r[0].as_ref().unwrap_err().code, ErrorCode::InvalidConfig);
+    assert_eq!(configs(&c), before);
+    let r = c
+        .alter_configs(
+            vec![
+                alter(
+                    topic_res(),
+                    vec![ConfigOp::Append("retention.ms".into(), "1".into())],
+                    false,
+                ),
+                alter(
+                    ConfigResource::Topic("nope".into()),
+                    vec![set("retention.ms", "1")],
+                    false,
+                ),
+                alter(topic_res(), vec![set("no.such", "1")], false),
+            ],
+            false,
+        )
+        .unwrap();
+    assert_eq!(
+        r[0].as_ref().unwrap_err().message,
+        "Can't APPEND to key retention.ms because its type is not LIST."
+    );
+    assert_eq!(
+        r[1].as_ref().unwrap_err().code,
+        ErrorCode::UnknownTopicOrPartition
+    );
+    assert_eq!(
+        r[2].as_ref().unwrap_err().message,
+        "Unknown topic config name: no.such"
+    );
+
+    // AlterConfigs replaces every override.
+    c.alter_configs(
+        vec![alter(topic_res(), vec![set("flush.ms", "1000")], true)],
+        false,
+    )
+    .unwrap();
+    assert_eq!(
+        configs(&c),
+        BTreeMap::from([("flush.ms".to_owned(), "1000".to_owned())])
+    );
+
+    // Broker configs: dynamic keys and unknown keys are kept, per broker
+    // and cluster-wide; static ones are refused.
+    let r = c
+        .alter_configs(
+            vec![
+                alter(
+                    ConfigResource::Broker(Some(1)),
+                    vec![set("log.retention.ms", "1000")],
+                    false,
+                ),
+                alter(
+                    ConfigResource::Broker(None),
+                    vec![set("message.max.bytes", "2000000")],
+                    false,
+                ),
+                alter(
+                    ConfigResource::Broker(Some(1)),
+                    vec![set("num.partitions", "3")],
+                    false,
+                ),
+                alter(
+                    ConfigResource::Broker(None),
+                    vec![set("log.retention.ms", "x")],
+                    false,
+                ),
+                alter(
+                    ConfigResource::Broker(None),
+                    vec![set("plugin.key", "v")],
+                    false,
+                ),
+            ],
+            false,
+        )
+        .unwrap();
+    assert!(r[0].is_ok() && r[1].is_ok() && r[4].is_ok(), "{r:?}");
+    assert_eq!(
+        r[2].as_ref().unwrap_err().message,
+        "Cannot update these configs dynamically: Set(num.partitions)"
+    );
+    assert_eq!(r[3].as_ref().unwrap_err().code, ErrorCode::InvalidRequest);
+
+    // Replay gives the same image.
+    let image = c.image();
+    drop(c);
+    let again = controller(dir.path());
+    assert_eq!(
+        again.image().topic("t").unwrap().configs,
+        image.topic("t").unwrap().configs
+    );
+    assert_eq!(
+        again.image().broker_configs(Some(1)).unwrap()["log.retention.ms"],
+        "1000"
+    );
+    assert_eq!(
+        again.image().broker_configs(None).unwrap()["message.max.bytes"],
+        "2000000"
+    );
+    let effective = again.config().with_dynamic(
+        again.image().broker_configs(Some(1)),
+        again.image().broker_configs(None),
+    );
+    assert_eq!(effective.get_i64("log.retention.ms"), 1000);
+    assert_eq!(effective.get_i64("message.max.bytes"), 2_000_000);
+}

@@ -1,7 +1,7 @@
 //! DescribeConfigs (v1+): topic and broker configs with sources, synonyms
 //! and documentation.
 
-use strom_metadata::config::{ConfigDef, ConfigSource};
+use strom_metadata::config::{is_dynamic_broker_config, ConfigDef, ConfigSource};
 use strom_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
 };
@@ -55,8 +55,8 @@ fn describe_topic(
     let topic = image
         .topic(name)
         .ok_or(ErrorCode::UnknownTopicOrPartition)?;
-    Ok(broker
-        .config
+    let config = broker.effective_config(&image);
+    Ok(config
         .topic_configs(&topic.configs)
         .into_iter()
         .filter(|(d, _, _)| keys.is_none_or(|k| k.iter().any(|k| k == d.def.name)))
@@ -65,8 +65,8 @@ fn describe_topic(
             if let Some(v) = topic.configs.get(d.def.name) {
                 synonyms.push(synonym(d.def.name, v, ConfigSource::TopicOverride));
             }
-            if let Some(v) = broker.config.explicit(d.broker_synonym) {
-                synonyms.push(synonym(d.broker_synonym, v, ConfigSource::StaticBroker));
+            for (v, source) in config.layers(d.broker_synonym) {
+                synonyms.push(synonym(d.broker_synonym, v, source));
             }
             synonyms.push(synonym(
                 d.broker_synonym,
@@ -110,19 +110,38 @@ fn describe_broker(
             )
         })
         .collect();
-    out.extend(
-        broker
-            .config
-            .describe()
+    let config = broker.effective_config(&broker.image());
+    out.extend(config.describe().into_iter().map(|(d, value, source)| {
+        let mut synonyms: Vec<DescribeConfigsSynonym> = config
+            .layers(d.name)
             .into_iter()
-            .map(|(d, value, source)| {
-                let mut synonyms = vec![synonym(d.name, &value, source)];
-                if source != ConfigSource::Default {
-                    synonyms.push(synonym(d.name, d.default, ConfigSource::Default));
-                }
-                entry(&d, d.name, &value, source, true, synonyms, opts)
-            }),
-    );
+            .map(|(v, source)| synonym(d.name, v, source))
+            .collect();
+        synonyms.push(synonym(d.name, d.default, ConfigSource::Default));
+        let read_only = !is_dynamic_broker_config(d.name);
+        entry(&d, d.name, &value, source, read_only, synonyms, opts)
+    }));
+    // Keys Strom does not know, set dynamically: listed as Kafka lists
+    // them, read-only with their value hidden (it cannot tell whether
+    // they are secrets) and no type.
+    out.extend(config.unknown_dynamic().into_iter().map(|(name, source)| {
+        let hidden = DescribeConfigsSynonym::default()
+            .with_name(str_bytes(name))
+            .with_value(None)
+            .with_source(source as i8);
+        DescribeConfigsResourceResult::default()
+            .with_name(str_bytes(name))
+            .with_value(None)
+            .with_read_only(true)
+            .with_config_source(source as i8)
+            .with_config_type(0)
+            .with_is_sensitive(true)
+            .with_synonyms(if opts.synonyms {
+                vec![hidden]
+            } else {
+                Vec::new()
+            })
+    }));
     out.retain(|e| keys.is_none_or(|k| k.iter().any(|k| k == e.name.as_str())));
     Ok(out)
 }

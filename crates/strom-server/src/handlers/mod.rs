@@ -2,8 +2,10 @@
 //! typed response; errors a client caused are answered with Kafka's error
 //! codes inside the response, never by closing the connection.
 
+mod acls;
 mod add_offsets_to_txn;
 mod add_partitions_to_txn;
+mod alter_configs;
 mod api_versions;
 mod commits;
 mod consumer_group_describe;
@@ -11,12 +13,15 @@ mod consumer_group_heartbeat;
 mod create_partitions;
 mod create_topics;
 mod delete_groups;
+mod delete_records;
 mod delete_topics;
 mod describe_cluster;
 mod describe_configs;
 mod describe_groups;
+mod describe_log_dirs;
 mod describe_producers;
 mod describe_transactions;
+mod elect_leaders;
 mod end_txn;
 mod fetch;
 mod find_coordinator;
@@ -144,6 +149,24 @@ pub(crate) async fn dispatch(
         }
         RequestKind::ListTransactions(r) => {
             ResponseKind::ListTransactions(list_transactions::handle(broker, &r))
+        }
+        RequestKind::AlterConfigs(r) => {
+            ResponseKind::AlterConfigs(alter_configs::legacy(broker, r))
+        }
+        RequestKind::IncrementalAlterConfigs(r) => {
+            ResponseKind::IncrementalAlterConfigs(alter_configs::incremental(broker, r))
+        }
+        RequestKind::DeleteRecords(r) => {
+            ResponseKind::DeleteRecords(delete_records::handle(broker, &r))
+        }
+        RequestKind::DescribeAcls(r) => ResponseKind::DescribeAcls(acls::describe(&r)),
+        RequestKind::CreateAcls(r) => ResponseKind::CreateAcls(acls::create(&r)),
+        RequestKind::DeleteAcls(r) => ResponseKind::DeleteAcls(acls::delete(&r)),
+        RequestKind::DescribeLogDirs(r) => {
+            ResponseKind::DescribeLogDirs(describe_log_dirs::handle(broker, &r))
+        }
+        RequestKind::ElectLeaders(r) => {
+            ResponseKind::ElectLeaders(elect_leaders::handle(broker, &r))
         }
         _ => return Err(HandlerError::Unhandled),
     }))

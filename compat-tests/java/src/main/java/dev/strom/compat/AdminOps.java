@@ -375,7 +375,8 @@ public final class AdminOps {
                 return "deleted";
             });
 
-            // What Strom does not serve yet (README: "Not yet"; docs/compatibility.md).
+            // Configs, records, log dirs, ACLs and elections; after them, what
+            // Strom does not serve yet (docs/compatibility.md, "ApiVersions ranges").
             ConfigResource topicRes = new ConfigResource(ConfigResource.Type.TOPIC, topic);
             op("incrementalAlterConfigs", () -> {
                 admin.incrementalAlterConfigs(Map.of(topicRes, List.of(new AlterConfigOp(

@@ -1,0 +1,121 @@
+//! ElectLeaders (v0+), as Kafka's controller decides it: a preferred
+//! election is needed where the leader is not the first replica, an unclean
+//! one where a partition has no leader. Every partition of Strom's single
+//! node is led by its only replica, so each existing partition answers
+//! ELECTION_NOT_NEEDED, and an election over every partition (no topics
+//! named) reports none of them, as Kafka leaves out those not needed.
+
+use strom_metadata::MetadataImage;
+use strom_protocol::messages::elect_leaders_response::{PartitionResult, ReplicaElectionResult};
+use strom_protocol::messages::{ElectLeadersRequest, ElectLeadersResponse, TopicName};
+use strom_protocol::ErrorCode;
+
+use super::str_bytes;
+use crate::broker::Broker;
+
+const PREFERRED: i8 = 0;
+const UNCLEAN: i8 = 1;
+
+/// The outcome of electing a leader for one partition.
+fn elect(image: &MetadataImage, topic: &str, partition: i32, unclean: bool) -> PartitionResult {
+    let result = PartitionResult::default().with_partition_id(partition);
+    let Some(t) = image.topic(topic) else {
+        return result
+            .with_error_code(ErrorCode::UnknownTopicOrPartition.code())
+            .with_error_message(Some(str_bytes(&format!("No such topic as {topic}"))));
+    };
+    let Some(p) = t.partitions.get(&partition) else {
+        return result
+            .with_error_code(ErrorCode::UnknownTopicOrPartition.code())
+            .with_error_message(Some(str_bytes(&format!(
+                "No such partition as {topic}-{partition}"
+            ))));
+    };
+    let not_needed = if unclean {
+        p.leader >= 0
+    } else {
+        p.replicas.first() == Some(&p.leader)
+    };
+    if not_needed {
+        // Kafka's controller fills in the code's own description.
+        return result
+            .with_error_code(ErrorCode::ElectionNotNeeded.code())
+            .with_error_message(Some(str_bytes(
+                "Leader election not needed for topic partition.",
+            )));
+    }
+    // A leader can only move to another replica, and one node has none:
+    // with replication this becomes a partition change.
+    let code = if unclean {
+        ErrorCode::EligibleLeadersNotAvailable
+    } else {
+        ErrorCode::PreferredLeaderNotAvailable
+    };
+    result.with_error_code(code.code())
+}
+
+pub(super) fn handle(broker: &Broker, req: &ElectLeadersRequest) -> ElectLeadersResponse {
+    let unclean = match req.election_type {
+        PREFERRED => false,
+        UNCLEAN => true,
+        other => {
+            return ElectLeadersResponse::default()
+                .with_error_code(ErrorCode::InvalidRequest.code())
+                .with_replica_election_results(
+                    req.topic_partitions
+                        .iter()
+                        .flatten()
+                        .map(|t| {
+                            ReplicaElectionResult::default()
+                                .with_topic(t.topic.clone())
+                                .with_partition_result(
+                                    t.partitions
+                                        .iter()
+                                        .map(|&p| {
+                                            PartitionResult::default()
+                                                .with_partition_id(p)
+                                                .with_error_code(ErrorCode::InvalidRequest.code())
+                                                .with_error_message(Some(str_bytes(&format!(
+                                                    "Unknown election type {other}"
+                                                ))))
+                                        })
+                                        .collect(),
+                                )
+                        })
+                        .collect(),
+                );
+        }
+    };
+    let image = broker.image();
+    let results = match &req.topic_partitions {
+        Some(topics) => topics
+            .iter()
+            .map(|t| {
+                ReplicaElectionResult::default()
+                    .with_topic(t.topic.clone())
+                    .with_partition_result(
+                        t.partitions
+                            .iter()
+                            .map(|&p| elect(&image, t.topic.as_str(), p, unclean))
+                            .collect(),
+                    )
+            })
+            .collect(),
+        None => image
+            .topics()
+            .into_iter()
+            .map(|t| {
+                let needed = t
+                    .partitions
+                    .keys()
+                    .map(|&p| elect(&image, &t.name, p, unclean))
+                    .filter(|r| r.error_code != ErrorCode::ElectionNotNeeded.code())
+                    .collect();
+                ReplicaElectionResult::default()
+                    .with_topic(TopicName(str_bytes(&t.name)))
+                    .with_partition_result(needed)
+            })
+            .collect(),
+    };
+    ElectLeadersResponse::default().with_replica_election_results(results)
+}
