@@ -25,6 +25,45 @@ pub type Assignment = BTreeMap<Uuid, BTreeSet<i32>>;
 pub trait TopicsView {
     /// Id and partition count of a topic, if it exists.
     fn topic(&self, name: &str) -> Option<(Uuid, i32)>;
+    /// Every topic's name, internal ones included (what a subscription
+    /// regex is matched against).
+    fn names(&self) -> Vec<String>;
+}
+
+/// A member's subscription regex (KIP-848's SubscribedTopicRegex): matched
+/// against whole topic names, with RE2's syntax, as Kafka's RE2/J does.
+#[derive(Debug, Clone)]
+pub struct TopicRegex {
+    source: String,
+    compiled: regex::Regex,
+}
+
+impl TopicRegex {
+    /// Compiles `source`; INVALID_REGULAR_EXPRESSION's message if it is not
+    /// a regular expression.
+    pub fn new(source: &str) -> Result<TopicRegex, String> {
+        let compiled = regex::Regex::new(&format!("^(?:{source})$")).map_err(|e| {
+            format!("SubscribedTopicRegex `{source}` is not a valid regular expression: {e}")
+        })?;
+        Ok(TopicRegex {
+            source: source.to_owned(),
+            compiled,
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    pub fn matches(&self, topic: &str) -> bool {
+        self.compiled.is_match(topic)
+    }
+}
+
+impl PartialEq for TopicRegex {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source
+    }
 }
 
 pub const ASSIGNORS: &[&str] = &["uniform", "range"];
@@ -38,6 +77,8 @@ pub struct HeartbeatRequest {
     pub rack_id: Option<String>,
     pub rebalance_timeout_ms: i32,
     pub subscribed_topic_names: Option<Vec<String>>,
+    /// `None`: unchanged; `Some(None)`: cleared (an empty regex).
+    pub subscribed_topic_regex: Option<Option<TopicRegex>>,
     pub server_assignor: Option<String>,
     /// What the member owns now, when it reports it.
     pub owned: Option<Assignment>,
@@ -63,6 +104,7 @@ pub struct ConsumerMemberSummary {
     pub client_id: String,
     pub client_host: String,
     pub subscribed_topic_names: Vec<String>,
+    pub subscribed_topic_regex: Option<String>,
     pub assignment: Assignment,
     pub target_assignment: Assignment,
 }
@@ -86,6 +128,10 @@ pub(super) struct ConsumerMember {
     epoch: i32,
     previous_epoch: i32,
     subscribed: Vec<String>,
+    regex: Option<TopicRegex>,
+    /// The topics the member subscribes to, by name and by regex, as of
+    /// the last target computation.
+    resolved: Vec<String>,
     assignor: Option<String>,
     assigned: Assignment,
     /// Revoked from this member but not yet confirmed released by it.
@@ -136,12 +182,30 @@ impl ConsumerGroup {
             .unwrap_or(ASSIGNORS[0])
     }
 
+    /// Each member's subscribed topic names: those it named and those its
+    /// regex matches (all topics' names are read only if some member has a
+    /// regex).
+    fn resolve(&self, view: &dyn TopicsView) -> BTreeMap<String, Vec<String>> {
+        let all = if self.members.values().any(|m| m.regex.is_some()) {
+            view.names()
+        } else {
+            Vec::new()
+        };
+        self.members
+            .iter()
+            .map(|(id, m)| {
+                let mut names: BTreeSet<String> = m.subscribed.iter().cloned().collect();
+                if let Some(re) = &m.regex {
+                    names.extend(all.iter().filter(|t| re.matches(t)).cloned());
+                }
+                (id.clone(), names.into_iter().collect())
+            })
+            .collect()
+    }
+
     fn subscribed_topics(&self, view: &dyn TopicsView) -> Vec<(String, Uuid, i32)> {
-        let names: BTreeSet<&String> = self
-            .members
-            .values()
-            .flat_map(|m| m.subscribed.iter())
-            .collect();
+        let resolved = self.resolve(view);
+        let names: BTreeSet<&String> = resolved.values().flatten().collect();
         names
             .into_iter()
             .filter_map(|n| view.topic(n).map(|(id, p)| (n.clone(), id, p)))
@@ -151,10 +215,15 @@ impl ConsumerGroup {
     /// Recomputes the target assignment for the current members and topics.
     fn compute_target(&mut self, view: &dyn TopicsView) {
         self.topics = self.subscribed_topics(view);
+        for (id, names) in self.resolve(view) {
+            if let Some(m) = self.members.get_mut(&id) {
+                m.resolved = names;
+            }
+        }
         let subs: BTreeMap<&str, &Vec<String>> = self
             .members
             .iter()
-            .map(|(id, m)| (id.as_str(), &m.subscribed))
+            .map(|(id, m)| (id.as_str(), &m.resolved))
             .collect();
         self.target = match self.assignor() {
             "range" => range(&subs, &self.topics),
@@ -379,12 +448,15 @@ impl GroupCoordinator {
                 });
             }
             0 => {
-                let Some(subscribed) = req.subscribed_topic_names.clone() else {
+                let regex = req.subscribed_topic_regex.clone().flatten();
+                if req.subscribed_topic_names.is_none() && regex.is_none() {
                     return Err((
                         ErrorCode::InvalidRequest,
-                        "SubscribedTopicNames must be set when joining".into(),
+                        "SubscribedTopicNames or SubscribedTopicRegex must be set in first request."
+                            .into(),
                     ));
-                };
+                }
+                let subscribed = req.subscribed_topic_names.clone().unwrap_or_default();
                 if let Some(a) = &req.server_assignor {
                     if !ASSIGNORS.contains(&a.as_str()) {
                         return Err((
@@ -409,6 +481,8 @@ impl GroupCoordinator {
                         epoch: 0,
                         previous_epoch: -1,
                         subscribed,
+                        regex,
+                        resolved: Vec::new(),
                         assignor: req.server_assignor.clone(),
                         assigned: Assignment::new(),
                         pending_revoke: Assignment::new(),
@@ -438,6 +512,12 @@ impl GroupCoordinator {
                 if let Some(subs) = &req.subscribed_topic_names {
                     if *subs != m.subscribed {
                         m.subscribed = subs.clone();
+                        changed = true;
+                    }
+                }
+                if let Some(regex) = &req.subscribed_topic_regex {
+                    if *regex != m.regex {
+                        m.regex = regex.clone();
                         changed = true;
                     }
                 }
@@ -510,7 +590,7 @@ impl GroupCoordinator {
                 let subs: BTreeMap<&str, &Vec<String>> = cg
                     .members
                     .iter()
-                    .map(|(id, m)| (id.as_str(), &m.subscribed))
+                    .map(|(id, m)| (id.as_str(), &m.resolved))
                     .collect();
                 cg.target = if cg.assignor() == "range" {
                     range(&subs, &topics)
@@ -545,6 +625,7 @@ impl GroupCoordinator {
                     client_id: m.client_id.clone(),
                     client_host: m.client_host.clone(),
                     subscribed_topic_names: m.subscribed.clone(),
+                    subscribed_topic_regex: m.regex.as_ref().map(|r| r.as_str().to_owned()),
                     assignment: m.assigned.clone(),
                     target_assignment: cg.target.get(&m.id).cloned().unwrap_or_default(),
                 })

@@ -514,6 +514,57 @@ mod consumer_protocol {
         fn topic(&self, name: &str) -> Option<(Uuid, i32)> {
             (name == "t").then_some((Uuid::from_u128(1), 4))
         }
+        fn names(&self) -> Vec<String> {
+            vec!["t".into()]
+        }
+    }
+
+    /// Topics by name: (id, partitions).
+    struct Named(BTreeMap<String, (Uuid, i32)>);
+    impl TopicsView for Named {
+        fn topic(&self, name: &str) -> Option<(Uuid, i32)> {
+            self.0.get(name).copied()
+        }
+        fn names(&self) -> Vec<String> {
+            self.0.keys().cloned().collect()
+        }
+    }
+
+    #[test]
+    fn a_regex_subscription_follows_the_topics_it_matches() {
+        use crate::group::consumer::TopicRegex;
+        let (c, _) = coordinator();
+        let mut topics = Named(BTreeMap::from([
+            ("orders".to_owned(), (Uuid::from_u128(1), 2)),
+            ("orders-old".to_owned(), (Uuid::from_u128(2), 1)),
+            ("payments".to_owned(), (Uuid::from_u128(3), 1)),
+        ]));
+        let mut join = hb("", 0, None);
+        join.subscribed_topic_names = None;
+        join.subscribed_topic_regex = Some(Some(TopicRegex::new("orders.*").unwrap()));
+        let r = c.consumer_heartbeat(join, &topics, Instant::now()).unwrap();
+        let got = r.assignment.unwrap();
+        assert_eq!(
+            got.keys().copied().collect::<Vec<_>>(),
+            vec![Uuid::from_u128(1), Uuid::from_u128(2)],
+            "whole names match: not payments"
+        );
+        // A new matching topic joins the assignment at the next heartbeat.
+        topics
+            .0
+            .insert("orders-v2".to_owned(), (Uuid::from_u128(4), 3));
+        let next = hb(&r.member_id, r.member_epoch, Some(got));
+        let r2 = c.consumer_heartbeat(next, &topics, Instant::now()).unwrap();
+        assert!(r2.member_epoch > r.member_epoch);
+        assert_eq!(count(&r2.assignment.unwrap()), 6);
+        // Neither names nor regex: refused.
+        let mut bare = hb("", 0, None);
+        bare.subscribed_topic_names = None;
+        let e = c
+            .consumer_heartbeat(bare, &topics, Instant::now())
+            .unwrap_err();
+        assert_eq!(e.0, ErrorCode::InvalidRequest);
+        assert!(TopicRegex::new("orders(").is_err());
     }
 
     fn hb(member: &str, epoch: i32, owned: Option<Assignment>) -> HeartbeatRequest {
@@ -525,6 +576,7 @@ mod consumer_protocol {
             rack_id: None,
             rebalance_timeout_ms: 30_000,
             subscribed_topic_names: (epoch == 0).then(|| vec!["t".to_owned()]),
+            subscribed_topic_regex: None,
             server_assignor: None,
             owned,
             client_id: "c".into(),

@@ -74,6 +74,9 @@ pub(super) fn handle(
                                             .map(|t| TopicName(str_bytes(t)))
                                             .collect(),
                                     )
+                                    .with_subscribed_topic_regex(
+                                        m.subscribed_topic_regex.as_deref().map(str_bytes),
+                                    )
                                     .with_assignment(to_wire(&m.assignment, &image))
                                     .with_target_assignment(to_wire(&m.target_assignment, &image))
                             })

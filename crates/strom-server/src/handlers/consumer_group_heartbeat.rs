@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use strom_coordinator::group::consumer::{Assignment, HeartbeatRequest, TopicsView};
+use strom_coordinator::group::consumer::{Assignment, HeartbeatRequest, TopicRegex, TopicsView};
 use strom_metadata::{MetadataImage, Uuid};
 use strom_protocol::messages::consumer_group_heartbeat_response::{
     Assignment as WireAssignment, TopicPartitions,
@@ -11,6 +11,7 @@ use strom_protocol::messages::consumer_group_heartbeat_response::{
 use strom_protocol::messages::{
     ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, RequestHeader,
 };
+use strom_protocol::ErrorCode;
 
 use super::str_bytes;
 use crate::broker::Broker;
@@ -23,6 +24,10 @@ impl TopicsView for ImageTopics<'_> {
         self.0
             .topic(name)
             .map(|t| (t.id, t.partitions.len() as i32))
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.0.topics_unordered().map(|t| t.name.clone()).collect()
     }
 }
 
@@ -47,6 +52,20 @@ pub(super) fn handle(
     if let Err(code) = broker.ensure_offsets_topic() {
         return ConsumerGroupHeartbeatResponse::default().with_error_code(code.code());
     }
+    // An empty regex clears the member's; a bad one refuses the heartbeat.
+    let regex = match req.subscribed_topic_regex.as_ref().map(|r| r.as_str()) {
+        None => None,
+        Some("") => Some(None),
+        Some(source) => match TopicRegex::new(source) {
+            Ok(re) => Some(Some(re)),
+            Err(message) => {
+                return ConsumerGroupHeartbeatResponse::default()
+                    .with_error_code(ErrorCode::InvalidRegularExpression.code())
+                    .with_error_message(Some(str_bytes(&message)))
+                    .with_member_epoch(-1)
+            }
+        },
+    };
     let image = broker.image();
     let request = HeartbeatRequest {
         group_id: req.group_id.0.as_str().to_owned(),
@@ -59,6 +78,7 @@ pub(super) fn handle(
             .subscribed_topic_names
             .as_ref()
             .map(|ts| ts.iter().map(|t| t.0.as_str().to_owned()).collect()),
+        subscribed_topic_regex: regex,
         server_assignor: req.server_assignor.as_ref().map(|s| s.as_str().to_owned()),
         owned: req.topic_partitions.as_ref().map(|tps| {
             tps.iter()
