@@ -50,6 +50,10 @@ VERIFIABLE_PRODUCER = "org.apache.kafka.tools.VerifiableProducer"
 VERIFIABLE_CONSUMER = "org.apache.kafka.tools.VerifiableConsumer"
 BROKER_API_VERSIONS = "org.apache.kafka.tools.BrokerApiVersionsCommand"
 FEATURE_COMMAND = "org.apache.kafka.tools.FeatureCommand"
+DELETE_RECORDS_COMMAND = "org.apache.kafka.tools.DeleteRecordsCommand"     # kafka-delete-records.sh
+LOG_DIRS_COMMAND = "org.apache.kafka.tools.LogDirsCommand"                 # kafka-log-dirs.sh
+LEADER_ELECTION_COMMAND = "org.apache.kafka.tools.LeaderElectionCommand"   # kafka-leader-election.sh
+ACL_COMMAND = "org.apache.kafka.tools.AclCommand"                          # kafka-acls.sh (kafka.admin.AclCommand before 4.0)
 
 HOST = "127.0.0.1"
 FORMAT_TIMEOUT = 120.0

@@ -181,7 +181,8 @@ pub(super) fn incremental(
                     .with_resource_type(kind)
                     .with_resource_name(name);
                 match outcome {
-                    Ok(()) => r,
+                    // Kafka sends a null message with success.
+                    Ok(()) => r.with_error_message(None),
                     Err(e) => r
                         .with_error_code(e.code.code())
                         .with_error_message(Some(str_bytes(&e.message))),
@@ -233,7 +234,8 @@ pub(super) fn legacy(broker: &Broker, req: LegacyRequest) -> AlterConfigsRespons
                     .with_resource_type(kind)
                     .with_resource_name(name);
                 match outcome {
-                    Ok(()) => r,
+                    // Kafka sends a null message with success.
+                    Ok(()) => r.with_error_message(None),
                     Err(e) => r
                         .with_error_code(e.code.code())
                         .with_error_message(Some(str_bytes(&e.message))),

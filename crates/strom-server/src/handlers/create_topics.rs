@@ -62,6 +62,7 @@ pub(super) fn handle(
             tracing::error!(error = %e, "cannot open created partitions");
         }
     }
+    let config = broker.effective_config(&broker.image());
     let mut topics: Vec<CreatableTopicResult> = unique
         .into_iter()
         .zip(results)
@@ -70,8 +71,7 @@ pub(super) fn handle(
             match r {
                 Ok(created) => {
                     let configs = (version >= 5).then(|| {
-                        broker
-                            .config
+                        config
                             .topic_configs(&created.configs)
                             .into_iter()
                             .map(|(def, value, source)| {
@@ -82,7 +82,9 @@ pub(super) fn handle(
                             })
                             .collect()
                     });
-                    base.with_topic_id(created.topic_id)
+                    // Kafka sends a null message with success.
+                    base.with_error_message(None)
+                        .with_topic_id(created.topic_id)
                         .with_num_partitions(created.num_partitions)
                         .with_replication_factor(created.replication_factor)
                         .with_configs(configs)
