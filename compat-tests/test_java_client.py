@@ -602,9 +602,7 @@ def test_admin_topics_match_reference(admin_strom, admin_kafka):
 
 
 # DescribeConfigs (the topic's and the broker's keys, values, sources and
-# synonyms) is compared by the DescribeConfigs differential of issue 9, not
-# here yet; what this program found is listed "to fix" in
-# docs/compatibility.md, "Found by the Java client".
+# synonyms) is compared by test_differential_describe_configs.py.
 
 
 def test_admin_configs_records_log_dirs_acls_elections_match_reference(admin_strom, admin_kafka):

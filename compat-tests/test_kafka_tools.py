@@ -20,7 +20,8 @@ detail of an otherwise equal output differs, the scenario keeps that detail
 under a ``raw:`` key, left out of the comparison, and a separate strict-xfail
 test (test_topics_describe_exact, test_configs_describe_retention_synonyms,
 test_transactions_marker_coordinator_epoch, test_transactions_epoch_bump)
-compares it from the cached outputs of both brokers.
+compares it from the cached outputs of both brokers (strict-xfail where the
+difference is still open).
 
 The tools run with ``JAVA_TOOL_OPTIONS=-XX:TieredStopAtLevel=1
 -XX:+UseSerialGC``: a third less CPU per JVM start, no change in behaviour.
@@ -258,9 +259,7 @@ def test_topics(request, target):
 
 @pytest.mark.xfail(strict=True, reason=(
     "to fix: DescribeTopicPartitions (75) is not served, so TopicCommand falls back to Metadata and prints "
-    "'Elr: N/A LastKnownElr: N/A' where Kafka prints empty lists; and Kafka 4.1 (eligible.leader.replicas."
-    "version=1) holds a cluster-level min.insync.replicas=1 (DYNAMIC_DEFAULT_BROKER_CONFIG) that "
-    "--describe lists in Configs"))
+    "'Elr: N/A LastKnownElr: N/A' where Kafka prints empty lists"))
 def test_topics_describe_exact(request):
     """kafka-topics --describe, only the topic id normalised."""
     strom, kafka = raw_outputs(request, sc_topics)
@@ -426,10 +425,9 @@ def test_configs_describe(request, target):
     check_scenario(request, target, sc_configs_describe)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "to fix: DescribeConfigs gives retention.ms the synonym DEFAULT_CONFIG:log.retention.ms=604800000; Kafka "
-    "gives none (its log.retention.ms default is null, the value comes from log.retention.hours)"))
 def test_configs_describe_retention_synonyms(request):
+    """retention.ms's synonyms: Kafka's log.retention.ms has no default (the
+    value comes from log.retention.hours), so an override is listed alone."""
     strom, kafka = raw_outputs(request, sc_configs_describe)
     assert strom["raw:topic"] == kafka["raw:topic"]
 

@@ -116,8 +116,107 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
     topic(def("unclean.leader.election.enable", Boolean, "false", "Allow out-of-sync replicas to become leader"), "unclean.leader.election.enable"),
 ];
 
+/// A topic config whose default the broker sets through more than one key,
+/// tried in this order: the first with a value (in any layer) wins, and
+/// with none set, the first that has a default. Each key's value is
+/// multiplied by its factor (Kafka's `log.retention.hours` and the like).
+/// A negative retention stays -1 (unlimited).
+const SYNONYM_CHAINS: &[(&str, &[(&str, i64)])] = &[
+    (
+        "retention.ms",
+        &[
+            ("log.retention.ms", 1),
+            ("log.retention.minutes", 60_000),
+            ("log.retention.hours", 3_600_000),
+        ],
+    ),
+    (
+        "segment.ms",
+        &[("log.roll.ms", 1), ("log.roll.hours", 3_600_000)],
+    ),
+    (
+        "segment.jitter.ms",
+        &[
+            ("log.roll.jitter.ms", 1),
+            ("log.roll.jitter.hours", 3_600_000),
+        ],
+    ),
+    (
+        "flush.ms",
+        &[
+            ("log.flush.interval.ms", 1),
+            ("log.flush.scheduler.interval.ms", 1),
+        ],
+    ),
+];
+
+/// The broker keys that set `topic`'s default, with their factors.
+pub fn broker_synonyms(topic: &TopicConfigDef) -> Vec<(&'static str, i64)> {
+    SYNONYM_CHAINS
+        .iter()
+        .find(|(name, _)| *name == topic.def.name)
+        .map_or_else(
+            || vec![(topic.broker_synonym, 1)],
+            |(_, chain)| chain.to_vec(),
+        )
+}
+
+/// The first key of a chain has no default of its own in Kafka (null):
+/// its value comes from the next keys unless it is set.
+fn has_null_default(name: &str) -> bool {
+    SYNONYM_CHAINS.iter().any(|(_, chain)| chain[0].0 == name)
+}
+
+/// Kafka's internal configs: accepted, but not listed by DescribeConfigs.
+const INTERNAL: &[&str] = &[
+    "log.initial.task.delay.ms",
+    "producer.id.expiration.check.interval.ms",
+];
+
 /// Broker-level configs Strom knows (besides the topic synonyms above).
 pub const BROKER_CONFIGS: &[ConfigDef] = &[
+    min(
+        def(
+            "log.retention.hours",
+            Int,
+            "168",
+            "Hours to keep a log segment before deleting it, unless log.retention.minutes or log.retention.ms is set",
+        ),
+        -1,
+    ),
+    def(
+        "log.retention.minutes",
+        Int,
+        "",
+        "Minutes to keep a log segment before deleting it, unless log.retention.ms is set (no default: log.retention.hours applies)",
+    ),
+    min(
+        def(
+            "log.roll.hours",
+            Int,
+            "168",
+            "Hours after which a new segment is rolled, unless log.roll.ms is set",
+        ),
+        1,
+    ),
+    min(
+        def(
+            "log.roll.jitter.hours",
+            Int,
+            "0",
+            "Hours of jitter subtracted from the roll time, unless log.roll.jitter.ms is set",
+        ),
+        0,
+    ),
+    min(
+        def(
+            "log.flush.scheduler.interval.ms",
+            Long,
+            LONG_MAX,
+            "How often logs are checked for a flush, unless log.flush.interval.ms is set",
+        ),
+        0,
+    ),
     min(
         def(
             "num.partitions",
@@ -387,9 +486,21 @@ pub fn broker_config(name: &str) -> Option<ConfigDef> {
                 .find(|t| t.broker_synonym == name)
                 .map(|t| ConfigDef {
                     name: t.broker_synonym,
+                    default: if has_null_default(name) {
+                        ""
+                    } else {
+                        t.def.default
+                    },
                     ..t.def
                 })
         })
+}
+
+impl ConfigDef {
+    /// The default, `None` where Kafka's is null (an empty default).
+    pub fn default_value(&self) -> Option<&'static str> {
+        (!self.default.is_empty()).then_some(self.default)
+    }
 }
 
 /// Every broker config key.
@@ -484,7 +595,8 @@ pub fn validate_topic_configs<'a>(
 /// Whether a broker config may be changed while the broker runs
 /// (IncrementalAlterConfigs, AlterConfigs): the topic configs' broker
 /// synonyms, as in Kafka (its DynamicLogConfig), whose changes reach every
-/// topic that does not override them. The rest are read-only.
+/// topic that does not override them. The rest are read-only, the hour and
+/// minute forms of the chains (`log.retention.hours`, ...) too, as in Kafka.
 pub fn is_dynamic_broker_config(name: &str) -> bool {
     TOPIC_CONFIGS.iter().any(|t| t.broker_synonym == name)
 }
@@ -605,9 +717,11 @@ impl StaticConfig {
 
     /// The value of a broker config: explicit or default.
     pub fn get(&self, name: &str) -> Option<String> {
-        self.explicit(name)
-            .map(str::to_owned)
-            .or_else(|| broker_config(name).map(|d| d.default.to_owned()))
+        self.explicit(name).map(str::to_owned).or_else(|| {
+            broker_config(name)
+                .and_then(|d| d.default_value())
+                .map(str::to_owned)
+        })
     }
 
     pub fn get_i64(&self, name: &str) -> i64 {
@@ -620,15 +734,57 @@ impl StaticConfig {
         self.get(name).is_some_and(|v| v == "true")
     }
 
-    /// Every broker config with its value and source.
-    pub fn describe(&self) -> Vec<(ConfigDef, String, ConfigSource)> {
+    /// Every broker config DescribeConfigs lists, with its value (`None`:
+    /// null, as Kafka reports a key without a default) and source.
+    pub fn describe(&self) -> Vec<(ConfigDef, Option<String>, ConfigSource)> {
         broker_config_names()
+            .filter(|n| !INTERNAL.contains(n))
             .filter_map(broker_config)
             .map(|d| match self.explicit_with_source(d.name) {
-                Some((v, source)) => (d, v.to_owned(), source),
-                None => (d, d.default.to_owned(), ConfigSource::Default),
+                Some((v, source)) => (d, Some(v.to_owned()), source),
+                None => (
+                    d,
+                    d.default_value().map(str::to_owned),
+                    ConfigSource::Default,
+                ),
             })
             .collect()
+    }
+
+    /// A topic config's value from the broker's keys (see
+    /// [`broker_synonyms`]), if one of them is set, and where it comes from.
+    fn broker_value(&self, t: &TopicConfigDef) -> Option<(String, ConfigSource)> {
+        broker_synonyms(t).into_iter().find_map(|(key, factor)| {
+            let (v, source) = self.explicit_with_source(key)?;
+            if factor == 1 {
+                return Some((v.to_owned(), source));
+            }
+            let n: i64 = v.parse().ok()?;
+            let scaled = if n < 0 { -1 } else { n.saturating_mul(factor) };
+            Some((scaled.to_string(), source))
+        })
+    }
+
+    /// The broker-level synonyms DescribeConfigs lists for a topic config:
+    /// every layer of each of its broker keys, most significant first, and,
+    /// for a key that is its topic config's only broker synonym, its default.
+    pub fn topic_synonyms(
+        &self,
+        t: &TopicConfigDef,
+    ) -> Vec<(&'static str, Option<String>, ConfigSource)> {
+        let chain = broker_synonyms(t);
+        let mut out: Vec<(&'static str, Option<String>, ConfigSource)> = chain
+            .iter()
+            .flat_map(|(key, _)| {
+                self.layers(key)
+                    .into_iter()
+                    .map(|(v, source)| (*key, Some(v.to_owned()), source))
+            })
+            .collect();
+        if let [(key, _)] = chain.as_slice() {
+            out.push((key, Some(t.def.default.to_owned()), ConfigSource::Default));
+        }
+        out
     }
 
     /// The effective value and source of every topic config, given the
@@ -642,8 +798,8 @@ impl StaticConfig {
             .map(|t| {
                 if let Some(v) = overrides.get(t.def.name) {
                     (*t, v.clone(), ConfigSource::TopicOverride)
-                } else if let Some((v, source)) = self.explicit_with_source(t.broker_synonym) {
-                    (*t, v.to_owned(), source)
+                } else if let Some((v, source)) = self.broker_value(t) {
+                    (*t, v, source)
                 } else {
                     (*t, t.def.default.to_owned(), ConfigSource::Default)
                 }
@@ -657,7 +813,7 @@ impl StaticConfig {
         overrides
             .get(name)
             .cloned()
-            .or_else(|| self.explicit(t.broker_synonym).map(str::to_owned))
+            .or_else(|| self.broker_value(t).map(|(v, _)| v))
             .unwrap_or_else(|| t.def.default.to_owned())
     }
 }
@@ -681,6 +837,44 @@ mod tests {
             .def
             .validate("99999999999")
             .is_err());
+    }
+
+    #[test]
+    fn retention_in_hours_minutes_or_ms() {
+        let (cfg, unknown) = StaticConfig::new(BTreeMap::from([
+            ("log.retention.hours".to_owned(), "24".to_owned()),
+            ("log.roll.hours".to_owned(), "1".to_owned()),
+        ]))
+        .unwrap();
+        assert!(unknown.is_empty());
+        let none = BTreeMap::new();
+        assert_eq!(cfg.topic_value(&none, "retention.ms"), "86400000");
+        assert_eq!(cfg.topic_value(&none, "segment.ms"), "3600000");
+        let minutes = BTreeMap::from([("log.retention.minutes".to_owned(), "5".to_owned())]);
+        let ms = BTreeMap::from([("log.retention.ms".to_owned(), "7".to_owned())]);
+        let dynamic = cfg.with_dynamic(Some(&minutes), None);
+        assert_eq!(dynamic.topic_value(&none, "retention.ms"), "300000");
+        let both = cfg.with_dynamic(Some(&minutes), Some(&ms));
+        assert_eq!(
+            both.topic_value(&none, "retention.ms"),
+            "7",
+            "ms wins over minutes"
+        );
+        let unlimited = cfg.with_dynamic(
+            Some(&BTreeMap::from([(
+                "log.retention.hours".to_owned(),
+                "-1".to_owned(),
+            )])),
+            None,
+        );
+        assert_eq!(unlimited.topic_value(&none, "retention.ms"), "-1");
+        // Unset everywhere: the topic default; log.retention.ms itself is null.
+        let (plain, _) = StaticConfig::new(BTreeMap::new()).unwrap();
+        assert_eq!(plain.topic_value(&none, "retention.ms"), "604800000");
+        assert_eq!(plain.get("log.retention.ms"), None);
+        assert_eq!(plain.get("log.retention.hours").as_deref(), Some("168"));
+        assert!(is_dynamic_broker_config("log.retention.ms"));
+        assert!(!is_dynamic_broker_config("log.retention.hours"));
     }
 
     #[test]

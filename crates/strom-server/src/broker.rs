@@ -11,7 +11,7 @@ use strom_metadata::MetadataImage;
 use strom_protocol::ErrorCode;
 use strom_replica::ReplicaManager;
 use strom_storage::StorageError;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::dir_lock::{DirLock, LockError};
 use crate::internal::{self, InternalTopicLog, Loaded, OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC};
@@ -87,11 +87,29 @@ impl Broker {
         let meta = MetaProperties::load_or_create(&opts.data_dir, opts.node_id)?;
         let log = LocalMetadataLog::open(&opts.data_dir.join("__cluster_metadata-0"))?;
         let controller = Arc::new(Controller::open(Box::new(log), opts.config.clone()));
+        let fresh = controller.image().offset < 0;
         controller.register_broker(
             opts.node_id,
             &opts.advertised_host,
             i32::from(opts.advertised_port),
         )?;
+        if fresh {
+            // As Kafka's format does (for KIP-966), a new cluster records
+            // min.insync.replicas as a cluster-wide dynamic default.
+            let bootstrap = strom_controller::AlterConfigsRequest {
+                resource: strom_metadata::ConfigResource::Broker(None),
+                ops: vec![strom_controller::ConfigOp::Set(
+                    "min.insync.replicas".into(),
+                    opts.config
+                        .get("min.insync.replicas")
+                        .unwrap_or_else(|| "1".into()),
+                )],
+                replace: false,
+            };
+            if let Some(Err(e)) = controller.alter_configs(vec![bootstrap], false)?.pop() {
+                warn!(error = %e.message, "cannot record the cluster-wide min.insync.replicas");
+            }
+        }
         let replicas = Arc::new(ReplicaManager::new(
             opts.node_id,
             &opts.data_dir,

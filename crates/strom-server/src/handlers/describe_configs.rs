@@ -22,7 +22,7 @@ struct Options {
 fn entry(
     def: &ConfigDef,
     name: &str,
-    value: &str,
+    value: Option<&str>,
     source: ConfigSource,
     read_only: bool,
     synonyms: Vec<DescribeConfigsSynonym>,
@@ -30,7 +30,7 @@ fn entry(
 ) -> DescribeConfigsResourceResult {
     DescribeConfigsResourceResult::default()
         .with_name(str_bytes(name))
-        .with_value(Some(str_bytes(value)))
+        .with_value(value.map(str_bytes))
         .with_read_only(read_only)
         .with_config_source(source as i8)
         .with_config_type(def.ty as i8)
@@ -38,10 +38,10 @@ fn entry(
         .with_documentation(opts.documentation.then(|| str_bytes(def.doc)))
 }
 
-fn synonym(name: &str, value: &str, source: ConfigSource) -> DescribeConfigsSynonym {
+fn synonym(name: &str, value: Option<&str>, source: ConfigSource) -> DescribeConfigsSynonym {
     DescribeConfigsSynonym::default()
         .with_name(str_bytes(name))
-        .with_value(Some(str_bytes(value)))
+        .with_value(value.map(str_bytes))
         .with_source(source as i8)
 }
 
@@ -63,17 +63,20 @@ fn describe_topic(
         .map(|(d, value, source)| {
             let mut synonyms = Vec::new();
             if let Some(v) = topic.configs.get(d.def.name) {
-                synonyms.push(synonym(d.def.name, v, ConfigSource::TopicOverride));
+                synonyms.push(synonym(d.def.name, Some(v), ConfigSource::TopicOverride));
             }
-            for (v, source) in config.layers(d.broker_synonym) {
-                synonyms.push(synonym(d.broker_synonym, v, source));
+            for (name, v, source) in config.topic_synonyms(&d) {
+                synonyms.push(synonym(name, v.as_deref(), source));
             }
-            synonyms.push(synonym(
-                d.broker_synonym,
-                d.def.default,
-                ConfigSource::Default,
-            ));
-            entry(&d.def, d.def.name, &value, source, false, synonyms, opts)
+            entry(
+                &d.def,
+                d.def.name,
+                Some(&value),
+                source,
+                false,
+                synonyms,
+                opts,
+            )
         })
         .collect())
 }
@@ -96,16 +99,40 @@ fn describe_broker(
         at_least: None,
         doc: "The id of this node",
     };
-    let mut out: Vec<DescribeConfigsResourceResult> = ["node.id", "broker.id"]
+    // What the command line sets, as Kafka lists what server.properties
+    // sets: the node's id (broker.id with Kafka's default of -1), the data
+    // directory and the roles of the one combined node.
+    let dir = broker.replicas.dir();
+    let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let dir = dir.to_string_lossy().into_owned();
+    let string = ConfigDef {
+        ty: strom_metadata::config::ConfigType::String,
+        ..identity
+    };
+    let list = ConfigDef {
+        ty: strom_metadata::config::ConfigType::List,
+        ..identity
+    };
+    let statics: [(&str, &ConfigDef, &str, Option<&str>); 4] = [
+        ("node.id", &identity, &id, None),
+        ("broker.id", &identity, &id, Some("-1")),
+        ("log.dirs", &string, &dir, None),
+        ("process.roles", &list, "broker,controller", None),
+    ];
+    let mut out: Vec<DescribeConfigsResourceResult> = statics
         .into_iter()
-        .map(|n| {
+        .map(|(n, def, value, default)| {
+            let mut synonyms = vec![synonym(n, Some(value), ConfigSource::StaticBroker)];
+            if let Some(d) = default {
+                synonyms.push(synonym(n, Some(d), ConfigSource::Default));
+            }
             entry(
-                &identity,
+                def,
                 n,
-                &id,
+                Some(value),
                 ConfigSource::StaticBroker,
                 true,
-                vec![synonym(n, &id, ConfigSource::StaticBroker)],
+                synonyms,
                 opts,
             )
         })
@@ -115,11 +142,21 @@ fn describe_broker(
         let mut synonyms: Vec<DescribeConfigsSynonym> = config
             .layers(d.name)
             .into_iter()
-            .map(|(v, source)| synonym(d.name, v, source))
+            .map(|(v, source)| synonym(d.name, Some(v), source))
             .collect();
-        synonyms.push(synonym(d.name, d.default, ConfigSource::Default));
+        if let Some(default) = d.default_value() {
+            synonyms.push(synonym(d.name, Some(default), ConfigSource::Default));
+        }
         let read_only = !is_dynamic_broker_config(d.name);
-        entry(&d, d.name, &value, source, read_only, synonyms, opts)
+        entry(
+            &d,
+            d.name,
+            value.as_deref(),
+            source,
+            read_only,
+            synonyms,
+            opts,
+        )
     }));
     // Keys Strom does not know, set dynamically: listed as Kafka lists
     // them, read-only with their value hidden (it cannot tell whether
