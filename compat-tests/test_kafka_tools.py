@@ -546,10 +546,6 @@ def test_transactions(request, target):
     check_scenario(request, target, sc_transactions)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "to fix: DescribeProducers answers coordinator_epoch -1 for a producer whose transaction was ended by a "
-    "marker; Kafka answers the epoch that marker carried (0). Partition::producers "
-    "(crates/strom-replica/src/partition.rs) hard-codes coordinator_epoch: -1 instead of keeping the marker's"))
 def test_transactions_marker_coordinator_epoch(request):
     """kafka-transactions describe-producers: LatestCoordinatorEpoch after a commit."""
     strom, kafka = raw_outputs(request, sc_transactions)

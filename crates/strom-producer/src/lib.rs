@@ -63,6 +63,8 @@ pub struct ProducerEntry {
     pub batches: VecDeque<BatchMetadata>,
     /// First offset of the producer's ongoing transaction in this partition.
     pub txn_first_offset: Option<i64>,
+    /// The coordinator epoch of the last marker written for it here.
+    pub coordinator_epoch: Option<i32>,
 }
 
 /// A transaction that a commit or abort marker ended in this partition.
@@ -298,12 +300,16 @@ impl ProducerStateManager {
     pub fn replay(&mut self, batch: &Batch<'_>) -> Option<CompletedTxn> {
         if batch.is_control() {
             let marker = records::control_marker(batch.bytes())?;
-            return self.complete_txn(
+            let done = self.complete_txn(
                 batch.producer_id(),
                 batch.producer_epoch(),
                 batch.base_offset(),
                 marker,
             );
+            if let Some(e) = self.producers.get_mut(&batch.producer_id()) {
+                e.coordinator_epoch = records::control_marker_coordinator_epoch(batch.bytes());
+            }
+            return done;
         }
         if let Some(info) = BatchInfo::of(batch) {
             self.record(&info, batch.base_offset(), batch.last_offset());

@@ -6,8 +6,10 @@ use std::path::{Path, PathBuf};
 
 use crate::{BatchMetadata, ProducerEntry, ProducerStateManager, MAX_CACHED_BATCHES};
 
-/// Current format; SPS1 (without the ongoing transaction) is still read.
-const MAGIC: &[u8; 4] = b"SPS2";
+/// Current format; SPS2 (without the coordinator epoch) and SPS1 (without
+/// the ongoing transaction either) are still read.
+const MAGIC: &[u8; 4] = b"SPS3";
+const MAGIC_V2: &[u8; 4] = b"SPS2";
 const MAGIC_V1: &[u8; 4] = b"SPS1";
 const SUFFIX: &str = ".snapshot";
 
@@ -41,6 +43,7 @@ impl ProducerStateManager {
             out.extend_from_slice(&e.epoch.to_be_bytes());
             out.extend_from_slice(&e.last_timestamp.to_be_bytes());
             out.extend_from_slice(&e.txn_first_offset.unwrap_or(-1).to_be_bytes());
+            out.extend_from_slice(&e.coordinator_epoch.unwrap_or(-1).to_be_bytes());
             out.push(e.batches.len() as u8);
             for b in &e.batches {
                 out.extend_from_slice(&b.first_seq.to_be_bytes());
@@ -65,9 +68,10 @@ impl ProducerStateManager {
             return Err(SnapshotError::Malformed("CRC mismatch"));
         }
         let mut r = Reader(body);
-        let v2 = match r.take(4)? {
-            m if m == MAGIC => true,
-            m if m == MAGIC_V1 => false,
+        let version = match r.take(4)? {
+            m if m == MAGIC => 3,
+            m if m == MAGIC_V2 => 2,
+            m if m == MAGIC_V1 => 1,
             _ => return Err(SnapshotError::Malformed("bad magic")),
         };
         let count = u32::from_be_bytes(r.array()?);
@@ -76,8 +80,13 @@ impl ProducerStateManager {
             let id = i64::from_be_bytes(r.array()?);
             let epoch = i16::from_be_bytes(r.array()?);
             let last_timestamp = i64::from_be_bytes(r.array()?);
-            let txn_first_offset = if v2 {
+            let txn_first_offset = if version >= 2 {
                 Some(i64::from_be_bytes(r.array()?)).filter(|o| *o >= 0)
+            } else {
+                None
+            };
+            let coordinator_epoch = if version >= 3 {
+                Some(i32::from_be_bytes(r.array()?)).filter(|e| *e >= 0)
             } else {
                 None
             };
@@ -102,6 +111,7 @@ impl ProducerStateManager {
                     last_timestamp,
                     batches,
                     txn_first_offset,
+                    coordinator_epoch,
                 },
             );
         }

@@ -259,3 +259,21 @@ mod transactions {
         }
     }
 }
+
+#[test]
+fn a_marker_s_coordinator_epoch_is_kept_and_snapshotted() {
+    use strom_protocol::records::{build_control_batch, Batch, BatchProducer};
+    let mut s = ProducerStateManager::new();
+    let producer = BatchProducer {
+        id: 4,
+        epoch: 1,
+        base_sequence: -1,
+        transactional: true,
+    };
+    let marker = build_control_batch(producer, ControlMarker::Commit, 7, 1_000);
+    s.replay(&Batch::parse(&marker).unwrap());
+    let entry = s.producers().find(|(id, _)| *id == 4).unwrap().1.clone();
+    assert_eq!(entry.coordinator_epoch, Some(7));
+    let restored = ProducerStateManager::decode(&s.encode()).unwrap();
+    assert_eq!(restored, s);
+}

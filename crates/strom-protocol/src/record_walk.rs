@@ -410,6 +410,27 @@ pub fn first_key<'a>(batch: &Batch<'a>) -> Option<&'a [u8]> {
     body.get(input.pos..input.pos.checked_add(len)?)
 }
 
+/// The value of the first record of an uncompressed batch, read in place
+/// (a control batch's marker value: its version and the coordinator epoch);
+/// `None` as for [`first_key`], or if the value is null.
+pub fn first_value<'a>(batch: &Batch<'a>) -> Option<&'a [u8]> {
+    if batch.compression() != 0 || batch.records_count() < 1 {
+        return None;
+    }
+    let body = &batch.bytes()[HEADER_LEN..];
+    let mut input = SliceInput { buf: body, pos: 0 };
+    let _length = varlong(&mut input, 5).ok()?;
+    input.byte().ok()??; // attributes
+    varlong(&mut input, 10).ok()?; // timestamp delta
+    varint(&mut input).ok()?; // offset delta
+    let key_len = varint(&mut input).ok()?;
+    if key_len > 0 {
+        input.pos = input.pos.checked_add(usize::try_from(key_len).ok()?)?;
+    }
+    let len = usize::try_from(varint(&mut input).ok()?).ok()?;
+    body.get(input.pos..input.pos.checked_add(len)?)
+}
+
 /// Calls `f` with the index and fields of each record of `batch`, in order,
 /// checking that every record is well formed and that there are exactly as
 /// many as the header declares, with nothing after them (unless `f` breaks

@@ -324,6 +324,17 @@ pub fn control_marker(batch: &[u8]) -> Option<ControlMarker> {
     }
 }
 
+/// The coordinator epoch a marker's control batch carries (its value:
+/// version 0, then the epoch), if it is one and reads.
+pub fn control_marker_coordinator_epoch(batch: &[u8]) -> Option<i32> {
+    let view = Batch::parse(batch).ok()?;
+    if !view.is_control() {
+        return None;
+    }
+    let value = crate::record_walk::first_value(&view)?;
+    Some(i32::from_be_bytes(value.get(2..6)?.try_into().ok()?))
+}
+
 /// A control batch carrying a commit or abort marker for `producer`'s
 /// transaction (key: version 0 and the type; value: version 0 and the
 /// coordinator epoch), as the transaction coordinator writes them.
@@ -467,6 +478,7 @@ pub(crate) mod tests {
             assert!(view.is_control() && view.is_transactional());
             assert_eq!((view.producer_id(), view.producer_epoch()), (9, 2));
             assert_eq!(control_marker(&b), Some(marker));
+            assert_eq!(control_marker_coordinator_epoch(&b), Some(5));
         }
         assert_eq!(
             control_marker(&encode_batch(&[b"x"], Compression::None, 0)),

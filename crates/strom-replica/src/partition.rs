@@ -514,7 +514,7 @@ impl Partition {
                 } else {
                     -1
                 },
-                coordinator_epoch: -1,
+                coordinator_epoch: e.coordinator_epoch.unwrap_or(-1),
                 current_txn_start_offset: e.txn_first_offset.unwrap_or(-1),
             })
             .collect())
