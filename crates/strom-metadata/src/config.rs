@@ -595,11 +595,21 @@ pub fn validate_topic_configs<'a>(
 /// Whether a broker config may be changed while the broker runs
 /// (IncrementalAlterConfigs, AlterConfigs): the topic configs' broker
 /// synonyms, as in Kafka (its DynamicLogConfig), whose changes reach every
-/// topic that does not override them. The rest are read-only, the hour and
-/// minute forms of the chains (`log.retention.hours`, ...) too, as in Kafka.
+/// topic that does not override them, and [`DYNAMIC_BROKER_CONFIGS`]. The
+/// rest are read-only, the hour and minute forms of the chains
+/// (`log.retention.hours`, ...) too, as in Kafka.
 pub fn is_dynamic_broker_config(name: &str) -> bool {
-    TOPIC_CONFIGS.iter().any(|t| t.broker_synonym == name)
+    DYNAMIC_BROKER_CONFIGS.contains(&name) || TOPIC_CONFIGS.iter().any(|t| t.broker_synonym == name)
 }
+
+/// Broker keys besides the topic synonyms that change at run time, as in
+/// Kafka: the connection limits (applied to new connections) and how long
+/// idle producers are kept.
+const DYNAMIC_BROKER_CONFIGS: &[&str] = &[
+    "max.connections",
+    "max.connections.per.ip",
+    "producer.id.expiration.ms",
+];
 
 /// The broker's configuration: what the operator gave it (file,
 /// environment, flags), validated, with only the keys set explicitly; and,

@@ -362,7 +362,22 @@ impl ReplicaManager {
         if expire {
             self.producers_checked_ms.store(now_ms, Ordering::Relaxed);
         }
-        let expiration = self.config.get_i64("producer.id.expiration.ms");
+        // Dynamic: from the broker configs of the image applied last.
+        let expiration = match self
+            .applied
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            Some(image) => self
+                .config
+                .with_dynamic(
+                    image.broker_configs(Some(self.node_id)),
+                    image.broker_configs(None),
+                )
+                .get_i64("producer.id.expiration.ms"),
+            None => self.config.get_i64("producer.id.expiration.ms"),
+        };
         let retention = self.retention_due(now_ms);
         for p in partitions {
             if let Err(e) = p.maintain(now_ms, retention) {

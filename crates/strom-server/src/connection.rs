@@ -68,12 +68,78 @@ impl Drop for IpSlot {
     }
 }
 
+/// `max.connections`, changeable while connections are open: a semaphore
+/// whose permits follow the limit. Lowering it below what is in use leaves
+/// a debt that connections pay off as they close (their permits are
+/// forgotten instead of given back), as Kafka lets open connections be.
+struct ConnectionLimit {
+    slots: Arc<Semaphore>,
+    /// (the current limit, permits still owed after a lowering)
+    state: Mutex<(usize, usize)>,
+}
+
+/// One open connection's place under `max.connections`.
+struct ConnectionSlot {
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    limit: Arc<ConnectionLimit>,
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let Some(permit) = self.permit.take() else {
+            return;
+        };
+        let mut state = self.limit.state.lock().unwrap_or_else(|p| p.into_inner());
+        if state.1 > 0 {
+            state.1 -= 1;
+            permit.forget();
+        }
+    }
+}
+
+impl ConnectionLimit {
+    fn new(max: usize) -> ConnectionLimit {
+        ConnectionLimit {
+            slots: Arc::new(Semaphore::new(max)),
+            state: Mutex::new((max, 0)),
+        }
+    }
+
+    fn set(&self, max: usize) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let (current, owed) = *state;
+        if max > current {
+            let more = max - current;
+            let paid = owed.min(more);
+            self.slots.add_permits(more - paid);
+            *state = (max, owed - paid);
+        } else if max < current {
+            let fewer = current - max;
+            let forgotten = self.slots.forget_permits(fewer);
+            *state = (max, owed + fewer - forgotten);
+        }
+    }
+
+    async fn acquire(self: &Arc<Self>) -> ConnectionSlot {
+        let permit = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("never closed");
+        ConnectionSlot {
+            permit: Some(permit),
+            limit: self.clone(),
+        }
+    }
+}
+
 /// Kafka's limits on connections and the requests in flight on them.
 struct Limits {
     /// `max.connections`: accepting waits for a free slot.
-    connections: Arc<Semaphore>,
+    connections: Arc<ConnectionLimit>,
     /// `max.connections.per.ip`: more are closed at once.
-    per_ip_max: u32,
+    per_ip_max: std::sync::atomic::AtomicU32,
     per_ip: Arc<PerIp>,
     /// `queued.max.requests`: requests handled at once.
     requests: Arc<Semaphore>,
@@ -81,17 +147,39 @@ struct Limits {
     idle: Duration,
 }
 
+fn permits(n: i64) -> usize {
+    (n.max(0) as usize).min(Semaphore::MAX_PERMITS)
+}
+
+fn per_ip_max(config: &strom_metadata::config::StaticConfig) -> u32 {
+    config
+        .get_i64("max.connections.per.ip")
+        .clamp(0, i64::from(u32::MAX)) as u32
+}
+
 impl Limits {
     fn of(broker: &Broker) -> Limits {
+        let config = broker.effective_config(&broker.image());
         let get = |name: &str| broker.config.get_i64(name).max(0);
-        let permits = |n: i64| (n as usize).min(Semaphore::MAX_PERMITS);
         Limits {
-            connections: Arc::new(Semaphore::new(permits(get("max.connections")))),
-            per_ip_max: get("max.connections.per.ip").min(i64::from(u32::MAX)) as u32,
+            connections: Arc::new(ConnectionLimit::new(permits(
+                config.get_i64("max.connections"),
+            ))),
+            per_ip_max: std::sync::atomic::AtomicU32::new(per_ip_max(&config)),
             per_ip: Arc::default(),
             requests: Arc::new(Semaphore::new(permits(get("queued.max.requests")).max(1))),
             idle: Duration::from_millis(get("connections.max.idle.ms") as u64),
         }
+    }
+
+    /// Takes the dynamic ones (`max.connections`, `max.connections.per.ip`)
+    /// from the current metadata.
+    fn follow(&self, broker: &Broker) {
+        let config = broker.effective_config(&broker.image());
+        self.connections
+            .set(permits(config.get_i64("max.connections")));
+        self.per_ip_max
+            .store(per_ip_max(&config), std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -124,18 +212,29 @@ pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Futu
     };
     tokio::pin!(shutdown);
     let limits = Arc::new(Limits::of(&broker));
+    // Dynamic config changes reach the limits as metadata is published.
+    let follower = {
+        let (broker, limits) = (broker.clone(), limits.clone());
+        let mut images = broker.controller.subscribe();
+        tokio::spawn(async move {
+            while images.changed().await.is_ok() {
+                limits.follow(&broker);
+            }
+        })
+    };
     loop {
         // A free connection slot first: at max.connections, accepting waits.
         let slot = tokio::select! {
-            slot = limits.connections.clone().acquire_owned() => slot.expect("never closed"),
+            slot = limits.connections.acquire() => slot,
             Some(_) = connections.join_next(), if !connections.is_empty() => continue,
             _ = &mut shutdown => break,
         };
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let Some(ip_slot) = PerIp::take(&limits.per_ip, peer.ip(), limits.per_ip_max) else {
-                        info!(ip = %peer.ip(), "Rejected connection from {}, address already has the configured maximum of {} connections.", peer.ip(), limits.per_ip_max);
+                    let per_ip_max = limits.per_ip_max.load(std::sync::atomic::Ordering::Relaxed);
+                    let Some(ip_slot) = PerIp::take(&limits.per_ip, peer.ip(), per_ip_max) else {
+                        info!(ip = %peer.ip(), "Rejected connection from {}, address already has the configured maximum of {} connections.", peer.ip(), per_ip_max);
                         continue;
                     };
                     let span = tracing::info_span!("conn", %peer);
@@ -167,6 +266,7 @@ pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Futu
     }
     maintenance.abort();
     group_timer.abort();
+    follower.abort();
     let _ = tokio::task::spawn_blocking(move || broker.shutdown()).await;
 }
 
@@ -312,5 +412,38 @@ async fn handle_frame(
         }
         Ok(None) => Reply::Nothing,
         Err(e) => Reply::Close(format!("{e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_connection_limit_follows_changes_with_connections_open() {
+        let limit = Arc::new(ConnectionLimit::new(2));
+        let a = limit.acquire().await;
+        let b = limit.acquire().await;
+        assert_eq!(limit.slots.available_permits(), 0);
+        // Lowered below what is open: the open ones stay, and pay the debt.
+        limit.set(1);
+        drop(a);
+        assert_eq!(
+            limit.slots.available_permits(),
+            0,
+            "one is still open, at the new limit"
+        );
+        drop(b);
+        assert_eq!(limit.slots.available_permits(), 1);
+        // Raised: room at once.
+        limit.set(3);
+        assert_eq!(limit.slots.available_permits(), 3);
+        let c = limit.acquire().await;
+        limit.set(0);
+        assert_eq!(limit.slots.available_permits(), 0);
+        drop(c);
+        assert_eq!(limit.slots.available_permits(), 0);
+        limit.set(1);
+        assert_eq!(limit.slots.available_permits(), 1);
     }
 }
