@@ -643,23 +643,9 @@ def test_admin_transactions_match_reference(admin_strom, admin_kafka):
         {"describeTransactions_after_commit": transaction_version_epoch})
 
 
-def describe_groups_v6(s, k):
-    """docs/compatibility.md, "ApiVersions ranges", DescribeGroups: Strom
-    stops at v5, where an unknown group is described as Dead; v6 (KIP-1043)
-    answers GROUP_ID_NOT_FOUND, which the Java client raises."""
-    assert s == {"ok": {"group_id": "T-missing", "state": "Dead", "type": "Classic", "simple": True, "assignor": "",
-                        "coordinator_id": 1, "members": []}}, s
-    assert k == {"error": "GroupIdNotFoundException"}, k
-    return None, None
-
-
 def test_admin_groups_match_reference(admin_strom, admin_kafka):
-    _, ranges = rk.doc_table("ApiVersions ranges")
-    assert any(row[0] == "DescribeGroups" and row[3] == "0–5" for row in ranges), \
-        "docs/compatibility.md no longer lists DescribeGroups v6 as not served: drop describe_groups_v6"
     compare(admin_strom, admin_kafka, [
         "listConsumerGroups_active", "listGroups_active", "describeConsumerGroups_active",
         "deleteConsumerGroups_active", "listConsumerGroupOffsets", "describeConsumerGroups_empty",
         "alterConsumerGroupOffsets", "deleteConsumerGroupOffsets", "deleteConsumerGroups",
-        "listConsumerGroups_after_delete", "describeConsumerGroups_unknown", "deleteConsumerGroups_unknown"],
-        {"describeConsumerGroups_unknown": describe_groups_v6})
+        "listConsumerGroups_after_delete", "describeConsumerGroups_unknown", "deleteConsumerGroups_unknown"])

@@ -6,7 +6,14 @@ use strom_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
 use super::{operations, str_bytes};
 use crate::broker::Broker;
 
-pub(super) fn handle(broker: &Broker, req: &DescribeGroupsRequest) -> DescribeGroupsResponse {
+/// From v6 (KIP-1043) an unknown group is GROUP_ID_NOT_FOUND.
+const NOT_FOUND_SINCE: i16 = 6;
+
+pub(super) fn handle(
+    broker: &Broker,
+    req: &DescribeGroupsRequest,
+    version: i16,
+) -> DescribeGroupsResponse {
     // Sessions that ended since the last timer tick end now: an admin
     // acting right after a session timeout sees the member gone, as Kafka's
     // per-member timers would have it.
@@ -22,7 +29,13 @@ pub(super) fn handle(broker: &Broker, req: &DescribeGroupsRequest) -> DescribeGr
                     operations::GROUP,
                 ));
             match broker.groups.describe(id.0.as_str()) {
-                // Kafka describes an unknown group as Dead, without an error.
+                None if version >= NOT_FOUND_SINCE => base
+                    .with_error_code(strom_protocol::ErrorCode::GroupIdNotFound.code())
+                    .with_error_message(Some(str_bytes(&format!(
+                        "Group {} not found.",
+                        id.0.as_str()
+                    )))),
+                // Before v6 Kafka describes an unknown group as Dead, without an error.
                 None => base.with_group_state(str_bytes("Dead")),
                 Some(g) => base
                     .with_group_state(str_bytes(g.state_name))

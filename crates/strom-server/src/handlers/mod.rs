@@ -93,7 +93,7 @@ pub(crate) async fn dispatch(
         }
         RequestKind::ListGroups(r) => ResponseKind::ListGroups(list_groups::handle(broker, &r)),
         RequestKind::DescribeGroups(r) => {
-            ResponseKind::DescribeGroups(describe_groups::handle(broker, &r))
+            ResponseKind::DescribeGroups(describe_groups::handle(broker, &r, version))
         }
         RequestKind::DeleteGroups(r) => {
             ResponseKind::DeleteGroups(delete_groups::handle(broker, &r))
