@@ -258,7 +258,7 @@ def test_topics(request, target):
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "to fix: DescribeTopicPartitions (75) is not served, so TopicCommand falls back to Metadata and prints "
+    "not served yet: DescribeTopicPartitions (75), so TopicCommand falls back to Metadata and prints "
     "'Elr: N/A LastKnownElr: N/A' where Kafka prints empty lists"))
 def test_topics_describe_exact(request):
     """kafka-topics --describe, only the topic id normalised."""
