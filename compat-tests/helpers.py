@@ -16,6 +16,8 @@ Conventions:
 
 from __future__ import annotations
 
+import json
+import subprocess
 import threading
 import time
 import uuid
@@ -28,6 +30,7 @@ import kafka
 from confluent_kafka.admin import AdminClient
 
 import kafka_wire
+import reference_kafka as rk
 
 T = TypeVar("T")
 
@@ -74,6 +77,38 @@ def wait_until(predicate: Callable[[], T], timeout: float = DEFAULT_TIMEOUT,
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}; last result: {last}")
         time.sleep(interval)
+
+
+def run_json_program(what: str, cmd: list[str], timeout: float, **popen) -> tuple[dict, float]:
+    """Runs a test program (a Java or Node scenario) that prints one JSON
+    line of what it observed: the parsed line, with its stderr under
+    ``_stderr``, and the seconds it ran. Fails with the output's
+    tail if it does not finish within ``timeout`` seconds, prints no JSON
+    line, exits non-zero or reports ``fatal``. It dies with pytest, even a
+    SIGKILLed one (setpriv's parent-death signal)."""
+    began = time.monotonic()
+    proc = subprocess.Popen(rk._pdeathsig_prefix() + cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **popen)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        raise AssertionError(f"{what} did not finish within {timeout} s\n"
+                             f"--- stdout ---\n{out[-4000:]}\n--- stderr ---\n{err[-6000:]}") from None
+    elapsed = time.monotonic() - began
+    lines = [line for line in out.splitlines() if line.strip()]
+    try:
+        result = json.loads(lines[-1])
+    except (IndexError, json.JSONDecodeError):
+        raise AssertionError(f"{what} (exit {proc.returncode}, {elapsed:.1f} s) printed no JSON line\n"
+                             f"--- stdout ---\n{out[-4000:]}\n--- stderr ---\n{err[-6000:]}") from None
+    if proc.returncode != 0 or "fatal" in result:
+        raise AssertionError(f"{what} failed (exit {proc.returncode}, {elapsed:.1f} s): "
+                             f"{json.dumps(result.get('fatal', result), indent=1)}\n"
+                             f"--- stderr ---\n{err[-6000:]}")
+    result["_stderr"] = err
+    return result, elapsed
 
 
 def unique_name(prefix: str = "t") -> str:

@@ -445,3 +445,36 @@ def differences_by_id(section: str, path: Path = COMPATIBILITY_DOC) -> dict[str,
     if header[0] != "id":
         raise AssertionError(f"{path}, section {section!r}: the first column must be 'id', not {header[0]!r}")
     return {row[0].strip("`"): row for row in rows}
+
+
+def check_case_table(section: str, kafka_version: str, case_ids: list[str], cases_from: str) -> None:
+    """A differential test's table of cases (``id | case | Kafka V | Strom |
+    reason``): the header, each id once and naming one of ``case_ids``
+    (which ``cases_from`` names in the message), each reason well formed."""
+    header, rows = doc_table(section)
+    expected = ["id", "case", f"Kafka {kafka_version}", "Strom", "reason"]
+    assert header == expected, f"docs/compatibility.md, {section}: header {header}, expected {expected}"
+    ids = [row[0].strip("`") for row in rows]
+    assert len(ids) == len(set(ids)), f"{section}: an id is listed twice: {ids}"
+    unknown = sorted(set(ids) - set(case_ids))
+    assert not unknown, f"{section}: rows {unknown} name no case of {cases_from}"
+    errors = [f"{row[0]}: {problem}" for row in rows if (problem := check_reason(row[-1])) is not None]
+    assert not errors, "\n".join(errors)
+
+
+def check_case(section: str, case_id: str, what: str, kafka: str, strom: str, detail: str = "") -> None:
+    """One case of a differential test against its table: the same answer
+    on both brokers and no row, or the row with both answers as observed."""
+    row = differences_by_id(section).get(case_id)
+    if kafka == strom:
+        assert row is None, (
+            f"{case_id}: both answer {kafka!r} now: remove its row from docs/compatibility.md, {section} {detail}")
+        return
+    assert row is not None, (
+        f"{case_id} differs and is not listed in docs/compatibility.md, {section}; add\n"
+        f"| `{case_id}` | {what} | {kafka} | {strom} | (reason) |\n{detail}")
+    _, _, kafka_cell, strom_cell, reason = row
+    assert (kafka_cell, strom_cell) == (kafka, strom), (
+        f"{case_id}: listed as Kafka {kafka_cell!r} / Strom {strom_cell!r}, observed Kafka {kafka!r} / "
+        f"Strom {strom!r} {detail}")
+    assert check_reason(reason) is None, check_reason(reason)

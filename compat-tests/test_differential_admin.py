@@ -185,14 +185,7 @@ def reset_broker_configs(broker, kafka_ref):
 
 
 def test_table_header_and_ids(kafka_ref):
-    header, rows = rk.doc_table(SECTION)
-    expected = ["id", "case", f"Kafka {kafka_ref.version}", "Strom", "reason"]
-    assert header == expected, f"docs/compatibility.md, {SECTION}: header {header}, expected {expected}"
-    ids = [row[0].strip("`") for row in rows]
-    assert len(ids) == len(set(ids)), f"{SECTION}: an id is listed twice: {ids}"
-    assert not sorted(set(ids) - set(CASE_IDS)), f"{SECTION}: rows name no case of CASES"
-    errors = [f"{row[0]}: {problem}" for row in rows if (problem := rk.check_reason(row[-1])) is not None]
-    assert not errors, "\n".join(errors)
+    rk.check_case_table(SECTION, kafka_ref.version, CASE_IDS, "CASES")
 
 
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
@@ -200,17 +193,7 @@ def test_admin_operation_differs_only_as_listed(broker, kafka_ref, reset_broker_
     kafka = run_case(kafka_ref, case)
     strom = run_case(broker, case)
     assert broker.is_running(), "strom died"
-    row = rk.differences_by_id(SECTION).get(case.id)
-    if kafka == strom:
-        assert row is None, f"{case.id}: both answer {kafka!r} now: remove its row from docs/compatibility.md"
-        return
-    assert row is not None, (
-        f"{case.id} differs and is not listed in docs/compatibility.md, {SECTION}; add\n"
-        f"| `{case.id}` | {case.what} | {kafka} | {strom} | (reason) |")
-    _, _, kafka_cell, strom_cell, _ = row
-    assert (kafka_cell, strom_cell) == (kafka, strom), (
-        f"{case.id}: listed as Kafka {kafka_cell!r} / Strom {strom_cell!r}, observed Kafka {kafka!r} / "
-        f"Strom {strom!r}")
+    rk.check_case(SECTION, case.id, case.what, kafka, strom)
 
 
 # -- what the changes do --------------------------------------------------------

@@ -81,23 +81,11 @@ def produce_case(host: str, port: int, case: kw.ProduceCase, records: bytes) -> 
     return describe(case.version, resp), f"{resp.error_message!r} {resp.record_errors!r}"
 
 
-def listed() -> dict[str, list[str]]:
-    return rk.differences_by_id(SECTION)
-
-
 # ---------------------------------------------------------------------------
 
 
 def test_table_header_and_ids(kafka_ref):
-    header, rows = rk.doc_table(SECTION)
-    expected = ["id", "case", f"Kafka {kafka_ref.version}", "Strom", "reason"]
-    assert header == expected, f"docs/compatibility.md, {SECTION}: header {header}, expected {expected}"
-    ids = [row[0].strip("`") for row in rows]
-    assert len(ids) == len(set(ids)), f"{SECTION}: an id is listed twice: {ids}"
-    unknown = sorted(set(ids) - set(CASE_IDS))
-    assert not unknown, f"{SECTION}: rows {unknown} name no case of kafka_wire.produce_cases()"
-    errors = [f"{row[0]}: {problem}" for row in rows if (problem := rk.check_reason(row[-1])) is not None]
-    assert not errors, "\n".join(errors)
+    rk.check_case_table(SECTION, kafka_ref.version, CASE_IDS, "kafka_wire.produce_cases()")
 
 
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
@@ -106,19 +94,5 @@ def test_produce_validation_differs_only_as_listed(broker, kafka_ref, case):
     kafka, kafka_detail = produce_case(kafka_ref.host, kafka_ref.port, case, records)
     strom, strom_detail = produce_case(broker.host, broker.port, case, records)
     assert broker.is_running(), "strom died"
-
-    rows = listed()
-    row = rows.get(case.id)
-    detail = f"(Kafka said {kafka_detail}; Strom said {strom_detail})"
-    if kafka == strom:
-        assert row is None, (
-            f"{case.id}: both answer {kafka} now: remove its row from docs/compatibility.md, {SECTION} {detail}")
-        return
-    assert row is not None, (
-        f"{case.id} differs and is not listed in docs/compatibility.md, {SECTION}; add\n"
-        f"| `{case.id}` | {case.what} | {kafka} | {strom} | (reason) |\n{detail}")
-    _, _, kafka_cell, strom_cell, reason = row
-    assert (kafka_cell, strom_cell) == (kafka, strom), (
-        f"{case.id}: listed as Kafka {kafka_cell!r} / Strom {strom_cell!r}, observed Kafka {kafka!r} / "
-        f"Strom {strom!r} {detail}")
-    assert rk.check_reason(reason) is None, rk.check_reason(reason)
+    rk.check_case(SECTION, case.id, case.what, kafka, strom,
+                  f"(Kafka said {kafka_detail}; Strom said {strom_detail})")

@@ -23,8 +23,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -32,7 +30,7 @@ import pytest
 
 import reference_kafka as rk
 from conftest import StromBroker
-from helpers import unique_name
+from helpers import run_json_program, unique_name
 
 JAVA_ENV = "STROM_JAVA_TESTS"
 JAR_NAME = "strom-java-tests.jar"
@@ -68,29 +66,7 @@ class JavaPrograms:
                f"{PACKAGE}.{program}"]
         for key, value in args.items():
             cmd += [f"--{key.replace('_', '-')}", str(value)]
-        began = time.monotonic()
-        # setpriv --pdeathsig: the JVM dies with pytest, even a SIGKILLed one.
-        proc = subprocess.Popen(rk._pdeathsig_prefix() + cmd, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:
-            out, err = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, err = proc.communicate()
-            raise AssertionError(f"{program} {args} did not finish within {timeout} s\n"
-                                 f"--- stdout ---\n{out[-4000:]}\n--- stderr ---\n{err[-6000:]}") from None
-        elapsed = time.monotonic() - began
-        lines = [line for line in out.splitlines() if line.strip()]
-        try:
-            result = json.loads(lines[-1])
-        except (IndexError, json.JSONDecodeError):
-            raise AssertionError(f"{program} {args} (exit {proc.returncode}, {elapsed:.1f} s) printed no JSON line\n"
-                                 f"--- stdout ---\n{out[-4000:]}\n--- stderr ---\n{err[-6000:]}") from None
-        if proc.returncode != 0 or "fatal" in result:
-            raise AssertionError(f"{program} {args} failed (exit {proc.returncode}, {elapsed:.1f} s): "
-                                 f"{json.dumps(result.get('fatal', result), indent=1)}\n"
-                                 f"--- stderr ---\n{err[-6000:]}")
-        result["_stderr"] = err
+        result, elapsed = run_json_program(f"{program} {args}", cmd, timeout)
         result["_seconds"] = round(elapsed, 2)
         return result
 

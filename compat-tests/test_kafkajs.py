@@ -26,14 +26,12 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 import reference_kafka as rk
-from helpers import unique_name
+from helpers import run_json_program, unique_name
 
 KAFKAJS_ENV = "STROM_KAFKAJS_DIR"
 SCRIPTS = Path(__file__).resolve().parent / "kafkajs"
@@ -62,29 +60,7 @@ class KafkaJs:
         for key, value in args.items():
             cmd += [f"--{key}", str(value)]
         env = {**os.environ, "NODE_PATH": str(self.root / "node_modules"), "KAFKAJS_NO_PARTITIONER_WARNING": "1"}
-        began = time.monotonic()
-        # setpriv --pdeathsig: node dies with pytest, even a SIGKILLed one.
-        proc = subprocess.Popen(rk._pdeathsig_prefix() + cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, env=env, cwd=SCRIPTS)
-        try:
-            out, err = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, err = proc.communicate()
-            raise AssertionError(f"{scenario} {args} against {bootstrap} did not finish within {timeout} s\n"
-                                 f"--- stdout ---\n{out[-4000:]}\n--- stderr ---\n{err[-6000:]}") from None
-        elapsed = time.monotonic() - began
-        lines = [line for line in out.splitlines() if line.strip()]
-        try:
-            result = json.loads(lines[-1])
-        except (IndexError, json.JSONDecodeError):
-            raise AssertionError(f"{scenario} {args} (exit {proc.returncode}, {elapsed:.1f} s) printed no JSON line\n"
-                                 f"--- stdout ---\n{out[-4000:]}\n--- stderr ---\n{err[-6000:]}") from None
-        if proc.returncode != 0 or "fatal" in result:
-            raise AssertionError(f"{scenario} {args} against {bootstrap} failed (exit {proc.returncode}, "
-                                 f"{elapsed:.1f} s): {json.dumps(result.get('fatal', result), indent=1)}\n"
-                                 f"--- stderr ---\n{err[-6000:]}")
-        result["_stderr"] = err
+        result, _ = run_json_program(f"{scenario} {args} against {bootstrap}", cmd, timeout, env=env, cwd=SCRIPTS)
         return result
 
 

@@ -393,10 +393,13 @@ impl Read for SnappyReader<'_> {
     }
 }
 
-/// The key of the first record of an uncompressed batch, read in place
-/// (how a control batch's marker type is found); `None` if the batch is
-/// compressed, empty or malformed, or the key is null.
-pub fn first_key<'a>(batch: &Batch<'a>) -> Option<&'a [u8]> {
+/// A record's key and value, each `None` when null.
+type KeyValue<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
+
+/// The key and value of the first record of an uncompressed batch, read in
+/// place; `None` if the batch is compressed, empty or its first key is
+/// malformed (a null key, and a null or malformed value, are `None` inside).
+fn first_record<'a>(batch: &Batch<'a>) -> Option<KeyValue<'a>> {
     if batch.compression() != 0 || batch.records_count() < 1 {
         return None;
     }
@@ -406,29 +409,34 @@ pub fn first_key<'a>(batch: &Batch<'a>) -> Option<&'a [u8]> {
     input.byte().ok()??; // attributes
     varlong(&mut input, 10).ok()?; // timestamp delta
     varint(&mut input).ok()?; // offset delta
-    let len = usize::try_from(varint(&mut input).ok()?).ok()?;
-    body.get(input.pos..input.pos.checked_add(len)?)
+    let field = |input: &mut SliceInput<'a>| -> Option<Option<&'a [u8]>> {
+        let len = varint(input).ok()?;
+        if len < 0 {
+            return Some(None);
+        }
+        let end = input.pos.checked_add(usize::try_from(len).ok()?)?;
+        let bytes = body.get(input.pos..end)?;
+        input.pos = end;
+        Some(Some(bytes))
+    };
+    let key = field(&mut input)?;
+    // The key is read whether or not the value reads.
+    let value = field(&mut input).flatten();
+    Some((key, value))
+}
+
+/// The key of the first record of an uncompressed batch, read in place
+/// (how a control batch's marker type is found); `None` if the batch is
+/// compressed, empty or malformed, or the key is null.
+pub fn first_key<'a>(batch: &Batch<'a>) -> Option<&'a [u8]> {
+    first_record(batch)?.0
 }
 
 /// The value of the first record of an uncompressed batch, read in place
 /// (a control batch's marker value: its version and the coordinator epoch);
 /// `None` as for [`first_key`], or if the value is null.
 pub fn first_value<'a>(batch: &Batch<'a>) -> Option<&'a [u8]> {
-    if batch.compression() != 0 || batch.records_count() < 1 {
-        return None;
-    }
-    let body = &batch.bytes()[HEADER_LEN..];
-    let mut input = SliceInput { buf: body, pos: 0 };
-    let _length = varlong(&mut input, 5).ok()?;
-    input.byte().ok()??; // attributes
-    varlong(&mut input, 10).ok()?; // timestamp delta
-    varint(&mut input).ok()?; // offset delta
-    let key_len = varint(&mut input).ok()?;
-    if key_len > 0 {
-        input.pos = input.pos.checked_add(usize::try_from(key_len).ok()?)?;
-    }
-    let len = usize::try_from(varint(&mut input).ok()?).ok()?;
-    body.get(input.pos..input.pos.checked_add(len)?)
+    first_record(batch)?.1
 }
 
 /// Calls `f` with the index and fields of each record of `batch`, in order,

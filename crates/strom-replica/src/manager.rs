@@ -87,6 +87,7 @@ fn topic_log_config(
         timestamp_before_max_ms: num("message.timestamp.before.max.ms"),
         timestamp_after_max_ms: num("message.timestamp.after.max.ms"),
         compacted,
+        min_insync_replicas: num("min.insync.replicas").max(1) as usize,
     };
     (log, rules)
 }

@@ -305,6 +305,14 @@ impl Partition {
             .map_err(storage_error)
     }
 
+    /// The topic's `min.insync.replicas`, as its configs stand.
+    pub fn min_insync_replicas(&self) -> usize {
+        self.rules
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .min_insync_replicas
+    }
+
     pub(crate) fn update_config(&self, config: LogConfig, rules: ProduceRules) {
         let mut s = self.lock();
         s.log.set_config(config);

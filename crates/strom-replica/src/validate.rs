@@ -41,6 +41,8 @@ pub struct ProduceRules {
     pub timestamp_after_max_ms: i64,
     /// `cleanup.policy` includes `compact`: every record needs a key.
     pub compacted: bool,
+    /// `min.insync.replicas`: in-sync replicas an acks=all write needs.
+    pub min_insync_replicas: usize,
 }
 
 impl Default for ProduceRules {
@@ -51,6 +53,7 @@ impl Default for ProduceRules {
             timestamp_before_max_ms: i64::MAX,
             timestamp_after_max_ms: 3_600_000,
             compacted: false,
+            min_insync_replicas: 1,
         }
     }
 }

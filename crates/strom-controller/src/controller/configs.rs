@@ -21,7 +21,8 @@ pub enum ConfigOp {
 }
 
 impl ConfigOp {
-    fn name(&self) -> &str {
+    /// The key the operation changes.
+    pub fn name(&self) -> &str {
         match self {
             ConfigOp::Set(n, _)
             | ConfigOp::Delete(n)

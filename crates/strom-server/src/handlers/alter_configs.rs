@@ -13,7 +13,7 @@ use strom_protocol::messages::{
     AlterConfigsRequest as LegacyRequest, AlterConfigsResponse, IncrementalAlterConfigsRequest,
     IncrementalAlterConfigsResponse,
 };
-use strom_protocol::ErrorCode;
+use strom_protocol::{ErrorCode, StrBytes};
 
 use super::{per_item, str_bytes};
 use crate::broker::Broker;
@@ -55,27 +55,27 @@ fn resource(broker: &Broker, kind: i8, name: &str) -> Result<ConfigResource, Api
 /// twice, a value missing where the operation needs one.
 fn preprocess(
     broker: &Broker,
-    resources: Vec<(i8, String, Result<Vec<ConfigOp>, ApiError>)>,
+    resources: Vec<Resource>,
     replace: bool,
 ) -> Vec<Result<AlterConfigsRequest, ApiError>> {
-    let mut seen: HashMap<(i8, String), usize> = HashMap::new();
+    let mut seen: HashMap<(i8, &str), usize> = HashMap::new();
     for (kind, name, _) in &resources {
-        *seen.entry((*kind, name.clone())).or_default() += 1;
+        *seen.entry((*kind, name.as_str())).or_default() += 1;
     }
     resources
-        .into_iter()
+        .iter()
         .map(|(kind, name, ops)| {
-            if seen[&(kind, name.clone())] > 1 {
+            if seen[&(*kind, name.as_str())] > 1 {
                 return Err(invalid_request("Each resource must appear at most once."));
             }
-            let ops = ops?;
-            let mut keys: Vec<&str> = ops.iter().map(op_name).collect();
+            let ops = ops.clone()?;
+            let mut keys: Vec<&str> = ops.iter().map(ConfigOp::name).collect();
             keys.sort_unstable();
             if keys.windows(2).any(|w| w[0] == w[1]) {
                 return Err(invalid_request("Error due to duplicate config keys"));
             }
             Ok(AlterConfigsRequest {
-                resource: resource(broker, kind, &name)?,
+                resource: resource(broker, *kind, name.as_str())?,
                 ops,
                 replace,
             })
@@ -83,20 +83,24 @@ fn preprocess(
         .collect()
 }
 
-fn op_name(op: &ConfigOp) -> &str {
-    match op {
-        ConfigOp::Set(n, _) | ConfigOp::Delete(n) | ConfigOp::Append(n, _) => n,
-        ConfigOp::Subtract(n, _) => n,
-    }
-}
+/// One resource of a request: its type, its name, and the operations it
+/// asks for (or why they cannot be read).
+type Resource = (i8, StrBytes, Result<Vec<ConfigOp>, ApiError>);
 
-/// Runs the checked requests through the controller; the outcome of each
-/// resource, in request order.
-fn decide(
+/// Checks the resources, runs the valid ones through the controller, and
+/// gives each resource's answer in request order: type, name, error code
+/// and message (null with success, as Kafka sends it).
+fn alter(
     broker: &Broker,
-    checked: Vec<Result<AlterConfigsRequest, ApiError>>,
+    resources: Vec<Resource>,
+    replace: bool,
     validate_only: bool,
-) -> Vec<Result<(), ApiError>> {
+) -> Vec<(i8, StrBytes, i16, Option<StrBytes>)> {
+    let names: Vec<(i8, StrBytes)> = resources
+        .iter()
+        .map(|(kind, name, _)| (*kind, name.clone()))
+        .collect();
+    let checked = preprocess(broker, resources, replace);
     let valid: Vec<AlterConfigsRequest> = checked.iter().filter_map(|c| c.clone().ok()).collect();
     let n = valid.len();
     let mut decided =
@@ -107,11 +111,18 @@ fn decide(
             tracing::warn!(error = %e.message, "config change recorded but not yet applied to every partition");
         }
     }
-    checked
+    names
         .into_iter()
-        .map(|c| match c {
-            Ok(_) => decided.next().expect("one outcome per valid resource"),
-            Err(e) => Err(e),
+        .zip(checked)
+        .map(|((kind, name), c)| {
+            let outcome = match c {
+                Ok(_) => decided.next().expect("one outcome per valid resource"),
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Ok(()) => (kind, name, 0, None),
+                Err(e) => (kind, name, e.code.code(), Some(str_bytes(&e.message))),
+            }
         })
         .collect()
 }
@@ -151,42 +162,24 @@ pub(super) fn incremental(
     req: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
     use strom_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
-    let names: Vec<(i8, _)> = req
-        .resources
-        .iter()
-        .map(|r| (r.resource_type, r.resource_name.clone()))
-        .collect();
     let resources = req
         .resources
         .iter()
         .map(|r| {
-            (
-                r.resource_type,
-                r.resource_name.as_str().to_owned(),
-                incremental_ops(&r.configs),
-            )
+            let ops = incremental_ops(&r.configs);
+            (r.resource_type, r.resource_name.clone(), ops)
         })
         .collect();
-    let outcomes = decide(
-        broker,
-        preprocess(broker, resources, false),
-        req.validate_only,
-    );
+    let answers = alter(broker, resources, false, req.validate_only);
     IncrementalAlterConfigsResponse::default().with_responses(
-        names
+        answers
             .into_iter()
-            .zip(outcomes)
-            .map(|((kind, name), outcome)| {
-                let r = AlterConfigsResourceResponse::default()
+            .map(|(kind, name, code, message)| {
+                AlterConfigsResourceResponse::default()
                     .with_resource_type(kind)
-                    .with_resource_name(name);
-                match outcome {
-                    // Kafka sends a null message with success.
-                    Ok(()) => r.with_error_message(None),
-                    Err(e) => r
-                        .with_error_code(e.code.code())
-                        .with_error_message(Some(str_bytes(&e.message))),
-                }
+                    .with_resource_name(name)
+                    .with_error_code(code)
+                    .with_error_message(message)
             })
             .collect(),
     )
@@ -194,11 +187,6 @@ pub(super) fn incremental(
 
 pub(super) fn legacy(broker: &Broker, req: LegacyRequest) -> AlterConfigsResponse {
     use strom_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
-    let names: Vec<(i8, _)> = req
-        .resources
-        .iter()
-        .map(|r| (r.resource_type, r.resource_name.clone()))
-        .collect();
     let resources = req
         .resources
         .iter()
@@ -213,33 +201,19 @@ pub(super) fn legacy(broker: &Broker, req: LegacyRequest) -> AlterConfigsRespons
                         .map(|v| ConfigOp::Set(c.name.as_str().to_owned(), v.as_str().to_owned()))
                 })
                 .collect();
-            (
-                r.resource_type,
-                r.resource_name.as_str().to_owned(),
-                Ok(ops),
-            )
+            (r.resource_type, r.resource_name.clone(), Ok(ops))
         })
         .collect();
-    let outcomes = decide(
-        broker,
-        preprocess(broker, resources, true),
-        req.validate_only,
-    );
+    let answers = alter(broker, resources, true, req.validate_only);
     AlterConfigsResponse::default().with_responses(
-        names
+        answers
             .into_iter()
-            .zip(outcomes)
-            .map(|((kind, name), outcome)| {
-                let r = AlterConfigsResourceResponse::default()
+            .map(|(kind, name, code, message)| {
+                AlterConfigsResourceResponse::default()
                     .with_resource_type(kind)
-                    .with_resource_name(name);
-                match outcome {
-                    // Kafka sends a null message with success.
-                    Ok(()) => r.with_error_message(None),
-                    Err(e) => r
-                        .with_error_code(e.code.code())
-                        .with_error_message(Some(str_bytes(&e.message))),
-                }
+                    .with_resource_name(name)
+                    .with_error_code(code)
+                    .with_error_message(message)
             })
             .collect(),
     )

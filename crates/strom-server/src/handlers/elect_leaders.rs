@@ -6,6 +6,7 @@
 //! named) reports none of them, as Kafka leaves out those not needed.
 
 use strom_metadata::MetadataImage;
+use strom_protocol::messages::elect_leaders_request::TopicPartitions;
 use strom_protocol::messages::elect_leaders_response::{PartitionResult, ReplicaElectionResult};
 use strom_protocol::messages::{ElectLeadersRequest, ElectLeadersResponse, TopicName};
 use strom_protocol::ErrorCode;
@@ -54,53 +55,47 @@ fn elect(image: &MetadataImage, topic: &str, partition: i32, unclean: bool) -> P
     result.with_error_code(code.code())
 }
 
+/// A result for each partition `topics` names, from `result`.
+fn each_named(
+    topics: &[TopicPartitions],
+    result: impl Fn(&str, i32) -> PartitionResult,
+) -> Vec<ReplicaElectionResult> {
+    topics
+        .iter()
+        .map(|t| {
+            ReplicaElectionResult::default()
+                .with_topic(t.topic.clone())
+                .with_partition_result(
+                    t.partitions
+                        .iter()
+                        .map(|&p| result(t.topic.as_str(), p))
+                        .collect(),
+                )
+        })
+        .collect()
+}
+
 pub(super) fn handle(broker: &Broker, req: &ElectLeadersRequest) -> ElectLeadersResponse {
+    let named = req.topic_partitions.as_deref();
     let unclean = match req.election_type {
         PREFERRED => false,
         UNCLEAN => true,
         other => {
+            let message = format!("Unknown election type {other}");
+            let refused = |_: &str, p: i32| {
+                PartitionResult::default()
+                    .with_partition_id(p)
+                    .with_error_code(ErrorCode::InvalidRequest.code())
+                    .with_error_message(Some(str_bytes(&message)))
+            };
             return ElectLeadersResponse::default()
                 .with_error_code(ErrorCode::InvalidRequest.code())
-                .with_replica_election_results(
-                    req.topic_partitions
-                        .iter()
-                        .flatten()
-                        .map(|t| {
-                            ReplicaElectionResult::default()
-                                .with_topic(t.topic.clone())
-                                .with_partition_result(
-                                    t.partitions
-                                        .iter()
-                                        .map(|&p| {
-                                            PartitionResult::default()
-                                                .with_partition_id(p)
-                                                .with_error_code(ErrorCode::InvalidRequest.code())
-                                                .with_error_message(Some(str_bytes(&format!(
-                                                    "Unknown election type {other}"
-                                                ))))
-                                        })
-                                        .collect(),
-                                )
-                        })
-                        .collect(),
-                );
+                .with_replica_election_results(each_named(named.unwrap_or_default(), refused));
         }
     };
     let image = broker.image();
-    let results = match &req.topic_partitions {
-        Some(topics) => topics
-            .iter()
-            .map(|t| {
-                ReplicaElectionResult::default()
-                    .with_topic(t.topic.clone())
-                    .with_partition_result(
-                        t.partitions
-                            .iter()
-                            .map(|&p| elect(&image, t.topic.as_str(), p, unclean))
-                            .collect(),
-                    )
-            })
-            .collect(),
+    let results = match named {
+        Some(topics) => each_named(topics, |t, p| elect(&image, t, p, unclean)),
         None => image
             .topics()
             .into_iter()

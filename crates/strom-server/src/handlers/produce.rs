@@ -51,8 +51,6 @@ pub(super) fn handle(
 ) -> Option<ProduceResponse> {
     let acks = req.acks;
     let image = broker.image();
-    // The broker's configs with the dynamic ones, for acks=all's min.insync.replicas.
-    let effective = std::cell::OnceCell::new();
     let now = now_ms();
     let responses = req
         .topic_data
@@ -74,8 +72,7 @@ pub(super) fn handle(
                     };
                     if acks == -1 {
                         let isr = image.topic(&name).and_then(|t| t.partitions.get(&p.index)).map_or(0, |pi| pi.isr.len());
-                        let topic_overrides = image.topic(&name).map(|t| t.configs.clone()).unwrap_or_default();
-                        let min_isr: usize = effective.get_or_init(|| broker.effective_config(&image)).topic_value(&topic_overrides, "min.insync.replicas").parse().unwrap_or(1);
+                        let min_isr = partition.min_insync_replicas();
                         if isr < min_isr {
                             return error(p.index, ErrorCode::NotEnoughReplicas, Some(format!("{isr} in-sync replicas, min.insync.replicas is {min_isr}")));
                         }
