@@ -20,8 +20,9 @@
 //!    bit 7 the second segment. Then `Log::open` (recovery's scan, index
 //!    loading, the aborted-txn index loader), the producer state rebuilt
 //!    from the snapshot and the log as `Partition::open` does, reads by
-//!    offset and by time, and a clean close and reopen, which must find the
-//!    same log.
+//!    offset and by time, a cleaning (as of a compacted topic) of all but a
+//!    fresh active segment, which must keep the log's end, and a clean
+//!    close and reopen, which must find the same log.
 //!
 //! Never panics; memory stays bounded by what is on disk. It runs with the
 //! broker's allocator, which reserves without committing what a forged count
@@ -43,7 +44,7 @@ use libfuzzer_sys::fuzz_target;
 use strom_fuzz::{fix_all_crcs, sections, NOW_MS};
 use strom_producer::ProducerStateManager;
 use strom_protocol::records;
-use strom_storage::{index, txn_index, AbortedTxn, Log, LogConfig};
+use strom_storage::{index, txn_index, AbortedTxn, CleanerSettings, Log, LogConfig, Throttle};
 
 fn scratch_dir() -> tempfile::TempDir {
     // Memory-backed when the machine has it: a run writes a few files.
@@ -148,6 +149,30 @@ fn partition_dir(flags: u8, parts: &[&[u8]]) {
     let _ = log.offset_for_timestamp(0);
     let _ = log.max_timestamp();
     let _ = log.aborted_txns(start, end);
+    // The cleaner over whatever the segments hold: it may refuse a batch,
+    // never panic, and a cleaning it finishes keeps the log's end.
+    let mut compacted = LogConfig::default();
+    compacted.compact = true;
+    log.set_config(compacted);
+    if log.roll().is_ok() {
+        let producers_last = std::collections::HashMap::new();
+        let settings = CleanerSettings {
+            dedupe_buffer_bytes: 1 << 20,
+            io_max_bytes_per_second: f64::MAX,
+        };
+        if let Ok(Some(job)) = log.plan_cleaning(NOW_MS, i64::MAX) {
+            let run = job.run(&settings, &producers_last, NOW_MS, &mut Throttle::new(f64::MAX), &|| false);
+            if let Ok(Some(cleaned)) = run {
+                let before = log.log_end_offset();
+                if log.install_cleaned(cleaned, NOW_MS).unwrap_or(false) {
+                    assert_eq!(log.log_end_offset(), before, "cleaning moved the log end");
+                    let _ = log.read(log.log_start_offset(), 64 * 1024, i64::MAX, true);
+                }
+            }
+        }
+    }
+    log.set_config(LogConfig::default());
+    let end = log.log_end_offset();
     // A clean close, then the indexes it wrote are trusted on reopen.
     if log.close().is_ok() {
         drop(log);

@@ -91,7 +91,7 @@ const STRING: ConfigType = ConfigType::String;
 
 /// Topic-level configs Strom knows.
 pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
-    topic(enumeration(def("cleanup.policy", List, "delete", "Retention policy for old segments: delete (compaction is not implemented yet; compact is stored and reported)"), CLEANUP), "log.cleanup.policy"),
+    topic(enumeration(def("cleanup.policy", List, "delete", "Retention policy for old segments: delete removes them by age and size, compact keeps the latest record of each key"), CLEANUP), "log.cleanup.policy"),
     topic(enumeration(def("compression.type", STRING, "producer", "Final compression of the topic's data; only producer (keep what the producer sent) is applied"), COMPRESSION), "compression.type"),
     topic(min(def("delete.retention.ms", Long, "86400000", "How long delete tombstones are retained on compacted topics"), 0), "log.cleaner.delete.retention.ms"),
     topic(min(def("file.delete.delay.ms", Long, "60000", "Delay before a deleted segment's file is removed"), 0), "log.segment.delete.delay.ms"),
@@ -449,6 +449,42 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
         ),
         1,
     ),
+    def(
+        "log.cleaner.enable",
+        Boolean,
+        "true",
+        "Run the log cleaner, which compacts topics whose cleanup.policy includes compact",
+    ),
+    min(
+        def(
+            "log.cleaner.threads",
+            Int,
+            "1",
+            "Logs cleaned at once",
+        ),
+        0,
+    ),
+    min(
+        def(
+            "log.cleaner.backoff.ms",
+            Long,
+            "15000",
+            "How long the cleaner sleeps when no log needs cleaning",
+        ),
+        0,
+    ),
+    def(
+        "log.cleaner.dedupe.buffer.size",
+        Long,
+        "134217728",
+        "Memory for the cleaners' maps of keys to their latest offsets, shared by the threads",
+    ),
+    def(
+        "log.cleaner.io.max.bytes.per.second",
+        Double,
+        "1.7976931348623157E308",
+        "Bytes per second each cleaner thread reads and writes at most",
+    ),
     min(
         def(
             "group.consumer.session.timeout.ms",
@@ -603,12 +639,17 @@ pub fn is_dynamic_broker_config(name: &str) -> bool {
 }
 
 /// Broker keys besides the topic synonyms that change at run time, as in
-/// Kafka: the connection limits (applied to new connections) and how long
-/// idle producers are kept.
+/// Kafka: the connection limits (applied to new connections), how long
+/// idle producers are kept, and the cleaner's threads, memory, rate and
+/// backoff (read at each of its rounds).
 const DYNAMIC_BROKER_CONFIGS: &[&str] = &[
     "max.connections",
     "max.connections.per.ip",
     "producer.id.expiration.ms",
+    "log.cleaner.threads",
+    "log.cleaner.dedupe.buffer.size",
+    "log.cleaner.io.max.bytes.per.second",
+    "log.cleaner.backoff.ms",
 ];
 
 /// The broker's configuration: what the operator gave it (file,
@@ -735,6 +776,12 @@ impl StaticConfig {
     }
 
     pub fn get_i64(&self, name: &str) -> i64 {
+        self.get(name)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} is a known numeric config"))
+    }
+
+    pub fn get_f64(&self, name: &str) -> f64 {
         self.get(name)
             .and_then(|v| v.parse().ok())
             .unwrap_or_else(|| panic!("{name} is a known numeric config"))

@@ -10,6 +10,8 @@
 //!   responses with the header version the API requires;
 //! - [`records`] is a zero-copy view of magic-2 record batches: header
 //!   fields, CRC32C, and the in-place rewrites the log is allowed to make;
+//! - [`record_walk`] walks (or inflates and locates) the records of a
+//!   batch, and [`retain`] rebuilds a batch with some of them (the cleaner);
 //! - [`legacy_produce`] answers Produce v0–v2, which we advertise but refuse
 //!   like Kafka 4 does.
 //!
@@ -22,6 +24,7 @@ pub mod record_walk;
 pub mod records;
 pub mod registry;
 pub mod request;
+pub mod retain;
 
 pub use kafka_protocol::error::ResponseError as ErrorCode;
 pub use kafka_protocol::messages;

@@ -194,21 +194,36 @@ fn varint(input: &mut impl Input) -> Result<i32, RecordsError> {
 }
 
 /// A length that is negative (null, as Kafka reads any negative length)
-/// or a byte count; skips the bytes. Returns -1 for null.
-fn skip_bytes(input: &mut impl Input) -> Result<i32, RecordsError> {
+/// or a byte count; skips the bytes. Returns the length (-1 for null) and
+/// where the bytes began.
+fn skip_bytes(input: &mut impl Input) -> Result<(i32, u64), RecordsError> {
     let len = varint(input)?;
+    let start = input.consumed();
     if len < 0 {
-        return Ok(-1);
+        return Ok((-1, start));
     }
     if len > 0 && !input.skip(len as usize)? {
         return Err(malformed(
             "Incorrect declared batch size, premature EOF reached",
         ));
     }
-    Ok(len)
+    Ok((len, start))
 }
 
-fn read_record(input: &mut impl Input) -> Result<Option<RecordMeta>, RecordsError> {
+/// A record read from an input: its fields, and where its parts lie (in
+/// bytes consumed from the input's start).
+#[derive(Debug, Clone, Copy)]
+struct Located {
+    meta: RecordMeta,
+    start: u64,
+    body_start: u64,
+    timestamp_end: u64,
+    key_start: u64,
+    value_start: u64,
+    end: u64,
+}
+
+fn read_record(input: &mut impl Input) -> Result<Option<Located>, RecordsError> {
     // The end of the input before a record begins is not an error here:
     // the caller compares the count.
     let first = input.consumed();
@@ -245,9 +260,10 @@ fn read_record(input: &mut impl Input) -> Result<Option<RecordMeta>, RecordsErro
         ));
     };
     let timestamp_delta = varlong(input, 10)?;
+    let timestamp_end = input.consumed();
     let offset_delta = varint(input)?;
-    let key_len = skip_bytes(input)?;
-    let value_len = skip_bytes(input)?;
+    let (key_len, key_start) = skip_bytes(input)?;
+    let (value_len, value_start) = skip_bytes(input)?;
     let headers = varint(input)?;
     if headers < 0 {
         return Err(malformed(format!(
@@ -273,24 +289,32 @@ fn read_record(input: &mut impl Input) -> Result<Option<RecordMeta>, RecordsErro
         )));
     }
     debug_assert!(input.consumed() > first);
-    Ok(Some(RecordMeta {
-        offset_delta,
-        timestamp_delta,
-        key_len,
-        value_len,
-        headers,
+    Ok(Some(Located {
+        meta: RecordMeta {
+            offset_delta,
+            timestamp_delta,
+            key_len,
+            value_len,
+            headers,
+        },
+        start: first,
+        body_start,
+        timestamp_end,
+        key_start,
+        value_start,
+        end: input.consumed(),
     }))
 }
 
 fn walk_input(
     input: &mut impl Input,
     count: i32,
-    f: &mut dyn FnMut(usize, RecordMeta) -> Result<ControlFlow<()>, RecordsError>,
+    f: &mut dyn FnMut(usize, Located) -> Result<ControlFlow<()>, RecordsError>,
 ) -> Result<(), RecordsError> {
     for i in 0..count.max(0) as usize {
         match read_record(input)? {
-            Some(meta) => {
-                if f(i, meta)?.is_break() {
+            Some(located) => {
+                if f(i, located)?.is_break() {
                     return Ok(());
                 }
             }
@@ -451,51 +475,125 @@ pub fn walk(
 ) -> Result<(), RecordsError> {
     let body = &batch.bytes()[HEADER_LEN..];
     let count = batch.records_count();
-    let f = &mut f;
-    let decompress = |e: std::io::Error| RecordsError::Decompress(e.to_string());
+    let f = &mut |i, located: Located| f(i, located.meta);
     match batch.compression() {
         0 => walk_input(&mut SliceInput { buf: body, pos: 0 }, count, f),
-        1 => walk_input(
-            &mut StreamInput::new(flate2::read::MultiGzDecoder::new(body), max_inflated),
+        codec => walk_input(
+            &mut StreamInput::new(decoder(codec, body, max_inflated)?, max_inflated),
             count,
             f,
         ),
-        2 => walk_input(
-            &mut StreamInput::new(SnappyReader::new(body, max_inflated), max_inflated),
-            count,
-            f,
-        ),
-        3 => walk_input(
-            &mut StreamInput::new(lz4::Decoder::new(body).map_err(decompress)?, max_inflated),
-            count,
-            f,
-        ),
-        4 => walk_input(
-            &mut StreamInput::new(
-                zstd::stream::read::Decoder::with_buffer(body).map_err(decompress)?,
-                max_inflated,
-            ),
-            count,
-            f,
-        ),
-        codec => Err(RecordsError::UnknownCodec(codec)),
     }
+}
+
+/// A streaming decoder of a compressed records section.
+fn decoder<'a>(
+    codec: u8,
+    body: &'a [u8],
+    max_inflated: u64,
+) -> Result<Box<dyn Read + 'a>, RecordsError> {
+    let decompress = |e: std::io::Error| RecordsError::Decompress(e.to_string());
+    Ok(match codec {
+        1 => Box::new(flate2::read::MultiGzDecoder::new(body)),
+        2 => Box::new(SnappyReader::new(body, max_inflated)),
+        3 => Box::new(lz4::Decoder::new(body).map_err(decompress)?),
+        4 => Box::new(zstd::stream::read::Decoder::with_buffer(body).map_err(decompress)?),
+        codec => return Err(RecordsError::UnknownCodec(codec)),
+    })
+}
+
+/// Where one record lies in an [`Inflated`] records section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordSpan {
+    pub meta: RecordMeta,
+    /// The record's first byte (its length varint).
+    pub start: usize,
+    /// The attributes byte, after the length.
+    pub body_start: usize,
+    /// The first byte after the timestamp delta (the offset delta's).
+    pub timestamp_end: usize,
+    /// The key's first byte (meaningless for a null key).
+    pub key_start: usize,
+    /// The value's first byte (meaningless for a null value).
+    pub value_start: usize,
+    /// One past the record's last byte.
+    pub end: usize,
+}
+
+/// The records section of a batch, decompressed, with each record located.
+#[derive(Debug, Clone)]
+pub struct Inflated<'a> {
+    pub bytes: std::borrow::Cow<'a, [u8]>,
+    pub records: Vec<RecordSpan>,
+}
+
+impl Inflated<'_> {
+    /// The key of record `i`; `None` when it is null.
+    pub fn key(&self, i: usize) -> Option<&[u8]> {
+        let r = &self.records[i];
+        (r.meta.key_len >= 0)
+            .then(|| &self.bytes[r.key_start..r.key_start + r.meta.key_len as usize])
+    }
+    /// The value of record `i`; `None` when it is null (a tombstone).
+    pub fn value(&self, i: usize) -> Option<&[u8]> {
+        let r = &self.records[i];
+        (r.meta.value_len >= 0)
+            .then(|| &self.bytes[r.value_start..r.value_start + r.meta.value_len as usize])
+    }
+    /// The bytes of record `i`, length prefix included.
+    pub fn raw(&self, i: usize) -> &[u8] {
+        let r = &self.records[i];
+        &self.bytes[r.start..r.end]
+    }
+}
+
+/// Decompresses the records of `batch` (at most `max_inflated` bytes) and
+/// locates each, checking them as [`walk`] does.
+pub fn inflate<'a>(batch: &Batch<'a>, max_inflated: u64) -> Result<Inflated<'a>, RecordsError> {
+    let body = &batch.bytes()[HEADER_LEN..];
+    let bytes = match batch.compression() {
+        0 => std::borrow::Cow::Borrowed(body),
+        codec => {
+            let mut out = Vec::new();
+            decoder(codec, body, max_inflated)?
+                .take(max_inflated.saturating_add(1))
+                .read_to_end(&mut out)
+                .map_err(|e| RecordsError::Decompress(e.to_string()))?;
+            if out.len() as u64 > max_inflated {
+                return Err(RecordsError::TooLarge(max_inflated));
+            }
+            std::borrow::Cow::Owned(out)
+        }
+    };
+    let mut records = Vec::with_capacity(batch.records_count().clamp(0, 1 << 16) as usize);
+    walk_input(
+        &mut SliceInput {
+            buf: &bytes,
+            pos: 0,
+        },
+        batch.records_count(),
+        &mut |_, l: Located| {
+            records.push(RecordSpan {
+                meta: l.meta,
+                start: l.start as usize,
+                body_start: l.body_start as usize,
+                timestamp_end: l.timestamp_end as usize,
+                key_start: l.key_start as usize,
+                value_start: l.value_start as usize,
+                end: l.end as usize,
+            });
+            Ok(ControlFlow::Continue(()))
+        },
+    )?;
+    Ok(Inflated { bytes, records })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::records::{build_batch, BatchProducer, Compression, NewRecord};
+    use crate::records::{build_batch, BatchProducer, Compression, NewRecord, CODECS};
     use bytes::Bytes;
     use proptest::prelude::*;
-
-    const CODECS: [Compression; 5] = [
-        Compression::None,
-        Compression::Gzip,
-        Compression::Snappy,
-        Compression::Lz4,
-        Compression::Zstd,
-    ];
 
     fn batch_of(values: &[Option<Vec<u8>>], compression: Compression) -> Vec<u8> {
         let records: Vec<NewRecord> = values

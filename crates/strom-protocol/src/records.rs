@@ -29,6 +29,18 @@ const CRC_START: usize = 21;
 const ATTR_TIMESTAMP_TYPE: i16 = 0x08;
 const ATTR_TRANSACTIONAL: i16 = 0x10;
 const ATTR_CONTROL: i16 = 0x20;
+/// KIP-534: the base timestamp holds the time after which the cleaner may
+/// remove the batch's tombstones (or its marker).
+pub(crate) const ATTR_DELETE_HORIZON: i16 = 0x40;
+
+/// Every codec a batch may use, by its attribute id (0-4).
+pub const CODECS: [Compression; 5] = [
+    Compression::None,
+    Compression::Gzip,
+    Compression::Snappy,
+    Compression::Lz4,
+    Compression::Zstd,
+];
 
 pub const NO_PRODUCER_ID: i64 = -1;
 pub const NO_SEQUENCE: i32 = -1;
@@ -158,6 +170,20 @@ impl<'a> Batch<'a> {
             (last - i64::from(i32::MAX) - 1) as i32
         } else {
             last as i32
+        }
+    }
+    /// When the log cleaner may remove this batch's tombstones or marker
+    /// (KIP-534), if it set that time.
+    pub fn delete_horizon(&self) -> Option<i64> {
+        (self.attributes() & ATTR_DELETE_HORIZON != 0).then(|| self.base_timestamp())
+    }
+    /// A record's timestamp from its delta: the batch's max timestamp for
+    /// LogAppendTime batches.
+    pub fn record_timestamp(&self, timestamp_delta: i64) -> i64 {
+        if self.is_log_append_time() {
+            self.max_timestamp()
+        } else {
+            self.base_timestamp().saturating_add(timestamp_delta)
         }
     }
     pub fn records_count(&self) -> i32 {

@@ -1,9 +1,11 @@
 //! Partitions and the manager that hosts them.
 
+mod cleaner;
 mod manager;
 mod partition;
 mod validate;
 
+pub use cleaner::LogCleaner;
 pub use manager::{ReplicaManager, TopicPartition};
 pub use partition::{
     AppendResult, Isolation, ListOffsetResult, OffsetSpec, Partition, ProducerSummary, ReadResult,

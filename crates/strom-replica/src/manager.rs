@@ -67,9 +67,16 @@ fn topic_log_config(
     let policy = config.topic_value(overrides, "cleanup.policy");
     let deletes = policy.split(',').any(|p| p.trim() == "delete");
     let compacted = policy.split(',').any(|p| p.trim() == "compact");
+    // A compacted log rolls by max.compaction.lag.ms too, so that no record
+    // waits longer than that in the active segment (Kafka's maxSegmentMs).
+    let segment_ms = if compacted {
+        num("segment.ms").min(num("max.compaction.lag.ms"))
+    } else {
+        num("segment.ms")
+    };
     let log = LogConfig {
         segment_bytes: num("segment.bytes") as u64,
-        segment_ms: num("segment.ms"),
+        segment_ms,
         segment_jitter_ms: num("segment.jitter.ms"),
         file_delete_delay_ms: num("file.delete.delay.ms"),
         index_interval_bytes: num("index.interval.bytes") as u64,
@@ -80,6 +87,14 @@ fn topic_log_config(
         retention_bytes: if deletes { num("retention.bytes") } else { -1 },
         log_append_time: config.topic_value(overrides, "message.timestamp.type") == "LogAppendTime",
         delete_policy: deletes,
+        compact: compacted,
+        delete_retention_ms: num("delete.retention.ms"),
+        min_cleanable_dirty_ratio: config
+            .topic_value(overrides, "min.cleanable.dirty.ratio")
+            .parse()
+            .unwrap_or(0.5),
+        min_compaction_lag_ms: num("min.compaction.lag.ms"),
+        max_compaction_lag_ms: num("max.compaction.lag.ms"),
     };
     let rules = ProduceRules {
         max_message_bytes: num("max.message.bytes") as usize,
@@ -350,6 +365,23 @@ impl ReplicaManager {
         }
     }
 
+    /// The broker's configuration with the dynamic broker configs of the
+    /// image applied last over it.
+    pub(crate) fn effective_config(&self) -> StaticConfig {
+        match self
+            .applied
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            Some(image) => self.config.with_dynamic(
+                image.broker_configs(Some(self.node_id)),
+                image.broker_configs(None),
+            ),
+            None => self.config.clone(),
+        }
+    }
+
     /// Enforces `flush.ms` and retention on every partition, and every
     /// `producer.id.expiration.check.interval.ms` forgets producers idle for
     /// `producer.id.expiration.ms`.
@@ -363,22 +395,7 @@ impl ReplicaManager {
         if expire {
             self.producers_checked_ms.store(now_ms, Ordering::Relaxed);
         }
-        // Dynamic: from the broker configs of the image applied last.
-        let expiration = match self
-            .applied
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-        {
-            Some(image) => self
-                .config
-                .with_dynamic(
-                    image.broker_configs(Some(self.node_id)),
-                    image.broker_configs(None),
-                )
-                .get_i64("producer.id.expiration.ms"),
-            None => self.config.get_i64("producer.id.expiration.ms"),
-        };
+        let expiration = self.effective_config().get_i64("producer.id.expiration.ms");
         let retention = self.retention_due(now_ms);
         for p in partitions {
             if let Err(e) = p.maintain(now_ms, retention) {

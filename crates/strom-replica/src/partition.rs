@@ -9,7 +9,9 @@ use bytes::Bytes;
 use strom_producer::{BatchInfo, CompletedTxn, ProducerEntry, ProducerStateManager, Verdict};
 use strom_protocol::records::{self, Batch, BatchProducer, ControlMarker};
 use strom_protocol::ErrorCode;
-use strom_storage::{AbortedTxn, Log, LogConfig, StorageError};
+use strom_storage::{
+    AbortedTxn, CleanStats, CleanerSettings, Dirtiness, Log, LogConfig, StorageError, Throttle,
+};
 use tokio::sync::watch;
 use tracing::{error, info};
 use uuid::Uuid;
@@ -650,6 +652,57 @@ impl Partition {
             s.log.enforce_retention(now_ms)?;
         }
         Ok(())
+    }
+
+    /// How much the cleaner would clean here now; `None` unless the topic
+    /// is compacted (or once the partition closed).
+    pub(crate) fn dirtiness(&self, now_ms: i64) -> Option<Dirtiness> {
+        let s = self.lock();
+        if s.closed {
+            return None;
+        }
+        let stable = last_stable_offset(&s.producers, self.high_watermark());
+        s.log.dirtiness(now_ms, stable)
+    }
+
+    /// Compacts the log (see `strom_storage::cleaner`): planned under the
+    /// lock, below the last stable offset; cleaned without it, so produce
+    /// and fetch go on; swapped in under it. The last batch of each known
+    /// producer stays, so its sequence survives a rebuild from the log.
+    /// Returns what it did, `None` if it did not finish or was not needed.
+    pub(crate) fn clean(
+        &self,
+        settings: &CleanerSettings,
+        now_ms: i64,
+        throttle: &mut Throttle,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<Option<CleanStats>, StorageError> {
+        let (job, last_batches) = {
+            let s = self.lock();
+            if s.closed {
+                return Ok(None);
+            }
+            let stable = last_stable_offset(&s.producers, self.high_watermark());
+            let Some(job) = s.log.plan_cleaning(now_ms, stable)? else {
+                return Ok(None);
+            };
+            let last_batches: HashMap<i64, i64> = s
+                .producers
+                .producers()
+                .filter_map(|(id, e)| e.batches.back().map(|b| (id, b.last_offset)))
+                .collect();
+            (job, last_batches)
+        };
+        let Some(cleaned) = job.run(settings, &last_batches, now_ms, throttle, stop)? else {
+            return Ok(None);
+        };
+        let stats = cleaned.stats;
+        let mut s = self.lock();
+        if s.closed {
+            cleaned.discard();
+            return Ok(None);
+        }
+        Ok(s.log.install_cleaned(cleaned, now_ms)?.then_some(stats))
     }
 
     /// Forgets idle producers (see `ProducerStateManager::expire`).

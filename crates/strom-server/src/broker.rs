@@ -9,7 +9,7 @@ use strom_coordinator::{GroupConfig, GroupCoordinator, TxnConfig, TxnCoordinator
 use strom_metadata::config::StaticConfig;
 use strom_metadata::MetadataImage;
 use strom_protocol::ErrorCode;
-use strom_replica::ReplicaManager;
+use strom_replica::{LogCleaner, ReplicaManager};
 use strom_storage::StorageError;
 use tracing::{error, info, warn};
 
@@ -45,6 +45,8 @@ pub enum BrokerError {
     Controller(#[from] ControllerError),
     #[error(transparent)]
     Storage(#[from] StorageError),
+    #[error("cannot start the log cleaner: {0}")]
+    Cleaner(std::io::Error),
 }
 
 /// How many segment files may be open: the open-files limit less a tenth
@@ -68,6 +70,8 @@ pub struct Broker {
     pub(crate) memory: MemoryPool,
     /// Serialises applying images to the replica manager.
     apply_lock: Mutex<()>,
+    /// Stopped first at shutdown.
+    cleaner: Mutex<Option<LogCleaner>>,
     /// Held while the broker lives: no second process opens the directory.
     _dir_lock: DirLock,
 }
@@ -200,6 +204,13 @@ impl Broker {
         );
         // Ends that a crash cut short are completed now.
         txns.tick(now_ms());
+        // The cleaner starts once the coordinators loaded their topics, so
+        // that no cleaning runs under a load.
+        let cleaner = if opts.config.get_bool("log.cleaner.enable") {
+            Some(LogCleaner::start(replicas.clone()).map_err(BrokerError::Cleaner)?)
+        } else {
+            None
+        };
         info!(node_id = opts.node_id, cluster_id = %meta.cluster_id, partitions = replicas.partition_count(), group_records, txn_records, "broker opened");
         Ok(Arc::new(Broker {
             node_id: opts.node_id,
@@ -212,6 +223,7 @@ impl Broker {
             memory: MemoryPool::new(opts.config.get_i64("queued.max.request.bytes")),
             config: opts.config,
             apply_lock: Mutex::new(()),
+            cleaner: Mutex::new(cleaner),
             _dir_lock: dir_lock,
         }))
     }
@@ -294,8 +306,16 @@ impl Broker {
         self.txns.tick(now);
     }
 
-    /// Closes every partition cleanly.
+    /// Stops the log cleaner and closes every partition cleanly.
     pub fn shutdown(&self) {
+        if let Some(mut cleaner) = self
+            .cleaner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            cleaner.stop();
+        }
         self.replicas.shutdown();
         info!("broker closed");
     }

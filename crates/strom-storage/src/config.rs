@@ -1,5 +1,5 @@
 /// Per-partition log settings; names follow Kafka's topic configs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LogConfig {
     /// `segment.bytes`: roll when the active segment would exceed this.
     pub segment_bytes: u64,
@@ -29,6 +29,20 @@ pub struct LogConfig {
     /// `cleanup.policy` includes `delete`: records may be deleted by
     /// DeleteRecords (retention follows `retention.*` either way).
     pub delete_policy: bool,
+    /// `cleanup.policy` includes `compact`: the cleaner keeps the latest
+    /// record of each key.
+    pub compact: bool,
+    /// `delete.retention.ms`: how long the cleaner keeps a tombstone (and
+    /// an empty transaction's marker) after it first cleaned past it.
+    pub delete_retention_ms: i64,
+    /// `min.cleanable.dirty.ratio`: the share of the log not yet cleaned
+    /// above which the cleaner takes it.
+    pub min_cleanable_dirty_ratio: f64,
+    /// `min.compaction.lag.ms`: records younger than this stay uncleaned.
+    pub min_compaction_lag_ms: i64,
+    /// `max.compaction.lag.ms`: a log whose oldest uncleaned record is older
+    /// is cleaned whatever its dirty ratio.
+    pub max_compaction_lag_ms: i64,
 }
 
 impl Default for LogConfig {
@@ -46,6 +60,11 @@ impl Default for LogConfig {
             log_append_time: false,
             file_delete_delay_ms: 60_000,
             delete_policy: true,
+            compact: false,
+            delete_retention_ms: 24 * 3600 * 1000,
+            min_cleanable_dirty_ratio: 0.5,
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
         }
     }
 }

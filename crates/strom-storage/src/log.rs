@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use strom_protocol::records::{self, Batch};
 use tracing::{info, warn};
 
+use crate::cleaner::{self, CleanJob, Cleaned, Dirtiness, Source};
 use crate::config::LogConfig;
 use crate::error::{IoContext, StorageError};
 use crate::segment::{self, ScanOutcome, Segment};
@@ -20,14 +21,21 @@ const CLEAN_SHUTDOWN: &str = ".clean_shutdown";
 /// partition move or go without rewriting the others'.)
 const LOG_START_OFFSET: &str = "log-start-offset";
 
+/// The cleaner's checkpoint: the offset below which the log is clean, in
+/// the same format. (Kafka's `cleaner-offset-checkpoint`, per log.)
+const CLEANER_OFFSET: &str = "cleaner-offset";
+
 /// The log start offset `dir` records, if it holds a readable one.
 pub fn read_log_start_offset(dir: &Path) -> Option<i64> {
-    let bytes = std::fs::read(dir.join(LOG_START_OFFSET)).ok()?;
-    parse_log_start_offset(&bytes)
+    read_offset_file(&dir.join(LOG_START_OFFSET))
 }
 
-/// Parses the contents of a `log-start-offset` file: a non-negative
-/// decimal, optionally followed by a newline.
+fn read_offset_file(path: &Path) -> Option<i64> {
+    parse_log_start_offset(&std::fs::read(path).ok()?)
+}
+
+/// Parses the contents of a `log-start-offset` (or `cleaner-offset`)
+/// file: a non-negative decimal, optionally followed by a newline.
 pub fn parse_log_start_offset(bytes: &[u8]) -> Option<i64> {
     let text = std::str::from_utf8(bytes).ok()?;
     let digits = text.strip_suffix('\n').unwrap_or(text);
@@ -90,6 +98,8 @@ pub struct Log {
     /// Files of segments deleted by retention (renamed `.deleted`), with
     /// the wall-clock ms after which they are removed.
     pending_deletes: Vec<(i64, Vec<PathBuf>)>,
+    /// The cleaner's checkpoint: the log below it is clean.
+    first_dirty_offset: i64,
 }
 
 /// A random jitter in `[0, min(jitter, segment_ms))`, drawn per segment.
@@ -112,6 +122,7 @@ impl Log {
     /// torn or corrupt batch on is removed.
     pub fn open(dir: &Path, config: LogConfig) -> Result<Log, StorageError> {
         std::fs::create_dir_all(dir).at(dir)?;
+        cleaner::recover_swaps(dir)?;
         // Segments deleted before a restart are gone for good now.
         for entry in std::fs::read_dir(dir).at(dir)?.flatten() {
             if entry.file_name().to_string_lossy().ends_with(".deleted") {
@@ -152,14 +163,15 @@ impl Log {
                     s
                 }
             };
-            // Offsets must continue from the previous segment.
+            // Offsets must go on from the previous segment (not always at
+            // its end: the cleaner may have removed its last records).
             if let Some(prev) = segments
                 .values()
                 .next_back()
                 .map(|p: &Segment| p.next_offset())
             {
-                // (A segment recovery just cut must continue the log too.)
-                if seg.base_offset() != prev {
+                // (A segment recovery just cut must go on from it too.)
+                if seg.base_offset() < prev {
                     warn!(dir = %dir.display(), base, expected = prev, "segment does not continue the log; removing the rest");
                     cut = true;
                     seg.delete()?;
@@ -195,6 +207,9 @@ impl Log {
         for seg in segments.values_mut() {
             seg.set_roll_jitter_ms(roll_jitter(&config));
         }
+        let first_dirty_offset = read_offset_file(&dir.join(CLEANER_OFFSET))
+            .unwrap_or(log_start_offset)
+            .clamp(log_start_offset, end.max(log_start_offset));
         let log = Log {
             dir: dir.to_path_buf(),
             config,
@@ -206,6 +221,7 @@ impl Log {
             unflushed_since: None,
             pending_flushes: Vec::new(),
             pending_deletes: Vec::new(),
+            first_dirty_offset,
         };
         info!(dir = %dir.display(), start = log.log_start_offset, end = log.log_end_offset(), segments = log.segments.len(), clean, "log opened");
         Ok(log)
@@ -455,9 +471,12 @@ impl Log {
         loop {
             let (&base, oldest) = self.segments.iter().next().expect("non-empty");
             let active = self.segments.len() == 1;
+            // (A closed segment the cleaner emptied holds nothing to keep.)
             let expired = self.config.retention_ms >= 0
-                && oldest.size() > 0
-                && now_ms.saturating_sub(oldest.largest_timestamp()) > self.config.retention_ms;
+                && (oldest.size() > 0
+                    && now_ms.saturating_sub(oldest.largest_timestamp())
+                        > self.config.retention_ms
+                    || oldest.size() == 0 && !active);
             let too_big = !active
                 && self.config.retention_bytes >= 0
                 && total - oldest.size() as i64 >= self.config.retention_bytes;
@@ -536,7 +555,12 @@ impl Log {
                 return true;
             }
             for f in files {
-                if let Err(e) = std::fs::remove_file(f) {
+                // (A later deletion of a segment with the same base, the
+                // cleaner's, may have removed the file already.)
+                if let Err(e) = std::fs::remove_file(f).or_else(|e| match e.kind() {
+                    std::io::ErrorKind::NotFound => Ok(()),
+                    _ => Err(e),
+                }) {
                     warn!(file = %f.display(), error = %e, "cannot remove a deleted segment's file");
                 }
             }
@@ -631,6 +655,176 @@ impl Log {
             .collect()
     }
 
+    /// The first offset the cleaner may not touch, rounded down to a
+    /// segment start: the active segment, the segment holding
+    /// `first_unstable` (the last stable offset), and the first dirty
+    /// segment younger than `min.compaction.lag.ms`.
+    fn first_uncleanable(&self, now_ms: i64, first_unstable: i64) -> i64 {
+        let mut bound = self.active().base_offset().min(first_unstable);
+        if self.config.min_compaction_lag_ms > 0 {
+            let young = self
+                .segments
+                .range(self.first_dirty_offset..)
+                .find(|(_, s)| {
+                    now_ms.saturating_sub(s.largest_timestamp()) < self.config.min_compaction_lag_ms
+                })
+                .map(|(&b, _)| b);
+            bound = bound.min(young.unwrap_or(i64::MAX));
+        }
+        self.segments
+            .range(..=bound)
+            .next_back()
+            .map_or(self.log_start_offset, |(&b, _)| b)
+    }
+
+    /// How much the cleaner would clean now (`None` unless the log is
+    /// compacted), with `first_unstable` the last stable offset.
+    pub fn dirtiness(&self, now_ms: i64, first_unstable: i64) -> Option<Dirtiness> {
+        if !self.config.compact {
+            return None;
+        }
+        let end = self.first_uncleanable(now_ms, first_unstable);
+        let (mut clean_bytes, mut dirty_bytes) = (0, 0);
+        let mut oldest_dirty = None;
+        for (&base, seg) in self.segments.range(..end) {
+            if base < self.first_dirty_offset {
+                clean_bytes += seg.size();
+            } else {
+                dirty_bytes += seg.size();
+                oldest_dirty = oldest_dirty.or(seg.first_batch_timestamp());
+            }
+        }
+        let overdue = oldest_dirty.is_some_and(|t| {
+            t >= 0 && now_ms.saturating_sub(t) > self.config.max_compaction_lag_ms
+        });
+        Some(Dirtiness {
+            clean_bytes,
+            dirty_bytes,
+            overdue,
+            min_ratio: self.config.min_cleanable_dirty_ratio,
+        })
+    }
+
+    /// Plans a cleaning of every closed segment below the first uncleanable
+    /// offset (see [`Log::dirtiness`]), opening their files so that it can
+    /// run without the log (see [`CleanJob::run`]); `None` if there is
+    /// nothing to clean.
+    pub fn plan_cleaning(
+        &self,
+        now_ms: i64,
+        first_unstable: i64,
+    ) -> Result<Option<CleanJob>, StorageError> {
+        if !self.config.compact {
+            return Ok(None);
+        }
+        let end = self.first_uncleanable(now_ms, first_unstable);
+        let mut sources = Vec::new();
+        for (&base, seg) in self.segments.range(..end) {
+            let path = seg.log_path();
+            sources.push(Source {
+                base,
+                size: seg.size(),
+                next_offset: seg.next_offset(),
+                file: std::fs::File::open(&path).at(&path)?,
+            });
+        }
+        if sources.is_empty() {
+            return Ok(None);
+        }
+        // Those that began in the range, whatever segment holds their marker
+        // (it may lie past the range).
+        let mut aborted = self.aborted_txns(i64::MIN, end);
+        aborted.sort_by_key(|t| t.first_offset);
+        Ok(Some(CleanJob {
+            dir: self.dir.clone(),
+            first_dirty: self.first_dirty_offset,
+            sources,
+            aborted,
+            delete_retention_ms: self.config.delete_retention_ms,
+            segment_bytes: self.config.segment_bytes,
+            segment_index_bytes: self.config.segment_index_bytes,
+            index_interval_bytes: self.config.index_interval_bytes,
+        }))
+    }
+
+    /// Swaps a finished cleaning in (see `cleaner::recover_swaps` for the
+    /// steps and why a crash at any of them loses nothing). Returns false,
+    /// removing its files, when one of the segments it replaces went
+    /// meanwhile (retention, DeleteRecords) or changed.
+    pub fn install_cleaned(&mut self, cleaned: Cleaned, now_ms: i64) -> Result<bool, StorageError> {
+        self.install_cleaned_until(cleaned, now_ms, None)
+    }
+
+    /// [`Log::install_cleaned`], stopped after `crash_at` of its file
+    /// operations when given (as a crash would stop it; the log must then
+    /// be dropped and reopened): how the crash tests interrupt a swap.
+    pub(crate) fn install_cleaned_until(
+        &mut self,
+        cleaned: Cleaned,
+        now_ms: i64,
+        crash_at: Option<usize>,
+    ) -> Result<bool, StorageError> {
+        let current = cleaned
+            .groups
+            .iter()
+            .flat_map(|g| &g.replaces)
+            .all(|(base, size)| {
+                self.segments.get(base).is_some_and(|s| s.size() == *size)
+                    && *base != self.active().base_offset()
+            });
+        if !current || cleaned.dir != self.dir {
+            cleaned.discard();
+            return Ok(false);
+        }
+        use cleaner::{suffixed, CLEANED, SEGMENT_FILES, SWAP};
+        let mut steps = 0;
+        let mut crashed = || {
+            steps += 1;
+            crash_at == Some(steps)
+        };
+        for g in &cleaned.groups {
+            for kind in SEGMENT_FILES {
+                let from = suffixed(&self.dir, g.base, kind, CLEANED);
+                std::fs::rename(&from, suffixed(&self.dir, g.base, kind, SWAP)).at(&from)?;
+                if crashed() {
+                    return Ok(false);
+                }
+            }
+            sync_dir(&self.dir)?;
+            for &(base, _) in &g.replaces {
+                self.retire_segment(base, now_ms)?;
+                if crashed() {
+                    return Ok(false);
+                }
+            }
+            sync_dir(&self.dir)?;
+            for kind in SEGMENT_FILES {
+                let from = suffixed(&self.dir, g.base, kind, SWAP);
+                std::fs::rename(&from, suffixed(&self.dir, g.base, kind, "")).at(&from)?;
+                if crashed() {
+                    return Ok(false);
+                }
+            }
+            sync_dir(&self.dir)?;
+            let mut seg = match Segment::open_indexed(&self.dir, g.base)? {
+                Some(seg) => seg,
+                None => Segment::recover(&self.dir, g.base, self.config.index_interval_bytes)?.0,
+            };
+            seg.set_roll_jitter_ms(roll_jitter(&self.config));
+            self.segments.insert(g.base, seg);
+            self.aborted.insert(g.base, g.aborted.clone());
+        }
+        let path = self.dir.join(CLEANER_OFFSET);
+        segment::write_synced(&path, format!("{}\n", cleaned.end).as_bytes())?;
+        self.first_dirty_offset = cleaned.end;
+        Ok(true)
+    }
+
+    /// The cleaner's checkpoint: the log below it is clean.
+    pub fn first_dirty_offset(&self) -> i64 {
+        self.first_dirty_offset.max(self.log_start_offset)
+    }
+
     /// Calls `f` with each batch from `from_offset` to the end, in order:
     /// how state kept beside the log (producer state) is rebuilt.
     pub fn scan_batches(
@@ -656,6 +850,6 @@ impl Log {
 }
 
 /// Makes a rename in `dir` durable.
-fn sync_dir(dir: &Path) -> Result<(), StorageError> {
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), StorageError> {
     std::fs::File::open(dir).and_then(|d| d.sync_all()).at(dir)
 }

@@ -41,18 +41,8 @@ pub struct Segment {
     base_offset: i64,
     dir: PathBuf,
     file: PooledFile,
-    /// Bytes of whole batches in the file.
-    size: u64,
-    /// One past the last offset stored here (the base offset when empty).
-    next_offset: i64,
-    index: Vec<OffsetEntry>,
-    time_index: Vec<TimeEntry>,
-    bytes_since_index: u64,
-    /// Largest batch max timestamp and the base offset of its batch.
-    max_timestamp: i64,
-    max_timestamp_batch: i64,
-    /// Max timestamp of the first batch, for `segment.ms`.
-    first_timestamp: Option<i64>,
+    /// Size, end offset and indexes.
+    ix: Indexing,
     /// Wall-clock ms when the segment was created (its file's mtime once
     /// reopened): `segment.ms` counts from it when no batch has a timestamp.
     created_ms: i64,
@@ -67,8 +57,8 @@ impl std::fmt::Debug for Segment {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Segment")
             .field("base_offset", &self.base_offset)
-            .field("size", &self.size)
-            .field("next_offset", &self.next_offset)
+            .field("size", &self.ix.size)
+            .field("next_offset", &self.ix.next_offset)
             .finish()
     }
 }
@@ -77,6 +67,107 @@ impl std::fmt::Debug for Segment {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Position {
     pub(crate) position: u64,
+}
+
+/// What a segment knows of its batches: its size and end offset, its
+/// largest timestamp, and its offset and time indexes (one entry per
+/// `index.interval.bytes`). The log's segments and the cleaner's output
+/// are indexed alike by it.
+#[derive(Debug, Clone)]
+pub(crate) struct Indexing {
+    base_offset: i64,
+    /// Bytes of whole batches in the file.
+    pub(crate) size: u64,
+    /// One past the last offset stored here (the base offset when empty).
+    pub(crate) next_offset: i64,
+    pub(crate) index: Vec<OffsetEntry>,
+    pub(crate) time_index: Vec<TimeEntry>,
+    bytes_since_index: u64,
+    /// Largest batch max timestamp and the base offset of its batch.
+    pub(crate) max_timestamp: i64,
+    max_timestamp_batch: i64,
+    /// Max timestamp of the first batch, for `segment.ms`.
+    pub(crate) first_timestamp: Option<i64>,
+}
+
+impl Indexing {
+    pub(crate) fn new(base_offset: i64) -> Self {
+        Indexing {
+            base_offset,
+            size: 0,
+            next_offset: base_offset,
+            index: Vec::new(),
+            time_index: Vec::new(),
+            bytes_since_index: 0,
+            max_timestamp: -1,
+            max_timestamp_batch: base_offset,
+            first_timestamp: None,
+        }
+    }
+
+    /// The encoded offset and time index files, as they are when the
+    /// segment is closed.
+    pub(crate) fn encode(&mut self) -> (Vec<u8>, Vec<u8>) {
+        self.maybe_append_time_entry();
+        (
+            index::encode_offsets(&self.index),
+            index::encode_times(&self.time_index),
+        )
+    }
+
+    fn observe(&mut self, base: i64, last: i64, max_ts: i64) {
+        if self.first_timestamp.is_none() {
+            self.first_timestamp = Some(max_ts);
+        }
+        if max_ts > self.max_timestamp {
+            self.max_timestamp = max_ts;
+            self.max_timestamp_batch = base;
+        }
+        self.next_offset = last + 1;
+    }
+
+    /// Accounts for a batch just written at `self.size`.
+    pub(crate) fn index_batch(
+        &mut self,
+        base: i64,
+        last: i64,
+        max_ts: i64,
+        size: u64,
+        interval: u64,
+    ) {
+        if self.bytes_since_index >= interval {
+            self.index.push(OffsetEntry {
+                relative_offset: (base - self.base_offset) as u32,
+                position: self.size as u32,
+            });
+            self.maybe_append_time_entry();
+            self.bytes_since_index = 0;
+        }
+        self.observe(base, last, max_ts);
+        self.size += size;
+        self.bytes_since_index += size;
+    }
+
+    pub(crate) fn maybe_append_time_entry(&mut self) {
+        if self.max_timestamp < 0 {
+            return;
+        }
+        let grew = self
+            .time_index
+            .last()
+            .is_none_or(|e| e.timestamp < self.max_timestamp);
+        let entry = TimeEntry {
+            timestamp: self.max_timestamp,
+            relative_offset: (self.max_timestamp_batch - self.base_offset) as u32,
+        };
+        let offset_grew = self
+            .time_index
+            .last()
+            .is_none_or(|e| e.relative_offset < entry.relative_offset);
+        if grew && offset_grew {
+            self.time_index.push(entry);
+        }
+    }
 }
 
 impl Segment {
@@ -104,14 +195,7 @@ impl Segment {
             base_offset,
             dir: dir.to_path_buf(),
             file,
-            size: 0,
-            next_offset: base_offset,
-            index: Vec::new(),
-            time_index: Vec::new(),
-            bytes_since_index: 0,
-            max_timestamp: -1,
-            max_timestamp_batch: base_offset,
-            first_timestamp: None,
+            ix: Indexing::new(base_offset),
             created_ms: wall_clock_ms(),
             roll_jitter_ms: 0,
             indexes_current: false,
@@ -167,19 +251,20 @@ impl Segment {
         };
         let mut seg = Self::empty(dir, base_offset, file);
         seg.created_ms = mtime;
-        seg.size = len;
+        seg.ix.size = len;
         if let Some(last) = time_index.last() {
-            seg.max_timestamp = last.timestamp;
-            seg.max_timestamp_batch = base_offset + i64::from(last.relative_offset);
+            seg.ix.max_timestamp = last.timestamp;
+            seg.ix.max_timestamp_batch = base_offset + i64::from(last.relative_offset);
         }
         let tail_start = index.last().map_or(0, |e| u64::from(e.position));
-        seg.index = index;
-        seg.time_index = time_index;
+        seg.ix.index = index;
+        seg.ix.time_index = time_index;
         // Walk the headers after the last index entry to learn the end offset.
-        // The headers are trusted only while their offsets continue from the
+        // The headers are trusted only while their offsets grow from the
         // last index entry: anything else sends the segment to recovery.
         let mut pos = tail_start;
         let mut expected = seg
+            .ix
             .index
             .last()
             .map_or(base_offset, |e| base_offset + i64::from(e.relative_offset));
@@ -197,18 +282,19 @@ impl Segment {
                 .base_offset()
                 .checked_add(i64::from(delta))
                 .and_then(|l| l.checked_add(1))
-                .filter(|_| delta >= 0 && batch.base_offset() == expected)
+                .filter(|_| delta >= 0 && batch.base_offset() >= expected)
             else {
                 return Ok(None);
             };
-            seg.observe(batch.base_offset(), next - 1, batch.max_timestamp());
+            seg.ix
+                .observe(batch.base_offset(), next - 1, batch.max_timestamp());
             expected = next;
             pos += size as u64;
         }
         if pos != len {
             return Ok(None);
         }
-        seg.first_timestamp = seg.read_first_timestamp();
+        seg.ix.first_timestamp = seg.read_first_timestamp();
         seg.indexes_current = true;
         Ok(Some(seg))
     }
@@ -265,7 +351,8 @@ impl Segment {
                     reason: e.to_string(),
                 };
             }
-            if batch.base_offset() != seg.next_offset && seg.size > 0
+            // Offsets only grow; a cleaned segment has gaps between batches.
+            if batch.base_offset() < seg.ix.next_offset && seg.ix.size > 0
                 || batch.base_offset() < base_offset
                 || batch.last_offset_delta() < 0
             {
@@ -274,11 +361,11 @@ impl Segment {
                     reason: format!(
                         "batch at offset {} does not follow {}",
                         batch.base_offset(),
-                        seg.next_offset
+                        seg.ix.next_offset
                     ),
                 };
             }
-            seg.index_batch(
+            seg.ix.index_batch(
                 batch.base_offset(),
                 batch.last_offset(),
                 batch.max_timestamp(),
@@ -291,64 +378,17 @@ impl Segment {
             seg.data()?.set_len(*valid_size).at(&seg.log_path())?;
             seg.data()?.sync_all().at(&seg.log_path())?;
         }
-        seg.indexes_current = seg.size == 0;
+        seg.indexes_current = seg.ix.size == 0;
         Ok((seg, outcome))
     }
 
     fn read_first_timestamp(&self) -> Option<i64> {
         let mut header = [0u8; HEADER_LEN];
-        (self.size >= HEADER_LEN as u64
+        (self.ix.size >= HEADER_LEN as u64
             && self
                 .data()
                 .is_ok_and(|f| f.read_exact_at(&mut header, 0).is_ok()))
         .then(|| HeaderView(&header).max_timestamp())
-    }
-
-    fn observe(&mut self, base: i64, last: i64, max_ts: i64) {
-        if self.first_timestamp.is_none() {
-            self.first_timestamp = Some(max_ts);
-        }
-        if max_ts > self.max_timestamp {
-            self.max_timestamp = max_ts;
-            self.max_timestamp_batch = base;
-        }
-        self.next_offset = last + 1;
-    }
-
-    /// Accounts for a batch just written at `self.size`.
-    fn index_batch(&mut self, base: i64, last: i64, max_ts: i64, size: u64, interval: u64) {
-        if self.bytes_since_index >= interval {
-            self.index.push(OffsetEntry {
-                relative_offset: (base - self.base_offset) as u32,
-                position: self.size as u32,
-            });
-            self.maybe_append_time_entry();
-            self.bytes_since_index = 0;
-        }
-        self.observe(base, last, max_ts);
-        self.size += size;
-        self.bytes_since_index += size;
-    }
-
-    fn maybe_append_time_entry(&mut self) {
-        if self.max_timestamp < 0 {
-            return;
-        }
-        let grew = self
-            .time_index
-            .last()
-            .is_none_or(|e| e.timestamp < self.max_timestamp);
-        let entry = TimeEntry {
-            timestamp: self.max_timestamp,
-            relative_offset: (self.max_timestamp_batch - self.base_offset) as u32,
-        };
-        let offset_grew = self
-            .time_index
-            .last()
-            .is_none_or(|e| e.relative_offset < entry.relative_offset);
-        if grew && offset_grew {
-            self.time_index.push(entry);
-        }
     }
 
     /// Appends whole, already validated batches whose offsets continue this
@@ -360,11 +400,11 @@ impl Segment {
     ) -> Result<(), StorageError> {
         self.indexes_current = false;
         self.data()?
-            .write_all_at(records, self.size)
+            .write_all_at(records, self.ix.size)
             .at(&self.log_path())?;
         for batch in records::batches(records) {
             let b = batch?;
-            self.index_batch(
+            self.ix.index_batch(
                 b.base_offset(),
                 b.last_offset(),
                 b.max_timestamp(),
@@ -379,10 +419,10 @@ impl Segment {
     /// batch after it), scanning forward from the nearest index entry.
     pub(crate) fn find(&self, offset: i64) -> Result<Option<Position>, StorageError> {
         let rel = (offset.max(self.base_offset) - self.base_offset).min(u32::MAX as i64) as u32;
-        let mut pos = index::floor_offset(&self.index, rel).map_or(0, |e| u64::from(e.position));
+        let mut pos = index::floor_offset(&self.ix.index, rel).map_or(0, |e| u64::from(e.position));
         let mut header = [0u8; HEADER_LEN];
         let file = self.data()?;
-        while pos < self.size {
+        while pos < self.ix.size {
             file.read_exact_at(&mut header, pos).at(&self.log_path())?;
             let view = HeaderView(&header);
             if view.last_offset() >= offset {
@@ -403,7 +443,7 @@ impl Segment {
         max_offset: i64,
         min_one: bool,
     ) -> Result<Vec<u8>, StorageError> {
-        let available = (self.size - from.position) as usize;
+        let available = (self.ix.size - from.position) as usize;
         let mut want = max_bytes.min(available);
         let mut buf = vec![0u8; want.max(HEADER_LEN.min(available))];
         self.data()?
@@ -447,10 +487,10 @@ impl Segment {
         timestamp: i64,
         from_offset: i64,
     ) -> Result<Option<(i64, i64)>, StorageError> {
-        if self.max_timestamp < timestamp {
+        if self.ix.max_timestamp < timestamp {
             return Ok(None);
         }
-        let start = index::floor_time(&self.time_index, timestamp)
+        let start = index::floor_time(&self.ix.time_index, timestamp)
             .map_or(self.base_offset, |e| {
                 self.base_offset + i64::from(e.relative_offset)
             })
@@ -459,7 +499,7 @@ impl Segment {
             return Ok(None);
         };
         let mut buf = Vec::new();
-        while pos < self.size {
+        while pos < self.ix.size {
             let batch = self.read_batch_at(pos, &mut buf)?;
             let b = Batch::parse(batch).map_err(|e| self.corrupt(e.to_string()))?;
             if b.max_timestamp() >= timestamp {
@@ -476,16 +516,16 @@ impl Segment {
 
     /// The record with the largest timestamp (the first such), as (offset, timestamp).
     pub(crate) fn max_timestamp_record(&self) -> Result<Option<(i64, i64)>, StorageError> {
-        if self.max_timestamp < 0 {
+        if self.ix.max_timestamp < 0 {
             return Ok(None);
         }
-        let Some(pos) = self.find(self.max_timestamp_batch)? else {
+        let Some(pos) = self.find(self.ix.max_timestamp_batch)? else {
             return Ok(None);
         };
         let mut buf = Vec::new();
         let batch = self.read_batch_at(pos.position, &mut buf)?;
         let b = Batch::parse(batch).map_err(|e| self.corrupt(e.to_string()))?;
-        let max = self.max_timestamp;
+        let max = self.ix.max_timestamp;
         let found = first_record(&b, |_, ts| ts == max).map_err(|e| self.corrupt(e.to_string()))?;
         Ok(Some(found.map_or((b.last_offset(), max), |(offset, _)| {
             (offset, max)
@@ -529,10 +569,10 @@ impl Segment {
     /// Writes the index files (fsynced). A segment that is no longer
     /// written to keeps them current from then on.
     pub(crate) fn write_indexes(&mut self) -> Result<(), StorageError> {
-        self.maybe_append_time_entry();
         let (_, idx, tidx) = Self::paths(&self.dir, self.base_offset);
-        write_synced(&idx, &index::encode_offsets(&self.index))?;
-        write_synced(&tidx, &index::encode_times(&self.time_index))?;
+        let (offsets, times) = self.ix.encode();
+        write_synced(&idx, &offsets)?;
+        write_synced(&tidx, &times)?;
         self.indexes_current = true;
         Ok(())
     }
@@ -571,8 +611,8 @@ impl Segment {
     /// record timestamp, or the file's modification time when no record
     /// has one (Kafka's `largestTimestamp`).
     pub(crate) fn largest_timestamp(&self) -> i64 {
-        if self.max_timestamp >= 0 {
-            return self.max_timestamp;
+        if self.ix.max_timestamp >= 0 {
+            return self.ix.max_timestamp;
         }
         self.file
             .get()
@@ -586,10 +626,16 @@ impl Segment {
     /// batch's timestamp to the incoming one, or, when the first batch had
     /// none, since the segment was created (Kafka's `timeWaitedForRoll`).
     pub(crate) fn time_waited_for_roll(&self, incoming_max_ts: i64, now_ms: i64) -> i64 {
-        match self.first_timestamp {
+        match self.ix.first_timestamp {
             Some(t) if t >= 0 => incoming_max_ts.saturating_sub(t),
             _ => now_ms.saturating_sub(self.created_ms),
         }
+    }
+
+    /// The max timestamp of the first batch (what `max.compaction.lag.ms`
+    /// measures a segment's oldest record by).
+    pub(crate) fn first_batch_timestamp(&self) -> Option<i64> {
+        self.ix.first_timestamp
     }
 
     pub(crate) fn roll_jitter_ms(&self) -> i64 {
@@ -607,16 +653,16 @@ impl Segment {
         self.indexes_current
     }
     pub fn size(&self) -> u64 {
-        self.size
+        self.ix.size
     }
     pub fn next_offset(&self) -> i64 {
-        self.next_offset
+        self.ix.next_offset
     }
     pub fn max_timestamp(&self) -> i64 {
-        self.max_timestamp
+        self.ix.max_timestamp
     }
     pub(crate) fn index_len(&self) -> usize {
-        self.index.len()
+        self.ix.index.len()
     }
 }
 
@@ -677,7 +723,7 @@ pub(crate) fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), StorageError
 }
 
 /// The few header fields needed from a 61-byte header without a whole batch.
-struct HeaderView<'a>(&'a [u8]);
+pub(crate) struct HeaderView<'a>(pub(crate) &'a [u8]);
 
 impl HeaderView<'_> {
     fn base_offset(&self) -> i64 {
@@ -686,7 +732,7 @@ impl HeaderView<'_> {
     fn last_offset_delta(&self) -> i32 {
         i32::from_be_bytes(self.0[23..27].try_into().expect("4 bytes"))
     }
-    fn last_offset(&self) -> i64 {
+    pub(crate) fn last_offset(&self) -> i64 {
         self.base_offset()
             .saturating_add(i64::from(self.last_offset_delta()))
     }
