@@ -738,13 +738,13 @@ fn inflate<'a>(batch: &Batch<'a>, path: &Path) -> Result<record_walk::Inflated<'
 /// replaces (those starting in its offset range) are removed, then the
 /// swap files take their names. A final-named index file of `base` whose
 /// `.swap` is gone is already the new one (step 4 had renamed it).
-pub(crate) fn recover_swaps(dir: &Path) -> Result<(), StorageError> {
-    let names: Vec<String> = std::fs::read_dir(dir)
-        .at(dir)?
-        .filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().into_string().ok())
-        .collect();
+///
+/// `names` lists the files of `dir`; returns whether any was removed or
+/// renamed (the listing is then stale).
+pub(crate) fn recover_swaps(dir: &Path, names: &[String]) -> Result<bool, StorageError> {
+    let mut changed = false;
     for name in names.iter().filter(|n| n.ends_with(CLEANED)) {
+        changed = true;
         let _ = std::fs::remove_file(dir.join(name));
     }
     let swapped: Vec<i64> = names
@@ -755,6 +755,7 @@ pub(crate) fn recover_swaps(dir: &Path) -> Result<(), StorageError> {
     for name in names.iter().filter(|n| n.ends_with(SWAP)) {
         let stem = name.split('.').next().unwrap_or_default();
         if !swapped.iter().any(|&b| file_stem(b) == stem) {
+            changed = true;
             let _ = std::fs::remove_file(dir.join(name));
         }
     }
@@ -788,7 +789,7 @@ pub(crate) fn recover_swaps(dir: &Path) -> Result<(), StorageError> {
     if !swapped.is_empty() {
         crate::log::sync_dir(dir)?;
     }
-    Ok(())
+    Ok(changed || !swapped.is_empty())
 }
 
 /// One past the last offset of the batches in a (fsynced) data file, by

@@ -122,19 +122,19 @@ impl Log {
     /// torn or corrupt batch on is removed.
     pub fn open(dir: &Path, config: LogConfig) -> Result<Log, StorageError> {
         std::fs::create_dir_all(dir).at(dir)?;
-        cleaner::recover_swaps(dir)?;
+        let mut names = file_names(dir)?;
+        if cleaner::recover_swaps(dir, &names)? {
+            names = file_names(dir)?;
+        }
         // Segments deleted before a restart are gone for good now.
-        for entry in std::fs::read_dir(dir).at(dir)?.flatten() {
-            if entry.file_name().to_string_lossy().ends_with(".deleted") {
-                let _ = std::fs::remove_file(entry.path());
-            }
+        for name in names.iter().filter(|n| n.ends_with(".deleted")) {
+            let _ = std::fs::remove_file(dir.join(name));
         }
         let marker = dir.join(CLEAN_SHUTDOWN);
         let clean = marker.exists();
-        let mut bases: Vec<i64> = std::fs::read_dir(dir)
-            .at(dir)?
-            .filter_map(|e| e.ok())
-            .filter_map(|e| e.file_name().to_str().and_then(segment::parse_log_name))
+        let mut bases: Vec<i64> = names
+            .iter()
+            .filter_map(|n| segment::parse_log_name(n))
             .collect();
         bases.sort_unstable();
         let mut segments = BTreeMap::new();
@@ -847,6 +847,15 @@ impl Log {
         }
         Ok(())
     }
+}
+
+/// The names of the files in `dir` (those that are UTF-8, as Strom's are).
+fn file_names(dir: &Path) -> Result<Vec<String>, StorageError> {
+    Ok(std::fs::read_dir(dir)
+        .at(dir)?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect())
 }
 
 /// Makes a rename in `dir` durable.

@@ -680,11 +680,7 @@ fn first_record(
     let mut found = None;
     let result = record_walk::walk(batch, LOOKUP_INFLATE_LIMIT, |_, r| {
         let offset = batch.base_offset() + i64::from(r.offset_delta);
-        let ts = if batch.is_log_append_time() {
-            batch.max_timestamp()
-        } else {
-            batch.base_timestamp().saturating_add(r.timestamp_delta)
-        };
+        let ts = batch.record_timestamp(r.timestamp_delta);
         if wanted(offset, ts) {
             found = Some((offset, ts));
             return Ok(ControlFlow::Break(()));
