@@ -8,6 +8,8 @@ through a client library that would hide it.
 Only the handful of messages those tests need are implemented:
 
 * ApiVersions v0..v4 requests and responses (v0, v1-v2, v3+ flexible)
+* Fetch v12 and v13 (flexible; topic names, then ids) with the fetch
+  session fields (KIP-227), for the fetch-session differential.
 * Fetch v4 request/response (non-flexible, topic names) and the
   RecordBatch v2 header, to read a partition's batches as stored; a
   streaming reader of Fetch v4 answers that keeps only batch headers.
@@ -458,7 +460,9 @@ ERROR_NAMES = {
     42: "INVALID_REQUEST", 44: "POLICY_VIOLATION", 45: "OUT_OF_ORDER_SEQUENCE_NUMBER",
     46: "DUPLICATE_SEQUENCE_NUMBER", 47: "INVALID_PRODUCER_EPOCH", 48: "INVALID_TXN_STATE",
     53: "TRANSACTIONAL_ID_AUTHORIZATION_FAILED",
-    76: "UNSUPPORTED_COMPRESSION_TYPE", 87: "INVALID_RECORD",
+    70: "FETCH_SESSION_ID_NOT_FOUND", 71: "INVALID_FETCH_SESSION_EPOCH",
+    76: "UNSUPPORTED_COMPRESSION_TYPE", 87: "INVALID_RECORD", 100: "UNKNOWN_TOPIC_ID",
+    106: "FETCH_SESSION_TOPIC_ID_ERROR",
 }
 ERROR_UNKNOWN_SERVER_ERROR = -1
 ERROR_CORRUPT_MESSAGE = 2
@@ -1109,3 +1113,100 @@ def gzip_bomb(records: int, value_size: int = MIB) -> bytes:
 def random_bytes(n: int, seed: int) -> bytes:
     import random
     return random.Random(seed).randbytes(n)
+
+
+# --------------------------------------------------------------------------
+# Fetch v12 (names) and v13 (topic ids), flexible, with fetch sessions
+
+
+@dataclass(frozen=True)
+class FetchTopicRequest:
+    """A topic of a Fetch request: named (v12) or by id (v13), its
+    partitions as (partition, fetch_offset)."""
+    name: str
+    topic_id: bytes  # 16 bytes; zero when unknown
+    partitions: tuple[tuple[int, int], ...] = ()
+
+
+@dataclass
+class SessionFetchPartition:
+    topic: str | bytes  # the name (v12) or the id (v13)
+    partition: int
+    error_code: int
+    high_watermark: int
+    last_stable_offset: int
+    log_start_offset: int
+    records: bytes
+
+
+@dataclass
+class SessionFetchResponse:
+    error_code: int
+    session_id: int
+    partitions: list[SessionFetchPartition]
+
+
+def fetch_session_request(correlation_id: int, version: int, session_id: int, epoch: int,
+                          topics: list[FetchTopicRequest], forgotten: list[FetchTopicRequest] = (),
+                          max_wait_ms: int = 0, min_bytes: int = 1,
+                          max_bytes: int = 1 << 20) -> bytes:
+    """Fetch v12 or v13: the topics to add or update, and those whose
+    ``partitions`` (offsets ignored) the session should forget."""
+    assert version in (12, 13)
+
+    def topic_ref(t: FetchTopicRequest) -> bytes:
+        return compact_string(t.name) if version < 13 else t.topic_id
+
+    topic_items = [
+        topic_ref(t) + compact_array([
+            int32(p) + int32(-1) + int64(offset) + int32(-1) + int64(-1) + int32(max_bytes)
+            + EMPTY_TAGGED_FIELDS
+            for p, offset in t.partitions
+        ]) + EMPTY_TAGGED_FIELDS
+        for t in topics
+    ]
+    forgotten_items = [
+        topic_ref(t) + compact_array([int32(p) for p, _ in t.partitions]) + EMPTY_TAGGED_FIELDS
+        for t in forgotten
+    ]
+    body = (
+        int32(-1) + int32(max_wait_ms) + int32(min_bytes) + int32(max_bytes) + int8(0)
+        + int32(session_id) + int32(epoch)
+        + compact_array(topic_items) + compact_array(forgotten_items)
+        + compact_string("")  # rack_id
+        + EMPTY_TAGGED_FIELDS
+    )
+    return frame(request_header_v2(API_KEY_FETCH, version, correlation_id) + body)
+
+
+def parse_fetch_session_response(payload: bytes, correlation_id: int, version: int) -> SessionFetchResponse:
+    r = Reader(payload)
+    if r.int32() != correlation_id:
+        raise ProtocolError("correlation id mismatch in Fetch response")
+    r.skip_tagged_fields()  # response header v1
+    r.int32()  # throttle_time_ms
+    error_code = r.int16()
+    session_id = r.int32()
+    partitions = []
+    for _ in range(r.uvarint() - 1):
+        if version < 13:
+            topic: str | bytes = r._take(r.uvarint() - 1).decode()
+        else:
+            topic = r._take(16)
+        for _ in range(r.uvarint() - 1):
+            index = r.int32()
+            code = r.int16()
+            hw, lso, log_start = r.int64(), r.int64(), r.int64()
+            aborted = r.uvarint() - 1
+            for _ in range(max(aborted, 0)):
+                r.int64()
+                r.int64()
+                r.skip_tagged_fields()
+            r.int32()  # preferred_read_replica
+            n = r.uvarint() - 1
+            records = b"" if n < 0 else r._take(n)
+            r.skip_tagged_fields()
+            partitions.append(SessionFetchPartition(topic, index, code, hw, lso, log_start, records))
+        r.skip_tagged_fields()
+    r.skip_tagged_fields()
+    return SessionFetchResponse(error_code, session_id, partitions)

@@ -262,6 +262,15 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
     ),
     min(
         def(
+            "max.incremental.fetch.session.cache.slots",
+            Int,
+            "1000",
+            "Most incremental fetch sessions (KIP-227) kept at once",
+        ),
+        0,
+    ),
+    min(
+        def(
             "queued.max.requests",
             Int,
             "500",

@@ -14,6 +14,7 @@ use strom_storage::StorageError;
 use tracing::{error, info, warn};
 
 use crate::dir_lock::{DirLock, LockError};
+use crate::fetch_sessions::FetchSessions;
 use crate::internal::{self, InternalTopicLog, Loaded, OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC};
 use crate::memory::MemoryPool;
 use crate::meta::{MetaError, MetaProperties};
@@ -68,6 +69,8 @@ pub struct Broker {
     pub(crate) config: StaticConfig,
     /// `queued.max.request.bytes`: requests read and fetch data being read.
     pub(crate) memory: MemoryPool,
+    /// Incremental fetch sessions (KIP-227).
+    pub(crate) fetch_sessions: FetchSessions,
     /// Serialises applying images to the replica manager.
     apply_lock: Mutex<()>,
     /// Stopped first at shutdown.
@@ -221,6 +224,11 @@ impl Broker {
             txns,
             producer_ids,
             memory: MemoryPool::new(opts.config.get_i64("queued.max.request.bytes")),
+            fetch_sessions: FetchSessions::new(
+                opts.config
+                    .get_i64("max.incremental.fetch.session.cache.slots")
+                    .max(0) as usize,
+            ),
             config: opts.config,
             apply_lock: Mutex::new(()),
             cleaner: Mutex::new(cleaner),

@@ -13,6 +13,7 @@
 mod broker;
 mod connection;
 mod dir_lock;
+mod fetch_sessions;
 pub mod handlers;
 mod internal;
 mod memory;

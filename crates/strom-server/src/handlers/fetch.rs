@@ -1,13 +1,16 @@
 //! Fetch (v4+): reads up to the high watermark (read_committed: the last
 //! stable offset, with the aborted transactions in range), waits for data
 //! when too little is there (woken by the appends that move the high
-//! watermark, transaction markers included).
+//! watermark, transaction markers included). Incremental fetch sessions
+//! (KIP-227) are kept by [`crate::fetch_sessions`]: a session's fetch reads
+//! all its partitions and answers those that changed.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::future::select_all;
+use strom_metadata::MetadataImage;
 use strom_protocol::messages::fetch_response::{
     AbortedTransaction, FetchableTopicResponse, PartitionData,
 };
@@ -18,21 +21,38 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
 use super::{check_leader_epoch, str_bytes};
-use crate::broker::Broker;
+use crate::broker::{now_ms, Broker};
+use crate::fetch_sessions::{self, Answered, Context, Params, TopicRef, Wanted};
 
-/// A partition of the request, resolved.
-struct Wanted {
-    index: i32,
-    target: Result<Arc<Partition>, ErrorCode>,
-    fetch_offset: i64,
-    max_bytes: usize,
-    current_leader_epoch: i32,
+/// A partition to read, resolved against the image.
+struct Target {
+    name: String,
+    topic_id: uuid::Uuid,
+    partition: Result<Arc<Partition>, ErrorCode>,
 }
 
-struct Topic {
-    name: String,
-    id: uuid::Uuid,
-    partitions: Vec<Wanted>,
+fn resolve(broker: &Broker, image: &MetadataImage, w: &Wanted) -> Target {
+    let (name, topic_id) = match &w.topic {
+        TopicRef::Id(id) => match image.topic_by_id(id) {
+            Some(t) => (Ok(t.name.clone()), *id),
+            None => (Err(ErrorCode::UnknownTopicId), *id),
+        },
+        TopicRef::Name(n) => (
+            Ok(n.clone()),
+            image.topic(n).map_or(uuid::Uuid::nil(), |t| t.id),
+        ),
+    };
+    let partition = name.clone().and_then(|n| {
+        broker
+            .replicas
+            .get(&n, w.partition)
+            .ok_or(ErrorCode::UnknownTopicOrPartition)
+    });
+    Target {
+        name: name.unwrap_or_default(),
+        topic_id,
+        partition,
+    }
 }
 
 fn partition_error(index: i32, code: ErrorCode) -> PartitionData {
@@ -46,70 +66,107 @@ fn partition_error(index: i32, code: ErrorCode) -> PartitionData {
         .with_records(Some(Bytes::new()))
 }
 
-/// One pass over every partition; returns the response parts and the bytes read.
+/// One pass over every partition: the answer for each, the bytes read, and
+/// whether any answer is an error.
 fn read_all(
-    topics: &[Topic],
+    wanted: &[Wanted],
+    targets: &[Target],
     max_bytes: usize,
     isolation: Isolation,
-) -> (Vec<FetchableTopicResponse>, usize, bool) {
+) -> (Vec<PartitionData>, usize, bool) {
     let mut total = 0usize;
     let mut errors = false;
-    let mut out = Vec::with_capacity(topics.len());
-    for t in topics {
-        let partitions = t
-            .partitions
-            .iter()
-            .map(|w| {
-                let p = match &w.target {
-                    Ok(p) => p,
-                    Err(code) => {
-                        errors = true;
-                        return partition_error(w.index, *code);
-                    }
-                };
-                if let Err(code) = check_leader_epoch(w.current_leader_epoch, p.leader_epoch()) {
+    let answers = wanted
+        .iter()
+        .zip(targets)
+        .map(|(w, t)| {
+            let index = w.partition;
+            let p = match &t.partition {
+                Ok(p) => p,
+                Err(code) => {
                     errors = true;
-                    return partition_error(w.index, code);
+                    return partition_error(index, *code);
                 }
-                let budget = w.max_bytes.min(max_bytes.saturating_sub(total));
-                // Only the first data of the response may exceed the limits,
-                // so that a batch larger than them still makes progress.
-                match p.read(w.fetch_offset, budget, total == 0, isolation) {
-                    Ok(r) => {
-                        total += r.records.len();
-                        let aborted = r.aborted.map(|v| {
-                            v.iter()
-                                .map(|t| {
-                                    AbortedTransaction::default()
-                                        .with_producer_id(ProducerId(t.producer_id))
-                                        .with_first_offset(t.first_offset)
-                                })
-                                .collect()
-                        });
-                        PartitionData::default()
-                            .with_partition_index(w.index)
-                            .with_high_watermark(r.high_watermark)
-                            .with_last_stable_offset(r.last_stable_offset)
-                            .with_log_start_offset(r.log_start_offset)
-                            .with_preferred_read_replica(BrokerId(-1))
-                            .with_aborted_transactions(aborted)
-                            .with_records(Some(r.records))
-                    }
-                    Err(code) => {
-                        errors = true;
-                        partition_error(w.index, code)
-                    }
+            };
+            if let Err(code) = check_leader_epoch(w.params.current_leader_epoch, p.leader_epoch()) {
+                errors = true;
+                return partition_error(index, code);
+            }
+            let budget = (w.params.max_bytes.max(0) as usize).min(max_bytes.saturating_sub(total));
+            // Only the first data of the response may exceed the limits,
+            // so that a batch larger than them still makes progress.
+            match p.read(w.params.fetch_offset, budget, total == 0, isolation) {
+                Ok(r) => {
+                    total += r.records.len();
+                    let aborted = r.aborted.map(|v| {
+                        v.iter()
+                            .map(|t| {
+                                AbortedTransaction::default()
+                                    .with_producer_id(ProducerId(t.producer_id))
+                                    .with_first_offset(t.first_offset)
+                            })
+                            .collect()
+                    });
+                    PartitionData::default()
+                        .with_partition_index(index)
+                        .with_high_watermark(r.high_watermark)
+                        .with_last_stable_offset(r.last_stable_offset)
+                        .with_log_start_offset(r.log_start_offset)
+                        .with_preferred_read_replica(BrokerId(-1))
+                        .with_aborted_transactions(aborted)
+                        .with_records(Some(r.records))
                 }
-            })
-            .collect();
-        out.push(
-            FetchableTopicResponse::default()
-                .with_topic(TopicName(str_bytes(&t.name)))
-                .with_topic_id(t.id)
-                .with_partitions(partitions),
-        );
+                Err(code) => {
+                    errors = true;
+                    partition_error(index, code)
+                }
+            }
+        })
+        .collect();
+    (answers, total, errors)
+}
+
+/// The response: the session's verdict on the answers, which are grouped
+/// into topics as they come (consecutive partitions of one topic together).
+fn respond(
+    broker: &Broker,
+    ctx: &Context,
+    wanted: &[Wanted],
+    targets: &[Target],
+    answers: Vec<PartitionData>,
+) -> Result<FetchResponse, ErrorCode> {
+    let seen: Vec<Answered> = answers
+        .iter()
+        .map(|a| Answered {
+            high_watermark: a.high_watermark,
+            log_start_offset: a.log_start_offset,
+            has_records: a.records.as_ref().is_some_and(|r| !r.is_empty()),
+            error: a.error_code != 0,
+        })
+        .collect();
+    let (session_id, include) = broker.fetch_sessions.finish(ctx, wanted, &seen, now_ms())?;
+    let mut topics: Vec<FetchableTopicResponse> = Vec::new();
+    for ((t, a), _) in targets
+        .iter()
+        .zip(answers)
+        .zip(&include)
+        .filter(|(_, keep)| **keep)
+    {
+        match topics.last_mut() {
+            Some(last) if last.topic_id == t.topic_id && last.topic.0.as_str() == t.name => {
+                last.partitions.push(a);
+            }
+            _ => topics.push(
+                FetchableTopicResponse::default()
+                    .with_topic(TopicName(str_bytes(&t.name)))
+                    .with_topic_id(t.topic_id)
+                    .with_partitions(vec![a]),
+            ),
+        }
     }
-    (out, total, errors)
+    Ok(FetchResponse::default()
+        .with_session_id(session_id)
+        .with_responses(topics))
 }
 
 /// Of the room a read took, what its answer holds (`read` bytes): the rest
@@ -131,49 +188,62 @@ pub(super) async fn handle(
     version: i16,
     held: &mut Option<OwnedSemaphorePermit>,
 ) -> FetchResponse {
-    // Fetch sessions (KIP-227) are declined with session id 0: every fetch
-    // is a full one. A client that names a session we never gave out is told so.
-    if req.session_id != 0 {
-        return FetchResponse::default().with_error_code(ErrorCode::FetchSessionIdNotFound.code());
-    }
-    let image = broker.image();
-    let topics: Vec<Topic> = req
+    let uses_ids = version >= 13;
+    let topic_ref = |name: &TopicName, id: uuid::Uuid| {
+        if uses_ids {
+            TopicRef::Id(id)
+        } else {
+            TopicRef::Name(name.0.as_str().to_owned())
+        }
+    };
+    let requested = req
         .topics
-        .into_iter()
-        .map(|t| {
-            let resolved = if version >= 13 {
-                image
-                    .topic_by_id(&t.topic_id)
-                    .map(|ti| ti.name.clone())
-                    .ok_or(ErrorCode::UnknownTopicId)
-            } else {
-                Ok(t.topic.0.as_str().to_owned())
-            };
-            let name = resolved.clone().unwrap_or_default();
-            let id = image.topic(&name).map_or(t.topic_id, |ti| ti.id);
-            let partitions = t
-                .partitions
-                .into_iter()
-                .map(|p| Wanted {
-                    index: p.partition,
-                    target: resolved.clone().and_then(|n| {
-                        broker
-                            .replicas
-                            .get(&n, p.partition)
-                            .ok_or(ErrorCode::UnknownTopicOrPartition)
-                    }),
+        .iter()
+        .flat_map(|t| {
+            let topic = topic_ref(&t.topic, t.topic_id);
+            t.partitions.iter().map(move |p| Wanted {
+                topic: topic.clone(),
+                partition: p.partition,
+                params: Params {
                     fetch_offset: p.fetch_offset,
-                    max_bytes: p.partition_max_bytes.max(0) as usize,
+                    max_bytes: p.partition_max_bytes,
                     current_leader_epoch: p.current_leader_epoch,
-                })
-                .collect();
-            Topic {
-                name,
-                id,
-                partitions,
-            }
+                    log_start_offset: p.log_start_offset,
+                    last_fetched_epoch: p.last_fetched_epoch,
+                },
+            })
         })
         .collect();
+    let forgotten: Vec<(TopicRef, i32)> = req
+        .forgotten_topics_data
+        .iter()
+        .flat_map(|f| {
+            let topic = topic_ref(&f.topic, f.topic_id);
+            f.partitions.iter().map(move |p| (topic.clone(), *p))
+        })
+        .collect();
+    let replica_id = if version >= 15 {
+        req.replica_state.replica_id.0
+    } else {
+        req.replica_id.0
+    };
+    let session = fetch_sessions::Request {
+        version,
+        session_id: req.session_id,
+        epoch: req.session_epoch,
+        privileged: replica_id >= 0,
+    };
+    let (ctx, wanted) = broker.fetch_sessions.new_context(
+        session,
+        fetch_sessions::dedup(requested),
+        &forgotten,
+        now_ms(),
+    );
+    if let Context::Error(code) = ctx {
+        return session_error(code);
+    }
+    let image = broker.image();
+    let targets: Vec<Target> = wanted.iter().map(|w| resolve(broker, &image, w)).collect();
     let isolation = Isolation::from_wire(req.isolation_level);
     // The broker's fetch.max.bytes caps what the request asks for (the
     // first batch still goes whole, so a large one makes progress).
@@ -181,36 +251,51 @@ pub(super) async fn handle(
         .min(broker.config.get_i64("fetch.max.bytes").max(0) as usize);
     // What one pass may read: room for it is taken from the memory pool
     // while it reads.
-    let budget = topics
+    let budget = wanted
         .iter()
-        .flat_map(|t| t.partitions.iter())
-        .map(|w| w.max_bytes)
+        .map(|w| w.params.max_bytes.max(0) as usize)
         .fold(0usize, usize::saturating_add)
         .min(max_bytes);
     let min_bytes = req.min_bytes.max(0) as usize;
     let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
+    let finish = |room: Option<OwnedSemaphorePermit>,
+                  answers: Vec<PartitionData>,
+                  total: usize,
+                  held: &mut Option<OwnedSemaphorePermit>| {
+        match respond(broker, &ctx, &wanted, &targets, answers) {
+            Ok(response) => {
+                *held = keep_room(room, total);
+                response
+            }
+            Err(code) => session_error(code),
+        }
+    };
     loop {
         // Subscribe before reading, so an append between the read and the
         // wait is not missed.
-        let mut watches: Vec<_> = topics
+        let mut watches: Vec<_> = targets
             .iter()
-            .flat_map(|t| t.partitions.iter())
-            .filter_map(|w| w.target.as_ref().ok().map(|p| p.watch_high_watermark()))
+            .filter_map(|t| t.partition.as_ref().ok().map(|p| p.watch_high_watermark()))
             .collect();
         let mut room = broker.memory.reserve(budget).await;
-        let (responses, total, errors) = read_all(&topics, max_bytes, isolation);
+        let (answers, total, errors) = read_all(&wanted, &targets, max_bytes, isolation);
         if total >= min_bytes || errors || watches.is_empty() || Instant::now() >= deadline {
-            *held = keep_room(room, total);
-            return FetchResponse::default().with_responses(responses);
+            return finish(room, answers, total, held);
         }
         room.take();
         let changed = select_all(watches.iter_mut().map(|w| Box::pin(w.changed())));
         if tokio::time::timeout_at(deadline, changed).await.is_err() {
             // Time is up: answer with what there is (read again, cheaply).
             let room = broker.memory.reserve(budget).await;
-            let (responses, total, _) = read_all(&topics, max_bytes, isolation);
-            *held = keep_room(room, total);
-            return FetchResponse::default().with_responses(responses);
+            let (answers, total, _) = read_all(&wanted, &targets, max_bytes, isolation);
+            return finish(room, answers, total, held);
         }
     }
+}
+
+/// A session error: the code alone, no session, no partitions.
+fn session_error(code: ErrorCode) -> FetchResponse {
+    FetchResponse::default()
+        .with_error_code(code.code())
+        .with_session_id(fetch_sessions::NO_SESSION)
 }
