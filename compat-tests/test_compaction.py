@@ -9,7 +9,9 @@ exactly the latest record of each key, at the offset it was written at: the
 same records a CDC consumer or a Kafka Streams changelog restore would read.
 The tombstone is still there (its delete horizon, delete.retention.ms=0, is
 stamped by that first cleaning); one more write makes the log dirty again,
-and the next cleaning removes it.
+and the next cleaning removes it. The Java client reads the compacted log
+from the beginning on both brokers, as a CDC sink or a Kafka Streams
+restore does, and builds the same table.
 
 On Strom alone, also: the cleaned log survives a kill -9 and restart;
 ``__consumer_offsets`` is compacted, so thousands of commits of one group's
@@ -28,6 +30,7 @@ from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
 
 from helpers import (CONFLUENT, DEFAULT_TIMEOUT, Rec, ck_admin, ck_consumer, ck_result, create_topic, produce, read_partition,
                      unique_name, wait_until)
+from test_java_client import java  # noqa: F401 (the Java programs fixture)
 
 KEYS = 10
 ROUNDS = 5
@@ -72,15 +75,22 @@ def wait_for_view(broker, topic: str, want: list, what: str) -> list:
                       interval=0.5, what=f"{topic} {what}")
 
 
-def write_and_wait(broker, topic_prefix: str) -> tuple[str, list, list]:
-    """The topic, and what a consumer reads after the first cleaning and
-    after the one that removes the tombstone."""
+def write_and_compact(broker, topic_prefix: str) -> tuple[str, int, list]:
+    """The topic, its rounds' first timestamp, and what a consumer reads
+    after the first cleaning."""
     topic = create_topic(broker, unique_name(topic_prefix), configs=TOPIC_CONFIGS)
     t0 = int(time.time() * 1000) - 600_000
     offsets = [d.offset for records in rounds_of_writes(t0) for d in produce(CONFLUENT, broker, topic, records)]
     assert offsets == list(range(ROUNDS * KEYS + 1))
     first = wait_for_view(broker, topic, expected_after_compaction(tombstone=True),
                           "compacted to the latest record of each key")
+    return topic, t0, first
+
+
+def write_and_wait(broker, topic_prefix: str) -> tuple[str, list, list]:
+    """The topic, and what a consumer reads after the first cleaning and
+    after the one that removes the tombstone."""
+    topic, t0, first = write_and_compact(broker, topic_prefix)
     produce(CONFLUENT, broker, topic, [Rec(b"end", b"again", timestamp_ms=t0 + (ROUNDS + 2) * 1000)])
     want = expected_after_compaction(tombstone=False) + [(ROUNDS * KEYS + 1, b"end", b"again")]
     second = wait_for_view(broker, topic, want, "cleaned again without the tombstone")
@@ -112,6 +122,29 @@ def test_compacted_topic_reads_alike_on_both_brokers(strom_cleaning, kafka_ref):
     _, strom_first, strom_second = write_and_wait(strom_cleaning, "compaction")
     assert strom_first == kafka_first
     assert strom_second == kafka_second
+
+
+@pytest.mark.parametrize("which", ["strom", "kafka"])
+def test_java_consumer_reads_a_compacted_changelog_from_the_beginning(java, which, request):
+    """The Java client, as a CDC sink or a Streams restore reads a changelog:
+    from the beginning to the end offset across the cleaner's offset gaps,
+    a tombstone deleting its key from the table it builds."""
+    if which == "strom":
+        broker = request.getfixturevalue("strom_cleaning")
+    else:
+        broker = request.getfixturevalue("kafka_ref")
+        set_cleaner_backoff(broker, BACKOFF_MS)
+    try:
+        topic, _, _ = write_and_compact(broker, "compaction-java")
+    finally:
+        if which == "kafka":
+            set_cleaner_backoff(broker, None)
+    r = java.run("CompactedRead", bootstrap=broker.bootstrap, topic=topic)
+    want = expected_after_compaction(tombstone=True)
+    assert r["records"] == [[o, k.decode(), v and v.decode()] for o, k, v in want]
+    assert (r["beginning"], r["end"], r["position"]) == (0, ROUNDS * KEYS + 1, ROUNDS * KEYS + 1)
+    assert r["table"] == {k.decode(): v.decode() for _, k, v in want if v is not None}
+    assert "k0" not in r["table"], "the tombstone deleted its key"
 
 
 def test_cleaned_log_survives_kill_9(strom_cleaning):
