@@ -7,6 +7,9 @@
 //! - `consume`: reads the topic from the beginning to its end; MB/s.
 //! - `latency`: produces at a fixed rate with linger 0 while a consumer with
 //!   the client's default fetch wait reads; end-to-end p50/p99/max.
+//!
+//! `--keys N` cycles keys through N values (for compacted topics, which
+//! `bench/compaction.py` creates); by default each partition has one key.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -53,6 +56,10 @@ enum Cmd {
         /// idempotence); 0 for none.
         #[arg(long, default_value_t = 0)]
         transaction_ms: u64,
+        /// Keys cycle through this many values (for compacted topics);
+        /// without it each partition's records share one key.
+        #[arg(long)]
+        keys: Option<u64>,
     },
     Consume {
         #[arg(long)]
@@ -71,7 +78,29 @@ enum Cmd {
         seconds: u64,
         #[arg(long, default_value_t = 1024)]
         record_size: usize,
+        /// As for produce.
+        #[arg(long)]
+        keys: Option<u64>,
     },
+}
+
+/// What each record is: its value's size, and how many keys there are.
+#[derive(Debug, Clone, Copy)]
+struct Records {
+    size: usize,
+    keys: Option<u64>,
+}
+
+impl Records {
+    /// The key of the `i`th record sent to `partitions` partitions round
+    /// robin (with `keys` a multiple of `partitions`, a key stays on one
+    /// partition).
+    fn key(&self, i: u64, partitions: i32) -> Vec<u8> {
+        match self.keys {
+            Some(n) => (i % n.max(1)).to_be_bytes().to_vec(),
+            None => ((i % partitions as u64) as i32).to_be_bytes().to_vec(),
+        }
+    }
 }
 
 fn now_micros() -> u64 {
@@ -131,11 +160,12 @@ fn produce(
     brokers: &str,
     topic: &str,
     partitions: i32,
-    size: usize,
+    records: Records,
     total: usize,
     acks: &str,
     mode: Mode,
 ) -> Result<()> {
+    let size = records.size;
     create_topic(brokers, topic, partitions)?;
     let mut config = ClientConfig::new();
     config
@@ -167,7 +197,7 @@ fn produce(
                 last_commit = Instant::now();
             }
         }
-        let key = (i as i32 % partitions).to_be_bytes();
+        let key = records.key(i as u64, partitions);
         let mut record = BaseRecord::to(topic)
             .payload(&payload)
             .key(&key)
@@ -271,8 +301,9 @@ fn latency(
     partitions: i32,
     rate: u64,
     seconds: u64,
-    size: usize,
+    records: Records,
 ) -> Result<()> {
+    let size = records.size;
     create_topic(brokers, topic, partitions)?;
     let c = consumer(brokers)?;
     let mut tpl = TopicPartitionList::new();
@@ -306,7 +337,7 @@ fn latency(
                 );
             }
             payload[..8].copy_from_slice(&now_micros().to_be_bytes());
-            let key = (i as i32 % partitions).to_be_bytes();
+            let key = records.key(i, partitions);
             producer
                 .send(
                     BaseRecord::to(&producer_topic)
@@ -358,6 +389,7 @@ fn main() -> Result<()> {
             acks,
             idempotent,
             transaction_ms,
+            keys,
         } => {
             let mode = match (idempotent, transaction_ms) {
                 (_, ms) if ms > 0 => Mode::Transactional(Duration::from_millis(ms)),
@@ -368,7 +400,10 @@ fn main() -> Result<()> {
                 &args.brokers,
                 &topic,
                 partitions,
-                record_size,
+                Records {
+                    size: record_size,
+                    keys,
+                },
                 bytes,
                 &acks,
                 mode,
@@ -381,13 +416,17 @@ fn main() -> Result<()> {
             rate,
             seconds,
             record_size,
+            keys,
         } => latency(
             &args.brokers,
             &topic,
             partitions,
             rate,
             seconds,
-            record_size,
+            Records {
+                size: record_size,
+                keys,
+            },
         ),
     }
 }
