@@ -677,10 +677,11 @@ def parse_produce_response(payload: bytes, correlation_id: int, version: int = 9
 
 def produce(host: str, port: int, topic: str, records: bytes | None, partition: int = 0,
             version: int = 9, acks: int = 1, timeout: float = 60.0,
-            correlation_id: int = 31) -> ProducePartitionResponse:
+            correlation_id: int = 31, transactional_id: str | None = None) -> ProducePartitionResponse:
     """Produce ``records`` on a new connection and return the partition's answer."""
-    payload = exchange(host, port, produce_request(correlation_id, topic, partition, records, version, acks),
-                       timeout)
+    request = produce_request(correlation_id, topic, partition, records, version, acks,
+                              transactional_id=transactional_id)
+    payload = exchange(host, port, request, timeout)
     return parse_produce_response(payload, correlation_id, version)[(topic, partition)]
 
 
