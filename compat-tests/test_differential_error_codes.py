@@ -27,7 +27,9 @@ broker shows).
 - transactions: EndTxn with no transaction open, AddPartitionsToTxn with
   another producer's id, a transactional produce to a partition not in the
   transaction, and after a second InitProducerId (the epoch bump that
-  fences) AddPartitionsToTxn, EndTxn and Produce with the old epoch;
+  fences) AddPartitionsToTxn, EndTxn and Produce with the old epoch; a
+  transaction left open past its timeout (1 s) aborted by the coordinator,
+  so that read_committed reads past it and the producer cannot commit it;
 - ListOffsets v7: earliest, latest, max timestamp, by timestamp (between
   records, after all), read_committed latest (the last stable offset) while
   a transaction is open, an unknown partition.
@@ -126,6 +128,8 @@ EXPECTED = {
     "add partitions: old epoch": "PRODUCER_FENCED",
     "end: old epoch": "PRODUCER_FENCED",
     "produce: old epoch": "INVALID_PRODUCER_EPOCH",
+    "transaction timeout: read_committed passes it": "NONE",
+    "end: after the timeout's abort": "PRODUCER_FENCED",
 }
 
 # COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR:
@@ -135,6 +139,13 @@ NOT_READY = (14, 15, 16)
 JOIN_V, SYNC_V, HEARTBEAT_V, COMMIT_V, LEAVE_V = 5, 3, 3, 7, 3
 INIT_V, ADD_V, END_V, LIST_V = 3, 3, 3, 7
 GROUP_TIMEOUT_MS = 30_000
+
+
+def ready(call, code_of=lambda c: c):
+    """``call()``, again while the coordinator answers that it is loading
+    or not there yet, as clients retry; the first other answer."""
+    return wait_until(lambda: (r := call()) is not None and code_of(r) not in NOT_READY and [r],
+                      interval=0.1, what="a coordinator that answers")[0]
 
 
 def name(code: int) -> str:
@@ -177,13 +188,6 @@ class Script:
             r = self.wire.call(FindCoordinatorRequest(key=key, key_type=key_type), FindCoordinatorResponse, 3)
             return r.error_code == 0
         wait_until(found, interval=0.1, what=f"the coordinator of {key}")
-
-    def group_coordinator_ready(self, group: str) -> None:
-        """Waits until the group's coordinator answers for it (a heartbeat
-        for a group that does not exist creates nothing)."""
-        self.coordinator(group, 0)
-        wait_until(lambda: self.heartbeat(group, 1, "ghost") not in NOT_READY, interval=0.1,
-                   what=f"the coordinator of {group} loaded")
 
     def note(self, step: str, code: int, *seen) -> None:
         self.transcript.append((step, name(code), *seen))
@@ -232,18 +236,18 @@ class Script:
             group_id=group, session_timeout_ms=GROUP_TIMEOUT_MS, rebalance_timeout_ms=GROUP_TIMEOUT_MS,
             member_id=member, group_instance_id=None, protocol_type=protocol_type,
             protocols=[JoinGroupRequest.JoinGroupRequestProtocol(name="range", metadata=b"m")])
-        return wire.call(req, JoinGroupResponse, JOIN_V)
+        return ready(lambda: wire.call(req, JoinGroupResponse, JOIN_V), lambda r: r.error_code)
 
     def sync(self, group: str, generation: int, member: str, assignments=()):
         req = SyncGroupRequest(
             group_id=group, generation_id=generation, member_id=member, group_instance_id=None,
             assignments=[SyncGroupRequest.SyncGroupRequestAssignment(member_id=m, assignment=a)
                          for m, a in assignments])
-        return self.wire.call(req, SyncGroupResponse, SYNC_V).error_code
+        return ready(lambda: self.wire.call(req, SyncGroupResponse, SYNC_V).error_code)
 
     def heartbeat(self, group: str, generation: int, member: str) -> int:
         req = HeartbeatRequest(group_id=group, generation_id=generation, member_id=member, group_instance_id=None)
-        return self.wire.call(req, HeartbeatResponse, HEARTBEAT_V).error_code
+        return ready(lambda: self.wire.call(req, HeartbeatResponse, HEARTBEAT_V).error_code)
 
     def commit(self, group: str, generation: int, member: str) -> int:
         part = OffsetCommitRequest.OffsetCommitRequestTopic.OffsetCommitRequestPartition(
@@ -251,19 +255,19 @@ class Script:
         req = OffsetCommitRequest(
             group_id=group, generation_id_or_member_epoch=generation, member_id=member, group_instance_id=None,
             topics=[OffsetCommitRequest.OffsetCommitRequestTopic(name=self.topic, partitions=[part])])
-        resp = self.wire.call(req, OffsetCommitResponse, COMMIT_V)
-        return resp.topics[0].partitions[0].error_code
+        return ready(lambda: self.wire.call(req, OffsetCommitResponse, COMMIT_V)
+                     .topics[0].partitions[0].error_code)
 
     def leave(self, group: str, *members: str) -> list[int]:
         req = LeaveGroupRequest(group_id=group, members=[
             LeaveGroupRequest.MemberIdentity(member_id=m, group_instance_id=None) for m in members])
-        resp = self.wire.call(req, LeaveGroupResponse, LEAVE_V)
+        resp = ready(lambda: self.wire.call(req, LeaveGroupResponse, LEAVE_V), lambda r: r.error_code)
         assert resp.error_code == 0, name(resp.error_code)
         return [m.error_code for m in resp.members]
 
     def groups(self) -> None:
         group = unique_name("diff-codes-group")
-        self.group_coordinator_ready(group)
+        self.coordinator(group, 0)
         r = self.join(self.wire, group, "ghost")
         self.note("join: unknown member id, new group", r.error_code)
         r = self.join(self.wire, group, "")
@@ -309,11 +313,11 @@ class Script:
 
     # -- producers ----------------------------------------------------------
 
-    def init(self, txn_id: str | None) -> tuple[int, int, int]:
+    def init(self, txn_id: str | None, timeout_ms: int = 60_000) -> tuple[int, int, int]:
         """InitProducerId, retried as clients do while the coordinator loads
         or (CONCURRENT_TRANSACTIONS) aborts the transaction an epoch bump
         ended."""
-        req = InitProducerIdRequest(transactional_id=txn_id, transaction_timeout_ms=60_000,
+        req = InitProducerIdRequest(transactional_id=txn_id, transaction_timeout_ms=timeout_ms,
                                     producer_id=-1, producer_epoch=-1)
         r = wait_until(lambda: (r := self.wire.call(req, InitProducerIdResponse, INIT_V)).error_code
                        not in NOT_READY + (51,) and r, interval=0.1, what=f"InitProducerId {txn_id}")
@@ -369,6 +373,22 @@ class Script:
         self.note("end: old epoch", self.end(txn, tpid, e0, True))
         self.note("produce: old epoch", self.produce(1, tpid, e0, 1, txn)[0])
 
+    def timeout(self) -> None:
+        """A transaction left open past transaction.timeout.ms is aborted by
+        the coordinator: read_committed reads past it, and the producer,
+        fenced by the abort's epoch bump, cannot commit it."""
+        txn = unique_name("diff-codes-timeout")
+        self.coordinator(txn, 1)
+        code, pid, epoch = self.init(txn, timeout_ms=1000)
+        assert code == 0, name(code)
+        assert self.add_partitions(txn, pid, epoch, 0) == 0
+        code, offset = self.produce(0, pid, epoch, 0, txn)
+        assert code == 0, name(code)
+        lso = wait_until(lambda: (o := self.list_offsets(0, -1, 1)[2]) > offset and o, timeout=90, interval=0.2,
+                         what=f"the timed-out transaction of {txn} aborted")
+        self.note("transaction timeout: read_committed passes it", 0, lso - offset)
+        self.note("end: after the timeout's abort", self.end(txn, pid, epoch, True))
+
     # -- ListOffsets ----------------------------------------------------------
 
     def list_offsets(self, partition: int, timestamp: int, isolation: int = 0):
@@ -408,6 +428,7 @@ class Script:
             self.producers()
             self.offsets()
             self.fence()
+            self.timeout()
         finally:
             self.wire.close()
         return self.transcript
