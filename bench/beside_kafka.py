@@ -90,6 +90,7 @@ class Strom:
         log = open(self.workdir / "strom.log", "ab")
         self.proc = subprocess.Popen(
             [self.binary, "--listen", f"127.0.0.1:{self.port}",
+             "--http-listen", "127.0.0.1:0",
              "--data-dir", str(self.workdir / "data"), "--log-level", "warn"],
             stdout=log, stderr=log)
         deadline = time.monotonic() + 30

@@ -70,7 +70,8 @@ class Strom:
         (self.workdir / "strom.toml").write_text(
             f'"log.cleaner.threads" = {threads}\n"log.cleaner.backoff.ms" = {BACKOFF_MS}\n')
         self.proc = subprocess.Popen(
-            [binary, "--listen", f"127.0.0.1:{self.port}", "--data-dir", str(self.workdir / "data"),
+            [binary, "--listen", f"127.0.0.1:{self.port}", "--http-listen", "127.0.0.1:0",
+             "--data-dir", str(self.workdir / "data"),
              "--config", str(self.workdir / "strom.toml"), "--log-level", "info"],
             stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30

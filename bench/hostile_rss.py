@@ -90,7 +90,8 @@ class Broker:
     def start(self) -> None:
         log = open(self.workdir / "strom.log", "ab")
         self.proc = subprocess.Popen(
-            [self.binary, "--listen", f"{HOST}:{self.port}", "--data-dir", str(self.workdir / "data"),
+            [self.binary, "--listen", f"{HOST}:{self.port}", "--http-listen", f"{HOST}:0",
+             "--data-dir", str(self.workdir / "data"),
              "--log-level", "warn"], stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         log.close()
         deadline = time.monotonic() + READY_TIMEOUT

@@ -52,7 +52,8 @@ class Broker:
         log = open(self.workdir / "strom.log", "ab")
         t0 = time.monotonic()
         self.proc = subprocess.Popen(
-            [self.binary, "--listen", f"127.0.0.1:{self.port}", "--data-dir", str(self.workdir / "data"),
+            [self.binary, "--listen", f"127.0.0.1:{self.port}", "--http-listen", "127.0.0.1:0",
+             "--data-dir", str(self.workdir / "data"),
              "--log-level", "warn"], stdout=log, stderr=log, preexec_fn=limit)
         while True:
             if self.proc.poll() is not None:

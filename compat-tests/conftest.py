@@ -26,6 +26,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -109,7 +110,8 @@ class StromBroker:
         return self.proc.pid if self.proc else None
 
     def command(self) -> list[str]:
-        cmd = [str(self.binary), "--listen", self.bootstrap, "--data-dir", str(self.data_dir),
+        cmd = [str(self.binary), "--listen", self.bootstrap, "--http-listen", f"{self.host}:0",
+               "--data-dir", str(self.data_dir),
                "--node-id", str(self.node_id), "--log-level", "info"]
         if self.config_path is not None:
             cmd += ["--config", str(self.config_path)]
@@ -155,6 +157,14 @@ class StromBroker:
         raise BrokerHangs(
             f"strom (pid {self.pid}) did not answer ApiVersions on {self.bootstrap} within {timeout}s "
             f"(last error: {last_error!r})")
+
+    def http_address(self) -> str:
+        """HOST:PORT of the HTTP listener (bound to port 0), from the log
+        line of the current start."""
+        lines = self.log_path.read_text(errors="replace").splitlines()
+        bound = [m.group(1) for line in lines if (m := re.search(r"HTTP listener bound.*\bhttp=(\S+)", line))]
+        assert bound, f"no 'HTTP listener bound' line in {self.log_path}"
+        return bound[-1]
 
     def kill9(self) -> None:
         """SIGKILL the process and wait for it to be gone."""

@@ -354,11 +354,12 @@ class FetchPartition:
 
 
 def fetch_v4_request(correlation_id: int, topic: str, partition: int, offset: int,
-                     max_bytes: int = 64 * 1024 * 1024) -> bytes:
+                     max_bytes: int = 64 * 1024 * 1024, max_wait_ms: int = 100,
+                     min_bytes: int = 0) -> bytes:
     body = (
         int32(-1)            # replica_id
-        + int32(100)         # max_wait_ms
-        + int32(0)           # min_bytes
+        + int32(max_wait_ms)
+        + int32(min_bytes)
         + int32(max_bytes)   # max_bytes (v3+)
         + struct.pack(">b", 0)  # isolation_level (v4+): read_uncommitted
         + int32(1) + nullable_string(topic)

@@ -106,6 +106,8 @@ impl Broker {
         let child = command
             .arg("--listen")
             .arg(self.addr.to_string())
+            .arg("--http-listen")
+            .arg("127.0.0.1:0")
             .arg("--data-dir")
             .arg(self.dir.path().join("data"))
             .arg("--config")

@@ -14,6 +14,8 @@ fn a_second_broker_on_the_same_data_directory_refuses_to_start() {
     let mut second = Command::new(strom_bin())
         .arg("--listen")
         .arg(format!("127.0.0.1:{}", free_port()))
+        .arg("--http-listen")
+        .arg("127.0.0.1:0")
         .arg("--data-dir")
         .arg(first.data_dir())
         .stdout(Stdio::piped())

@@ -8,7 +8,8 @@ mod validate;
 pub use cleaner::LogCleaner;
 pub use manager::{ReplicaManager, TopicPartition};
 pub use partition::{
-    AppendResult, Isolation, ListOffsetResult, OffsetSpec, Partition, ProducerSummary, ReadResult,
+    AppendResult, Isolation, ListOffsetResult, LogStats, OffsetSpec, Partition, ProducerSummary,
+    ReadResult,
 };
 pub use validate::{
     max_inflated_bytes, validate_produce_batch, Checked, ProduceError, ProduceRules, RecordError,

@@ -44,6 +44,15 @@ pub struct ReadResult {
     pub aborted: Option<Vec<AbortedTxn>>,
 }
 
+/// What [`Partition::log_stats`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogStats {
+    pub size_bytes: u64,
+    pub segments: usize,
+    pub log_start_offset: i64,
+    pub log_end_offset: i64,
+}
+
 /// What a reader may see (Kafka's `isolation_level`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Isolation {
@@ -286,6 +295,17 @@ impl Partition {
     /// Bytes of the log's segment files.
     pub fn size_bytes(&self) -> u64 {
         self.lock().log.size_bytes()
+    }
+
+    /// The log's size, segment count and offsets, read under one lock.
+    pub fn log_stats(&self) -> LogStats {
+        let state = self.lock();
+        LogStats {
+            size_bytes: state.log.size_bytes(),
+            segments: state.log.segment_count(),
+            log_start_offset: state.log.log_start_offset(),
+            log_end_offset: state.log.log_end_offset(),
+        }
     }
 
     /// Deletes the records below `offset` (-1: the high watermark), as

@@ -18,6 +18,7 @@ use crate::fetch_sessions::FetchSessions;
 use crate::internal::{self, InternalTopicLog, Loaded, OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC};
 use crate::memory::MemoryPool;
 use crate::meta::{MetaError, MetaProperties};
+use crate::metrics::Metrics;
 use crate::producer_ids::ProducerIdAllocator;
 use crate::txns::LocalMarkers;
 
@@ -71,6 +72,8 @@ pub struct Broker {
     pub(crate) memory: MemoryPool,
     /// Incremental fetch sessions (KIP-227).
     pub(crate) fetch_sessions: FetchSessions,
+    /// What `/metrics` serves.
+    pub(crate) metrics: Metrics,
     /// Serialises applying images to the replica manager.
     apply_lock: Mutex<()>,
     /// Stopped first at shutdown.
@@ -219,6 +222,7 @@ impl Broker {
             node_id: opts.node_id,
             cluster_id: meta.cluster_id,
             controller,
+            metrics: Metrics::new(replicas.clone()),
             replicas,
             groups,
             txns,

@@ -239,8 +239,11 @@ pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Futu
                     };
                     let span = tracing::info_span!("conn", %peer);
                     let conn = serve(stream, peer, broker.clone(), limits.clone(), stop_rx.clone());
+                    let open = broker.metrics.connections.clone();
+                    open.inc();
                     connections.spawn(async move {
                         conn.await;
+                        open.dec();
                         drop((slot, ip_slot));
                     }.instrument(span));
                 }
@@ -400,9 +403,15 @@ async fn handle_frame(
             }
         }
     };
+    let started = std::time::Instant::now();
+    let in_flight = broker.metrics.begin();
     let response = handlers::dispatch(broker, &req.header, peer, req.version, *body, held)
         .instrument(span)
         .await;
+    drop(in_flight);
+    broker
+        .metrics
+        .request(&format!("{:?}", req.api_key), started.elapsed());
     match response {
         Ok(Some(resp)) => {
             match request::encode_response(req.api_key, req.version, correlation_id, &resp) {

@@ -15,13 +15,16 @@ mod connection;
 mod dir_lock;
 mod fetch_sessions;
 pub mod handlers;
+mod http;
 mod internal;
 mod memory;
 mod meta;
+mod metrics;
 mod producer_ids;
 mod txns;
 
 pub use broker::{Broker, BrokerOptions};
 pub use connection::run;
 pub use dir_lock::{DirLock, LockError};
+pub use http::serve_http;
 pub use meta::MetaProperties;

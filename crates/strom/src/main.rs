@@ -14,6 +14,7 @@ use clap::Parser;
 use strom_metadata::config::{broker_config_names, StaticConfig};
 use strom_server::{Broker, BrokerOptions};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tracing::{info, warn};
 
 #[global_allocator]
@@ -41,6 +42,12 @@ struct Args {
     /// This node's id [default: `node.id` from the config, else 1]
     #[arg(long, env = "STROM_NODE_ID")]
     node_id: Option<i32>,
+    /// Address of the HTTP listener: /metrics (Prometheus), /health/live,
+    /// /health/ready (port 0 picks a free port) [default: `http.listen`
+    /// from the config, else 127.0.0.1:9404, the port Kafka's Prometheus
+    /// exporters use]
+    #[arg(long, env = "STROM_HTTP_LISTEN")]
+    http_listen: Option<String>,
     /// TOML file of Kafka-named settings.
     #[arg(long, env = "STROM_CONFIG")]
     config: Option<PathBuf>,
@@ -147,6 +154,11 @@ fn main() -> Result<()> {
             .remove("advertised.listeners")
             .map(|l| listener_address(&l).to_owned())
     });
+    let http_listen = args
+        .http_listen
+        .clone()
+        .or_else(|| settings.remove("http.listen"))
+        .unwrap_or_else(|| "127.0.0.1:9404".into());
     let (config, unknown) = StaticConfig::new(settings).context("invalid configuration")?;
     for key in unknown {
         warn!(key, "ignoring unknown configuration key");
@@ -171,6 +183,10 @@ fn main() -> Result<()> {
     runtime.block_on(async move {
         let listener = TcpListener::bind(&listen).await.with_context(|| format!("binding {listen}"))?;
         let bound: SocketAddr = listener.local_addr()?;
+        let http = TcpListener::bind(&http_listen)
+            .await
+            .with_context(|| format!("binding the HTTP listener {http_listen}"))?;
+        info!(http = %http.local_addr()?, "HTTP listener bound (/metrics, /health/live, /health/ready)");
         let (host, port) = match advertise {
             Some(a) => {
                 let (h, p) = a.rsplit_once(':').with_context(|| format!("--advertise {a:?} is not HOST:PORT"))?;
@@ -194,7 +210,19 @@ fn main() -> Result<()> {
         })
         .with_context(|| format!("opening data directory {}", data_dir.display()))?;
         info!(listen = %bound, advertise = %format!("{host}:{port}"), data_dir = %data_dir.display(), node_id, "strom is ready");
-        strom_server::run(listener, broker, shutdown_signal()).await;
+        // Shutdown turns readiness off at once; the HTTP listener serves
+        // until the broker has stopped.
+        let (stopping_tx, mut stopping) = watch::channel(false);
+        let http = tokio::spawn(strom_server::serve_http(http, broker.clone(), stopping.clone()));
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            let _ = stopping_tx.send(true);
+        });
+        strom_server::run(listener, broker, async move {
+            let _ = stopping.wait_for(|s| *s).await;
+        })
+        .await;
+        http.abort();
         info!("stopped");
         Ok(())
     })

@@ -152,6 +152,9 @@ fn respond(
         .zip(&include)
         .filter(|(_, keep)| **keep)
     {
+        broker
+            .metrics
+            .fetched(&t.name, a.records.as_ref().map_or(0, |r| r.len() as u64));
         match topics.last_mut() {
             Some(last) if last.topic_id == t.topic_id && last.topic.0.as_str() == t.name => {
                 last.partitions.push(a);

@@ -88,11 +88,15 @@ pub(super) fn handle(
                         Err((code, message)) => return error(p.index, code, Some(message.into())),
                     };
                     match partition.append(&records, now, guard) {
-                        Ok(r) => PartitionProduceResponse::default()
+                        Ok(r) => {
+                            let count = Batch::parse(&records).map_or(0, |b| b.records_count().max(0) as u64);
+                            broker.metrics.produced(&name, count, records.len() as u64);
+                            PartitionProduceResponse::default()
                             .with_index(p.index)
                             .with_base_offset(r.base_offset)
                             .with_log_append_time_ms(r.log_append_time)
-                            .with_log_start_offset(r.log_start_offset),
+                            .with_log_start_offset(r.log_start_offset)
+                        }
                         Err(e) => {
                             debug!(topic = %name, partition = p.index, code = ?e.code, message = %e.message, "produce refused");
                             refused(p.index, e)

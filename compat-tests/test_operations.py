@@ -1,0 +1,115 @@
+"""The HTTP listener an operator scrapes and probes: ``/metrics`` in the
+Prometheus text format, ``/health/live`` and ``/health/ready``.
+
+Records produced and consumed through confluent-kafka must show in the
+counters with exact values (messages in, the log end offset) or at least
+their size (bytes in and out), the request counts and times per API, the
+connection count while a client is connected, and the per-partition log
+gauges; the text must parse as the Prometheus exposition format (every
+sample of a declared family, every value a number). After SIGTERM, while
+a long poll keeps the node finishing, readiness answers 503 and liveness
+200.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import urllib.error
+import urllib.request
+
+import kafka_wire as kw
+from helpers import CONFLUENT, Rec, ck_consumer, ck_poll_records, create_topic, produce, unique_name, wait_until
+
+SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$')
+LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def get(broker, path: str) -> tuple[int, str, str]:
+    try:
+        with urllib.request.urlopen(f"http://{broker.http_address()}{path}", timeout=10) as resp:
+            return resp.status, resp.headers.get("Content-Type", ""), resp.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers.get("Content-Type", ""), e.read().decode()
+
+
+def scrape(broker) -> dict[tuple[str, frozenset], float]:
+    """The samples, by (name, labels); checks the exposition format."""
+    status, content_type, text = get(broker, "/metrics")
+    assert status == 200 and content_type.startswith("text/plain; version=0.0.4"), (status, content_type)
+    declared, samples = set(), {}
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            declared.add(line.split()[2])
+        elif line and not line.startswith("#"):
+            m = SAMPLE.match(line)
+            assert m, f"not a sample line: {line!r}"
+            name, labels, value = m.groups()
+            family = re.sub(r"_(bucket|sum|count)$", "", name)
+            assert name in declared or family in declared, f"{name} has no # TYPE line"
+            samples[(name, frozenset(LABEL.findall(labels or "")))] = float(value)
+    return samples
+
+
+def value(samples, name: str, **labels) -> float | None:
+    return samples.get((name, frozenset((k, str(v)) for k, v in labels.items())))
+
+
+def test_health_endpoints(broker):
+    assert get(broker, "/health/live")[0] == 200
+    assert get(broker, "/health/ready")[0] == 200
+    assert get(broker, "/no/such/path")[0] == 404
+
+
+def test_metrics_count_what_clients_did(broker):
+    topic = create_topic(broker, unique_name("metrics"), partitions=2)
+    records = [Rec(f"k{i}".encode(), b"x" * 100) for i in range(25)]
+    produce(CONFLUENT, broker, topic, records)
+    with ck_consumer(broker, **{"group.id": unique_name("metrics-group")}) as consumer:
+        consumer.subscribe([topic])
+        got = ck_poll_records(consumer, len(records))
+        assert len(got) == len(records)
+        # While the consumer is connected.
+        s = scrape(broker)
+        assert value(s, "kafka_server_socketservermetrics_connection_count") >= 1
+    assert value(s, "kafka_server_brokertopicmetrics_messagesin_total", topic=topic) == len(records)
+    assert value(s, "kafka_server_brokertopicmetrics_bytesin_total", topic=topic) >= 25 * 100
+    assert value(s, "kafka_server_brokertopicmetrics_bytesout_total", topic=topic) >= 25 * 100
+    ends = [value(s, "kafka_log_log_logendoffset", topic=topic, partition=p) for p in (0, 1)]
+    assert sum(ends) == len(records), ends
+    for p in (0, 1):
+        assert value(s, "kafka_log_log_logstartoffset", topic=topic, partition=p) == 0
+        assert value(s, "kafka_log_log_numlogsegments", topic=topic, partition=p) == 1
+        size = value(s, "kafka_log_log_size", topic=topic, partition=p)
+        assert (size > 0) == (ends[p] > 0), (p, size, ends[p])
+    for api in ("Produce", "Fetch", "Metadata", "JoinGroup"):
+        count = value(s, "kafka_network_requestmetrics_requests_total", request=api)
+        assert count and count >= 1, api
+        assert value(s, "kafka_network_requestmetrics_totaltime_seconds_count", request=api) == count
+    hosted = value(s, "kafka_server_replicamanager_partitioncount")
+    assert hosted >= 2 and value(s, "kafka_server_replicamanager_leadercount") == hosted
+    assert value(s, "kafka_server_replicamanager_underreplicatedpartitions") == 0
+    assert value(s, "kafka_controller_kafkacontroller_offlinepartitionscount") == 0
+    assert value(s, "process_resident_memory_bytes") > 0
+    assert value(s, "process_open_fds") > 0
+    # The consumer is gone: its connections close.
+    wait_until(lambda: value(scrape(broker), "kafka_server_socketservermetrics_connection_count") == 0,
+               what="the connection count back to 0")
+
+
+def test_not_ready_once_shutdown_begins(broker):
+    """SIGTERM while a long poll is open: the node finishes it before it
+    exits, and meanwhile /health/ready answers 503 and /health/live 200."""
+    topic = create_topic(broker, unique_name("shutdown"))
+    with kw.connect(broker.host, broker.port) as sock:
+        # A long poll at the end of an empty partition, for up to 4 s.
+        sock.sendall(kw.fetch_v4_request(1, topic, 0, 0, max_wait_ms=4000, min_bytes=1))
+        wait_until(lambda: value(scrape(broker), "kafka_network_requestchannel_inflightrequests") >= 1,
+                   interval=0.01, what="the long poll in flight")
+        os.kill(broker.pid, signal.SIGTERM)
+        broker.stopped_on_purpose = True
+        seen = wait_until(lambda: get(broker, "/health/ready")[0] == 503 and get(broker, "/health/live")[0],
+                          what="/health/ready answering 503 after SIGTERM")
+        assert seen == 200
+    assert broker.proc.wait(timeout=30) == 0

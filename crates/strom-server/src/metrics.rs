@@ -1,0 +1,274 @@
+//! The node's metrics, in the Prometheus text format (the `prometheus`
+//! crate), named as the Prometheus JMX exporter names Kafka's MBeans, so
+//! that a Grafana dashboard written for Kafka finds them:
+//!
+//! - counted as they happen: requests and their time per API
+//!   (`kafka_network_requestmetrics_*`), bytes and messages in and bytes out
+//!   per topic (`kafka_server_brokertopicmetrics_*`), connections
+//!   (`kafka_server_socketservermetrics_*`) and requests in flight;
+//! - read when scraped (a collector over the hosted partitions, so a scrape
+//!   costs one short lock per partition and nothing between scrapes):
+//!   partition and leader counts, under-replicated, under-min-ISR and
+//!   offline partitions (`kafka_server_replicamanager_*`,
+//!   `kafka_controller_kafkacontroller_*`), and per partition its size,
+//!   segment count and offsets (`kafka_log_log_*`);
+//! - the process: CPU seconds, resident memory, open files (`process_*`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus::core::{Collector, Desc, Describer};
+use prometheus::proto::MetricFamily;
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+use strom_replica::ReplicaManager;
+
+/// Buckets of request time, in seconds: 0.1 ms to 30 s (long polls).
+const TIME_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0,
+];
+
+pub(crate) struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    request_seconds: HistogramVec,
+    bytes_in: IntCounterVec,
+    messages_in: IntCounterVec,
+    bytes_out: IntCounterVec,
+    pub(crate) connections: IntGauge,
+    in_flight: IntGauge,
+}
+
+/// A request being handled, counted in the in-flight gauge until dropped.
+pub(crate) struct InFlight(IntGauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+fn must<T>(r: prometheus::Result<T>) -> T {
+    // Names and labels are constants here: a failure is a bug in this file.
+    r.unwrap_or_else(|e| panic!("metric definition: {e}"))
+}
+
+impl Metrics {
+    pub(crate) fn new(replicas: Arc<ReplicaManager>) -> Metrics {
+        let registry = Registry::new();
+        let requests = must(IntCounterVec::new(
+            Opts::new(
+                "kafka_network_requestmetrics_requests_total",
+                "Requests answered, by API",
+            ),
+            &["request"],
+        ));
+        let request_seconds = must(HistogramVec::new(
+            HistogramOpts::new(
+                "kafka_network_requestmetrics_totaltime_seconds",
+                "Time from a request's arrival to its response, by API",
+            )
+            .buckets(TIME_BUCKETS.to_vec()),
+            &["request"],
+        ));
+        let topic_counter =
+            |name: &str, help: &str| must(IntCounterVec::new(Opts::new(name, help), &["topic"]));
+        let bytes_in = topic_counter(
+            "kafka_server_brokertopicmetrics_bytesin_total",
+            "Record batch bytes appended by producers, by topic",
+        );
+        let messages_in = topic_counter(
+            "kafka_server_brokertopicmetrics_messagesin_total",
+            "Records appended by producers, by topic",
+        );
+        let bytes_out = topic_counter(
+            "kafka_server_brokertopicmetrics_bytesout_total",
+            "Record bytes sent to fetchers, by topic",
+        );
+        let connections = must(IntGauge::new(
+            "kafka_server_socketservermetrics_connection_count",
+            "Open client connections",
+        ));
+        let in_flight = must(IntGauge::new(
+            "kafka_network_requestchannel_inflightrequests",
+            "Requests being handled (decoded, not yet answered)",
+        ));
+        for c in [
+            Box::new(requests.clone()) as Box<dyn Collector>,
+            Box::new(request_seconds.clone()),
+            Box::new(bytes_in.clone()),
+            Box::new(messages_in.clone()),
+            Box::new(bytes_out.clone()),
+            Box::new(connections.clone()),
+            Box::new(in_flight.clone()),
+            Box::new(Partitions::new(replicas)),
+            Box::new(prometheus::process_collector::ProcessCollector::for_self()),
+        ] {
+            must(registry.register(c));
+        }
+        Metrics {
+            registry,
+            requests,
+            request_seconds,
+            bytes_in,
+            messages_in,
+            bytes_out,
+            connections,
+            in_flight,
+        }
+    }
+
+    /// A request begins; it ends when the guard is dropped.
+    pub(crate) fn begin(&self) -> InFlight {
+        self.in_flight.inc();
+        InFlight(self.in_flight.clone())
+    }
+
+    /// A request of `api` answered after `took`.
+    pub(crate) fn request(&self, api: &str, took: Duration) {
+        self.requests.with_label_values(&[api]).inc();
+        self.request_seconds
+            .with_label_values(&[api])
+            .observe(took.as_secs_f64());
+    }
+
+    /// A produced batch of `records` records and `bytes` bytes appended.
+    pub(crate) fn produced(&self, topic: &str, records: u64, bytes: u64) {
+        self.messages_in.with_label_values(&[topic]).inc_by(records);
+        self.bytes_in.with_label_values(&[topic]).inc_by(bytes);
+    }
+
+    /// `bytes` of records sent to a fetcher.
+    pub(crate) fn fetched(&self, topic: &str, bytes: u64) {
+        if bytes > 0 {
+            self.bytes_out.with_label_values(&[topic]).inc_by(bytes);
+        }
+    }
+
+    /// Everything, in the Prometheus text format.
+    pub(crate) fn render(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64 * 1024);
+        let families = self.registry.gather();
+        // Encoding into a Vec fails only on names the registry refused.
+        let _ = TextEncoder::new().encode(&families, &mut out);
+        out
+    }
+}
+
+/// The hosted partitions, read at each scrape.
+struct Partitions {
+    replicas: Arc<ReplicaManager>,
+    descs: Vec<Desc>,
+}
+
+const PARTITION_GAUGES: &[(&str, &str)] = &[
+    (
+        "kafka_server_replicamanager_partitioncount",
+        "Partitions hosted",
+    ),
+    ("kafka_server_replicamanager_leadercount", "Partitions led"),
+    (
+        "kafka_server_replicamanager_underreplicatedpartitions",
+        "Led partitions whose in-sync replicas are fewer than their replicas",
+    ),
+    (
+        "kafka_server_replicamanager_underminisrpartitioncount",
+        "Led partitions with fewer in-sync replicas than min.insync.replicas",
+    ),
+    (
+        "kafka_controller_kafkacontroller_offlinepartitionscount",
+        "Partitions without a leader",
+    ),
+];
+
+const LOG_GAUGES: &[(&str, &str)] = &[
+    (
+        "kafka_log_log_size",
+        "Bytes of the partition's segment files",
+    ),
+    (
+        "kafka_log_log_numlogsegments",
+        "Segments of the partition's log",
+    ),
+    (
+        "kafka_log_log_logstartoffset",
+        "The partition's log start offset",
+    ),
+    (
+        "kafka_log_log_logendoffset",
+        "The partition's log end offset",
+    ),
+];
+
+impl Partitions {
+    fn new(replicas: Arc<ReplicaManager>) -> Partitions {
+        let descs = PARTITION_GAUGES
+            .iter()
+            .map(|(name, help)| must(Opts::new(*name, *help).describe()))
+            .chain(LOG_GAUGES.iter().map(|(name, help)| {
+                must(
+                    Opts::new(*name, *help)
+                        .variable_labels(vec!["topic".into(), "partition".into()])
+                        .describe(),
+                )
+            }))
+            .collect();
+        Partitions { replicas, descs }
+    }
+}
+
+impl Collector for Partitions {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let hosted = self.replicas.hosted();
+        let logs: Vec<IntGaugeVec> = LOG_GAUGES
+            .iter()
+            .map(|(name, help)| {
+                must(IntGaugeVec::new(
+                    Opts::new(*name, *help),
+                    &["topic", "partition"],
+                ))
+            })
+            .collect();
+        let mut under_min_isr = 0;
+        for p in &hosted {
+            let stats = p.log_stats();
+            let index = p.index().to_string();
+            let labels = [p.topic(), index.as_str()];
+            let values = [
+                stats.size_bytes as i64,
+                stats.segments as i64,
+                stats.log_start_offset,
+                stats.log_end_offset,
+            ];
+            for (gauge, v) in logs.iter().zip(values) {
+                gauge.with_label_values(&labels).set(v);
+            }
+            // One node: each partition's one replica is in sync.
+            if p.min_insync_replicas() > 1 {
+                under_min_isr += 1;
+            }
+        }
+        let count = hosted.len() as i64;
+        // One node leads every partition it hosts; none lacks a leader or
+        // a replica.
+        let counts = [count, count, 0, under_min_isr, 0];
+        let mut out: Vec<MetricFamily> = PARTITION_GAUGES
+            .iter()
+            .zip(counts)
+            .flat_map(|((name, help), v)| {
+                let g = must(IntGauge::new(*name, *help));
+                g.set(v);
+                g.collect()
+            })
+            .collect();
+        out.extend(logs.iter().flat_map(|g| g.collect()));
+        out
+    }
+}
