@@ -80,23 +80,30 @@ def peak_rss_mib(pid: int) -> float:
 class Strom:
     name = "Strom"
 
-    def __init__(self, binary: str):
+    def __init__(self, binary: str, config: dict | None = None, log_level: str = "warn",
+                 prefix: str = "strom-beside-kafka-"):
+        """``config``: Kafka-named settings, written to a TOML file."""
         self.binary = binary
-        self.workdir = Path(tempfile.mkdtemp(prefix="strom-beside-kafka-"))
+        self.workdir = Path(tempfile.mkdtemp(prefix=prefix))
         self.port = free_port()
+        self.log = self.workdir / "strom.log"
+        self.config = config or {}
+        self.log_level = log_level
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> "Strom":
-        log = open(self.workdir / "strom.log", "ab")
+        toml = self.workdir / "strom.toml"
+        toml.write_text("".join(f'"{k}" = {v}\n' for k, v in self.config.items()))
+        log = open(self.log, "ab")
         self.proc = subprocess.Popen(
             [self.binary, "--listen", f"127.0.0.1:{self.port}",
-             "--http-listen", "127.0.0.1:0",
-             "--data-dir", str(self.workdir / "data"), "--log-level", "warn"],
+             "--http-listen", "127.0.0.1:0", "--config", str(toml),
+             "--data-dir", str(self.workdir / "data"), "--log-level", self.log_level],
             stdout=log, stderr=log)
         deadline = time.monotonic() + 30
         while True:
             if self.proc.poll() is not None:
-                raise SystemExit(f"strom exited: see {self.workdir / 'strom.log'}")
+                raise SystemExit(f"strom exited: see {self.log}")
             try:
                 kafka_wire.api_versions("127.0.0.1", self.port, timeout=1.0)
                 return self

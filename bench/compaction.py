@@ -38,17 +38,15 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "compat-tests"))
+import beside_kafka  # noqa: E402
 import kafka_wire  # noqa: E402
-from beside_kafka import free_port, parse_kv  # noqa: E402
+from beside_kafka import parse_kv  # noqa: E402
 
 GIB = 2**30
 PARTITIONS = 6
@@ -61,34 +59,14 @@ CLEANED = re.compile(r"log cleaned")
 FIELD = re.compile(r'(\w+)="?([0-9.]+)"?')
 
 
-class Strom:
-    def __init__(self, binary: str, threads: int):
-        self.binary = binary
-        self.workdir = Path(tempfile.mkdtemp(prefix="strom-compaction-bench-"))
-        self.port = free_port()
-        self.log = self.workdir / "strom.log"
-        (self.workdir / "strom.toml").write_text(
-            f'"log.cleaner.threads" = {threads}\n"log.cleaner.backoff.ms" = {BACKOFF_MS}\n')
-        self.proc = subprocess.Popen(
-            [binary, "--listen", f"127.0.0.1:{self.port}", "--http-listen", "127.0.0.1:0",
-             "--data-dir", str(self.workdir / "data"),
-             "--config", str(self.workdir / "strom.toml"), "--log-level", "info"],
-            stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while True:
-            if self.proc.poll() is not None:
-                raise SystemExit(f"strom exited: see {self.log}")
-            try:
-                kafka_wire.api_versions("127.0.0.1", self.port, timeout=1.0)
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+class Strom(beside_kafka.Strom):
+    """A release Strom with ``threads`` cleaner threads, logging each
+    cleaning."""
 
-    @property
-    def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
+    def __init__(self, binary: str, threads: int):
+        super().__init__(binary, {"log.cleaner.threads": threads, "log.cleaner.backoff.ms": BACKOFF_MS},
+                         log_level="info", prefix="strom-compaction-bench-")
+        self.start()
 
     def cleanings(self) -> list[dict[str, float]]:
         out = []
@@ -102,16 +80,6 @@ class Strom:
         """Bytes allocated on disk to the topic's segment files."""
         return sum(f.stat().st_blocks * 512 for f in (self.workdir / "data").rglob("*.log")
                    if f.parent.name.startswith(TOPIC + "-"))
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 def bench(args, strom: Strom, *cmd: str) -> dict[str, float]:

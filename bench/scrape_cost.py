@@ -11,43 +11,26 @@ from __future__ import annotations
 
 import argparse
 import re
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "compat-tests"))
 import kafka_wire  # noqa: E402
-from beside_kafka import free_port  # noqa: E402
+from beside_kafka import Strom  # noqa: E402
 
 PER_TOPIC = 1000
 
 
 def measure(binary: str, total: int) -> str:
-    workdir = Path(tempfile.mkdtemp(prefix="strom-scrape-"))
-    port = free_port()
-    log_path = workdir / "strom.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen([binary, "--listen", f"127.0.0.1:{port}", "--http-listen", "127.0.0.1:0",
-                                 "--data-dir", str(workdir / "data")], stdout=log, stderr=log)
+    strom = Strom(binary, log_level="info", prefix="strom-scrape-").start()
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                kafka_wire.api_versions("127.0.0.1", port, timeout=1.0)
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
         topics = [(f"scale-{i}", min(PER_TOPIC, total - i * PER_TOPIC), {})
                   for i in range((total + PER_TOPIC - 1) // PER_TOPIC)]
-        answers = kafka_wire.create_topics("127.0.0.1", port, topics, timeout=600)
+        answers = kafka_wire.create_topics("127.0.0.1", strom.port, topics, timeout=600)
         assert all(code == 0 for code, _ in answers.values()), answers
-        http = re.search(r"HTTP listener bound.*\bhttp=(\S+)", log_path.read_text()).group(1)
+        http = re.search(r"HTTP listener bound.*\bhttp=(\S+)", strom.log.read_text()).group(1)
         times, size = [], 0
         for _ in range(5):
             started = time.monotonic()
@@ -57,9 +40,7 @@ def measure(binary: str, total: int) -> str:
         return (f"partitions={total} scrape_ms_median={times[2] * 1000:.1f} min={times[0] * 1000:.1f} "
                 f"max={times[-1] * 1000:.1f} bytes={size}")
     finally:
-        proc.terminate()
-        proc.wait(timeout=120)
-        shutil.rmtree(workdir, ignore_errors=True)
+        strom.stop()
 
 
 def main() -> None:

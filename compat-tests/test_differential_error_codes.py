@@ -58,16 +58,6 @@ from kafka.protocol.producer.transaction import (AddPartitionsToTxnRequest, AddP
 import kafka_wire as kw
 from helpers import unique_name, wait_until
 
-ERRORS = {
-    0: "NONE", 1: "OFFSET_OUT_OF_RANGE", 3: "UNKNOWN_TOPIC_OR_PARTITION", 17: "INVALID_TOPIC_EXCEPTION",
-    22: "ILLEGAL_GENERATION", 36: "TOPIC_ALREADY_EXISTS", 37: "INVALID_PARTITIONS",
-    38: "INVALID_REPLICATION_FACTOR", 40: "INVALID_CONFIG", 42: "INVALID_REQUEST",
-    23: "INCONSISTENT_GROUP_PROTOCOL", 25: "UNKNOWN_MEMBER_ID", 27: "REBALANCE_IN_PROGRESS",
-    45: "OUT_OF_ORDER_SEQUENCE_NUMBER", 47: "INVALID_PRODUCER_EPOCH", 48: "INVALID_TXN_STATE",
-    49: "INVALID_PRODUCER_ID_MAPPING", 59: "UNKNOWN_PRODUCER_ID", 79: "MEMBER_ID_REQUIRED",
-    90: "PRODUCER_FENCED",
-}
-
 # step -> the error Kafka 4.1.1 answers (checked on both brokers).
 EXPECTED = {
     "create: a name with a slash": "INVALID_TOPIC_EXCEPTION",
@@ -149,7 +139,7 @@ def ready(call, code_of=lambda c: c):
 
 
 def name(code: int) -> str:
-    return ERRORS.get(code, f"error {code}")
+    return kw.error_name(code)
 
 
 class Wire:
