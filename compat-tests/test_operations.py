@@ -4,8 +4,8 @@ Prometheus text format, ``/health/live`` and ``/health/ready``.
 Records produced and consumed through confluent-kafka must show in the
 counters with exact values (messages in, the log end offset) or at least
 their size (bytes in and out), the request counts and times per API, the
-connection count while a client is connected, and the per-partition log
-gauges; the text must parse as the Prometheus exposition format (every
+connection count while a client is connected, the per-partition log
+gauges, and the group's members, state, committed offsets and lag; the text must parse as the Prometheus exposition format (every
 sample of a declared family, every value a number). After SIGTERM, while
 a long poll keeps the node finishing, readiness answers 503 and liveness
 200.
@@ -18,6 +18,8 @@ import re
 import signal
 import urllib.error
 import urllib.request
+
+from confluent_kafka import TopicPartition
 
 import kafka_wire as kw
 from helpers import CONFLUENT, Rec, ck_consumer, ck_poll_records, create_topic, produce, unique_name, wait_until
@@ -66,13 +68,25 @@ def test_metrics_count_what_clients_did(broker):
     topic = create_topic(broker, unique_name("metrics"), partitions=2)
     records = [Rec(f"k{i}".encode(), b"x" * 100) for i in range(25)]
     produce(CONFLUENT, broker, topic, records)
-    with ck_consumer(broker, **{"group.id": unique_name("metrics-group")}) as consumer:
+    group = unique_name("metrics-group")
+    with ck_consumer(broker, **{"group.id": group}) as consumer:
         consumer.subscribe([topic])
         got = ck_poll_records(consumer, len(records))
         assert len(got) == len(records)
+        # Partition 0 committed one record in, partition 1 at its end.
+        counts = {p: sum(1 for g in got if g.partition == p) for p in (0, 1)}
+        assert counts[0] > 1, counts
+        consumer.commit(offsets=[TopicPartition(topic, 0, 1), TopicPartition(topic, 1, counts[1])],
+                        asynchronous=False)
         # While the consumer is connected.
         s = scrape(broker)
         assert value(s, "kafka_server_socketservermetrics_connection_count") >= 1
+        assert value(s, "kafka_consumergroup_members", consumergroup=group) == 1
+        assert value(s, "kafka_consumergroup_state", consumergroup=group, state="Stable") == 1
+        for p, (offset, lag) in {0: (1, counts[0] - 1), 1: (counts[1], 0)}.items():
+            where = {"consumergroup": group, "topic": topic, "partition": p}
+            assert value(s, "kafka_consumergroup_current_offset", **where) == offset, p
+            assert value(s, "kafka_consumergroup_lag", **where) == lag, p
     assert value(s, "kafka_server_brokertopicmetrics_messagesin_total", topic=topic) == len(records)
     assert value(s, "kafka_server_brokertopicmetrics_bytesin_total", topic=topic) >= 25 * 100
     assert value(s, "kafka_server_brokertopicmetrics_bytesout_total", topic=topic) >= 25 * 100
@@ -113,3 +127,13 @@ def test_not_ready_once_shutdown_begins(broker):
                           what="/health/ready answering 503 after SIGTERM")
         assert seen == 200
     assert broker.proc.wait(timeout=30) == 0
+
+
+def test_a_deleted_topics_series_go(broker):
+    topic = create_topic(broker, unique_name("metrics-deleted"))
+    produce(CONFLUENT, broker, topic, [Rec(b"k", b"v")])
+    labelled = lambda s: [k for k in s if ("topic", topic) in k[1]]  # noqa: E731
+    assert labelled(scrape(broker)), "the topic has series while it exists"
+    host, port = broker.bootstrap.rsplit(":", 1)
+    assert kw.delete_topics(host, int(port), [topic]) == {topic: 0}
+    wait_until(lambda: not labelled(scrape(broker)), what=f"{topic}'s series gone after its deletion")

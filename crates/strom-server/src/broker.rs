@@ -222,7 +222,7 @@ impl Broker {
             node_id: opts.node_id,
             cluster_id: meta.cluster_id,
             controller,
-            metrics: Metrics::new(replicas.clone()),
+            metrics: Metrics::new(replicas.clone(), groups.clone()),
             replicas,
             groups,
             txns,

@@ -239,12 +239,10 @@ pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Futu
                     };
                     let span = tracing::info_span!("conn", %peer);
                     let conn = serve(stream, peer, broker.clone(), limits.clone(), stop_rx.clone());
-                    let open = broker.metrics.connections.clone();
-                    open.inc();
+                    let open = broker.metrics.connection();
                     connections.spawn(async move {
                         conn.await;
-                        open.dec();
-                        drop((slot, ip_slot));
+                        drop((slot, ip_slot, open));
                     }.instrument(span));
                 }
                 Err(e) => {
@@ -409,9 +407,11 @@ async fn handle_frame(
         .instrument(span)
         .await;
     drop(in_flight);
-    broker
-        .metrics
-        .request(&format!("{:?}", req.api_key), started.elapsed());
+    if response.is_ok() {
+        broker
+            .metrics
+            .request(&format!("{:?}", req.api_key), started.elapsed());
+    }
     match response {
         Ok(Some(resp)) => {
             match request::encode_response(req.api_key, req.version, correlation_id, &resp) {

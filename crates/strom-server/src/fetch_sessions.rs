@@ -172,16 +172,23 @@ impl Session {
                 }
             }
         }
-        if !forgotten.is_empty() {
-            let before = self.parts.len();
-            self.parts.retain(|c| {
-                !forgotten
-                    .iter()
-                    .any(|f| f.0 == c.wanted.topic && f.1 == c.wanted.partition)
-            });
-            if self.parts.len() != before {
-                self.reindex();
+        // Each forgotten partition looked up once, as Kafka removes them
+        // by key: a request forgetting many is no worse than linear.
+        let mut gone = vec![false; self.parts.len()];
+        let mut any = false;
+        for f in forgotten {
+            if let Some(&i) = self.index.get(f) {
+                gone[i] = true;
+                any = true;
             }
+        }
+        if any {
+            let mut i = 0;
+            self.parts.retain(|_| {
+                i += 1;
+                !gone[i - 1]
+            });
+            self.reindex();
         }
     }
 
@@ -285,16 +292,16 @@ impl FetchSessions {
 
     /// Kafka's `updateAndGenerateResponseData`: the session id to answer
     /// with and which of `fetched` (answered as `answers`) the response
-    /// holds, or the error to answer instead.
+    /// holds, or the error (and session id) to answer instead.
     pub(crate) fn finish(
         &self,
         ctx: &Context,
         fetched: &[Wanted],
         answers: &[Answered],
         now_ms: i64,
-    ) -> Result<(i32, Vec<bool>), ErrorCode> {
+    ) -> Result<(i32, Vec<bool>), (ErrorCode, i32)> {
         match *ctx {
-            Context::Error(code) => Err(code),
+            Context::Error(code) => Err((code, NO_SESSION)),
             Context::Sessionless => Ok((NO_SESSION, vec![true; fetched.len()])),
             Context::Full {
                 privileged,
@@ -305,14 +312,16 @@ impl FetchSessions {
             }
             Context::Incremental { id, epoch } => {
                 let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-                // Gone (evicted, or closed by a full fetch) meanwhile: the
-                // client starts over with a full fetch.
-                let session = sessions
-                    .get_mut(&id)
-                    .ok_or(ErrorCode::FetchSessionIdNotFound)?;
+                let Some(session) = sessions.get_mut(&id) else {
+                    // Evicted or closed while the fetch waited: Kafka still
+                    // answers from the session it holds. Everything read
+                    // is answered; the next incremental fetch is told the
+                    // session is gone and the client starts over.
+                    return Ok((id, vec![true; fetched.len()]));
+                };
                 if session.epoch != epoch {
                     // A duplicate request moved the session on.
-                    return Err(ErrorCode::InvalidFetchSessionEpoch);
+                    return Err((ErrorCode::InvalidFetchSessionEpoch, id));
                 }
                 let mut include = Vec::with_capacity(fetched.len());
                 let mut moved = Vec::new();

@@ -228,7 +228,7 @@ fn the_final_epoch_and_full_fetches_close_the_named_session() {
 }
 
 #[test]
-fn a_session_closed_or_moved_on_meanwhile_fails_the_fetch() {
+fn a_session_moved_on_meanwhile_fails_the_fetch_and_a_closed_one_answers_all() {
     let cache = FetchSessions::new(10);
     let id = open(&cache, vec![part("a", 0, 0)], false, NOW);
     let (first, fetched) = incremental(&cache, id, 1, vec![], &[]);
@@ -236,14 +236,28 @@ fn a_session_closed_or_moved_on_meanwhile_fails_the_fetch() {
     let (second, _) = incremental(&cache, id, 2, vec![], &[]);
     assert_eq!(
         cache.finish(&first, &fetched, &[quiet(10)], NOW),
-        Err(ErrorCode::InvalidFetchSessionEpoch)
+        Err((ErrorCode::InvalidFetchSessionEpoch, id))
     );
     assert!(cache.finish(&second, &fetched, &[quiet(10)], NOW).is_ok());
+    // Closed while the fetch waited: what was read is still answered.
     cache.new_context(req(V12, id, FINAL_EPOCH, false), vec![], &[], NOW);
     assert_eq!(
         cache.finish(&second, &fetched, &[quiet(10)], NOW),
-        Err(ErrorCode::FetchSessionIdNotFound)
+        Ok((id, vec![true]))
     );
+}
+
+#[test]
+fn forgetting_many_partitions_at_once_keeps_the_rest_in_order() {
+    let cache = FetchSessions::new(10);
+    let id = open(&cache, parts(2000), false, NOW);
+    let forget: Vec<_> = (0..2000)
+        .filter(|p| p % 3 != 0)
+        .map(|p| (TopicRef::Name("t".into()), p))
+        .collect();
+    let (_, fetched) = incremental(&cache, id, 1, vec![], &forget);
+    let kept: Vec<i32> = fetched.iter().map(|w| w.partition).collect();
+    assert_eq!(kept, (0..2000).filter(|p| p % 3 == 0).collect::<Vec<_>>());
 }
 
 #[test]

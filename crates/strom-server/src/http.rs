@@ -4,11 +4,11 @@
 //! loaded, and it is not shutting down). It is the listener that later
 //! HTTP services (a REST proxy, a schema registry, a console) will share.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use tokio::net::TcpListener;
@@ -20,35 +20,56 @@ use crate::broker::Broker;
 /// The Prometheus text format's content type.
 const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+/// What the HTTP listener answers from: the node, once it is open, and
+/// whether it is shutting down. Serving starts before the node opens, so
+/// that liveness answers while a large data directory recovers.
 #[derive(Clone)]
-struct Node {
-    broker: Arc<Broker>,
+pub struct HttpState {
+    broker: Arc<OnceLock<Arc<Broker>>>,
     /// True once shutdown began: no longer ready.
     stopping: watch::Receiver<bool>,
 }
 
-/// Serves HTTP on `listener` until the task is dropped. `stopping` turns
-/// true when the node begins to shut down, from which `/health/ready`
-/// answers 503 while `/health/live` still answers 200.
-pub async fn serve_http(
-    listener: TcpListener,
-    broker: Arc<Broker>,
-    stopping: watch::Receiver<bool>,
-) {
+impl HttpState {
+    /// `stopping` turns true when the node begins to shut down.
+    pub fn new(stopping: watch::Receiver<bool>) -> HttpState {
+        HttpState {
+            broker: Arc::new(OnceLock::new()),
+            stopping,
+        }
+    }
+
+    /// The node is open: metrics and readiness answer from now on.
+    pub fn opened(&self, broker: Arc<Broker>) {
+        let _ = self.broker.set(broker);
+    }
+}
+
+/// Serves HTTP on `listener` until the task is dropped: `/health/live`
+/// answers 200 from the start, `/health/ready` 200 while the node is open
+/// and not shutting down (503 otherwise), `/metrics` once the node is open.
+pub async fn serve_http(listener: TcpListener, state: HttpState) {
     let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
-        .with_state(Node { broker, stopping });
+        .with_state(state);
     if let Err(e) = axum::serve(listener, app).await {
         warn!(error = %e, "the HTTP listener stopped");
     }
 }
 
-async fn metrics(State(node): State<Node>) -> impl IntoResponse {
+async fn metrics(State(node): State<HttpState>) -> Response {
+    let Some(broker) = node.broker.get().cloned() else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response();
+    };
     // Reading thousands of partitions is work: off the async workers.
-    let broker = node.broker.clone();
-    match tokio::task::spawn_blocking(move || broker.metrics.render()).await {
+    let rendered = tokio::task::spawn_blocking(move || {
+        let image = broker.image();
+        broker.metrics.render(|topic| image.topic(topic).is_some())
+    })
+    .await;
+    match rendered {
         Ok(body) => (StatusCode::OK, [(header::CONTENT_TYPE, TEXT_FORMAT)], body).into_response(),
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
@@ -58,8 +79,10 @@ async fn live() -> &'static str {
     "live\n"
 }
 
-async fn ready(State(node): State<Node>) -> impl IntoResponse {
-    if *node.stopping.borrow() {
+async fn ready(State(node): State<HttpState>) -> (StatusCode, &'static str) {
+    if node.broker.get().is_none() {
+        (StatusCode::SERVICE_UNAVAILABLE, "starting\n")
+    } else if *node.stopping.borrow() {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
     } else {
         (StatusCode::OK, "ready\n")

@@ -26,5 +26,5 @@ mod txns;
 pub use broker::{Broker, BrokerOptions};
 pub use connection::run;
 pub use dir_lock::{DirLock, LockError};
-pub use http::serve_http;
+pub use http::{serve_http, HttpState};
 pub use meta::MetaProperties;

@@ -12,6 +12,10 @@
 //!   offline partitions (`kafka_server_replicamanager_*`,
 //!   `kafka_controller_kafkacontroller_*`), and per partition its size,
 //!   segment count and offsets (`kafka_log_log_*`);
+//! - read when scraped from the group coordinator: each group's members
+//!   and state, and per committed partition its offset and lag against
+//!   the high watermark, with the names kafka_exporter gives them
+//!   (`kafka_consumergroup_*`);
 //! - the process: CPU seconds, resident memory, open files (`process_*`).
 
 use std::sync::Arc;
@@ -23,6 +27,7 @@ use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
+use strom_coordinator::GroupCoordinator;
 use strom_replica::ReplicaManager;
 
 /// Buckets of request time, in seconds: 0.1 ms to 30 s (long polls).
@@ -38,14 +43,23 @@ pub(crate) struct Metrics {
     bytes_in: IntCounterVec,
     messages_in: IntCounterVec,
     bytes_out: IntCounterVec,
-    pub(crate) connections: IntGauge,
+    connections: IntGauge,
     in_flight: IntGauge,
 }
 
-/// A request being handled, counted in the in-flight gauge until dropped.
-pub(crate) struct InFlight(IntGauge);
+/// One unit of a gauge (an open connection, a request being handled),
+/// given back when dropped: on every path, a panic or a cancelled task
+/// included.
+pub(crate) struct Held(IntGauge);
 
-impl Drop for InFlight {
+impl Held {
+    fn take(gauge: &IntGauge) -> Held {
+        gauge.inc();
+        Held(gauge.clone())
+    }
+}
+
+impl Drop for Held {
     fn drop(&mut self) {
         self.0.dec();
     }
@@ -57,7 +71,7 @@ fn must<T>(r: prometheus::Result<T>) -> T {
 }
 
 impl Metrics {
-    pub(crate) fn new(replicas: Arc<ReplicaManager>) -> Metrics {
+    pub(crate) fn new(replicas: Arc<ReplicaManager>, groups: Arc<GroupCoordinator>) -> Metrics {
         let registry = Registry::new();
         let requests = must(IntCounterVec::new(
             Opts::new(
@@ -104,7 +118,8 @@ impl Metrics {
             Box::new(bytes_out.clone()),
             Box::new(connections.clone()),
             Box::new(in_flight.clone()),
-            Box::new(Partitions::new(replicas)),
+            Box::new(Partitions::new(replicas.clone())),
+            Box::new(Groups::new(groups, replicas)),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ] {
             must(registry.register(c));
@@ -122,9 +137,13 @@ impl Metrics {
     }
 
     /// A request begins; it ends when the guard is dropped.
-    pub(crate) fn begin(&self) -> InFlight {
-        self.in_flight.inc();
-        InFlight(self.in_flight.clone())
+    pub(crate) fn begin(&self) -> Held {
+        Held::take(&self.in_flight)
+    }
+
+    /// A connection opens; it closes when the guard is dropped.
+    pub(crate) fn connection(&self) -> Held {
+        Held::take(&self.connections)
     }
 
     /// A request of `api` answered after `took`.
@@ -148,13 +167,34 @@ impl Metrics {
         }
     }
 
-    /// Everything, in the Prometheus text format.
-    pub(crate) fn render(&self) -> Vec<u8> {
+    /// Everything, in the Prometheus text format. The per-topic series of
+    /// topics that no longer `exists` are dropped first, as Kafka removes
+    /// a deleted topic's metrics.
+    pub(crate) fn render(&self, exists: impl Fn(&str) -> bool) -> Vec<u8> {
+        self.forget_deleted_topics(exists);
         let mut out = Vec::with_capacity(64 * 1024);
         let families = self.registry.gather();
         // Encoding into a Vec fails only on names the registry refused.
         let _ = TextEncoder::new().encode(&families, &mut out);
         out
+    }
+}
+
+impl Metrics {
+    fn forget_deleted_topics(&self, exists: impl Fn(&str) -> bool) {
+        for vec in [&self.bytes_in, &self.messages_in, &self.bytes_out] {
+            let gone: Vec<String> = vec
+                .collect()
+                .iter()
+                .flat_map(|family| family.get_metric())
+                .flat_map(|m| m.get_label())
+                .filter(|l| l.name() == "topic" && !exists(l.value()))
+                .map(|l| l.value().to_owned())
+                .collect();
+            for topic in gone {
+                let _ = vec.remove_label_values(&[&topic]);
+            }
+        }
     }
 }
 
@@ -270,5 +310,87 @@ impl Collector for Partitions {
             .collect();
         out.extend(logs.iter().flat_map(|g| g.collect()));
         out
+    }
+}
+
+/// The consumer groups, read at each scrape.
+struct Groups {
+    groups: Arc<GroupCoordinator>,
+    replicas: Arc<ReplicaManager>,
+    descs: Vec<Desc>,
+}
+
+const GROUP_GAUGES: &[(&str, &str, &[&str])] = &[
+    (
+        "kafka_consumergroup_members",
+        "Members of the group",
+        &["consumergroup"],
+    ),
+    (
+        "kafka_consumergroup_state",
+        "1 for the group's state (Empty, Stable, PreparingRebalance, CompletingRebalance, Dead, Assigning, Reconciling)",
+        &["consumergroup", "state"],
+    ),
+    (
+        "kafka_consumergroup_current_offset",
+        "The group's committed offset of the partition",
+        &["consumergroup", "topic", "partition"],
+    ),
+    (
+        "kafka_consumergroup_lag",
+        "The partition's high watermark less the group's committed offset (at least 0)",
+        &["consumergroup", "topic", "partition"],
+    ),
+];
+
+impl Groups {
+    fn new(groups: Arc<GroupCoordinator>, replicas: Arc<ReplicaManager>) -> Groups {
+        let descs = GROUP_GAUGES
+            .iter()
+            .map(|(name, help, labels)| {
+                must(
+                    Opts::new(*name, *help)
+                        .variable_labels(labels.iter().map(|l| (*l).to_owned()).collect())
+                        .describe(),
+                )
+            })
+            .collect();
+        Groups {
+            groups,
+            replicas,
+            descs,
+        }
+    }
+}
+
+impl Collector for Groups {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let gauges: Vec<IntGaugeVec> = GROUP_GAUGES
+            .iter()
+            .map(|(name, help, labels)| must(IntGaugeVec::new(Opts::new(*name, *help), labels)))
+            .collect();
+        let [members, state, current, lag] = &gauges[..] else {
+            return Vec::new();
+        };
+        for g in self.groups.groups() {
+            let id = g.group_id.as_str();
+            members.with_label_values(&[id]).set(g.members.len() as i64);
+            state.with_label_values(&[id, g.state_name]).set(1);
+            for ((topic, partition), committed) in self.groups.fetch_offsets(id, None) {
+                let Some(committed) = committed else { continue };
+                let index = partition.to_string();
+                let labels = [id, topic.as_str(), index.as_str()];
+                current.with_label_values(&labels).set(committed.offset);
+                if let Some(p) = self.replicas.get(&topic, partition) {
+                    lag.with_label_values(&labels)
+                        .set((p.high_watermark() - committed.offset).max(0));
+                }
+            }
+        }
+        gauges.iter().flat_map(|g| g.collect()).collect()
     }
 }

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use strom_metadata::config::{broker_config_names, StaticConfig};
-use strom_server::{Broker, BrokerOptions};
+use strom_server::{Broker, BrokerOptions, HttpState};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -187,6 +187,11 @@ fn main() -> Result<()> {
             .await
             .with_context(|| format!("binding the HTTP listener {http_listen}"))?;
         info!(http = %http.local_addr()?, "HTTP listener bound (/metrics, /health/live, /health/ready)");
+        // Served from now on: live while the data directory opens, ready
+        // once it is open, not ready from the moment shutdown begins.
+        let (stopping_tx, mut stopping) = watch::channel(false);
+        let http_state = HttpState::new(stopping.clone());
+        let http = tokio::spawn(strom_server::serve_http(http, http_state.clone()));
         let (host, port) = match advertise {
             Some(a) => {
                 let (h, p) = a.rsplit_once(':').with_context(|| format!("--advertise {a:?} is not HOST:PORT"))?;
@@ -210,10 +215,8 @@ fn main() -> Result<()> {
         })
         .with_context(|| format!("opening data directory {}", data_dir.display()))?;
         info!(listen = %bound, advertise = %format!("{host}:{port}"), data_dir = %data_dir.display(), node_id, "strom is ready");
-        // Shutdown turns readiness off at once; the HTTP listener serves
-        // until the broker has stopped.
-        let (stopping_tx, mut stopping) = watch::channel(false);
-        let http = tokio::spawn(strom_server::serve_http(http, broker.clone(), stopping.clone()));
+        http_state.opened(broker.clone());
+        // The HTTP listener serves until the broker has stopped.
         tokio::spawn(async move {
             shutdown_signal().await;
             let _ = stopping_tx.send(true);

@@ -128,13 +128,16 @@ fn read_all(
 
 /// The response: the session's verdict on the answers, which are grouped
 /// into topics as they come (consecutive partitions of one topic together).
+/// A consumer's fetch counts in the bytes-out metric (a follower's would be
+/// replication traffic, which Kafka counts apart).
 fn respond(
     broker: &Broker,
+    from_consumer: bool,
     ctx: &Context,
     wanted: &[Wanted],
     targets: &[Target],
     answers: Vec<PartitionData>,
-) -> Result<FetchResponse, ErrorCode> {
+) -> Result<FetchResponse, (ErrorCode, i32)> {
     let seen: Vec<Answered> = answers
         .iter()
         .map(|a| Answered {
@@ -152,9 +155,11 @@ fn respond(
         .zip(&include)
         .filter(|(_, keep)| **keep)
     {
-        broker
-            .metrics
-            .fetched(&t.name, a.records.as_ref().map_or(0, |r| r.len() as u64));
+        if from_consumer {
+            broker
+                .metrics
+                .fetched(&t.name, a.records.as_ref().map_or(0, |r| r.len() as u64));
+        }
         match topics.last_mut() {
             Some(last) if last.topic_id == t.topic_id && last.topic.0.as_str() == t.name => {
                 last.partitions.push(a);
@@ -243,7 +248,7 @@ pub(super) async fn handle(
         now_ms(),
     );
     if let Context::Error(code) = ctx {
-        return session_error(code);
+        return session_error(code, fetch_sessions::NO_SESSION);
     }
     let image = broker.image();
     let targets: Vec<Target> = wanted.iter().map(|w| resolve(broker, &image, w)).collect();
@@ -265,12 +270,12 @@ pub(super) async fn handle(
                   answers: Vec<PartitionData>,
                   total: usize,
                   held: &mut Option<OwnedSemaphorePermit>| {
-        match respond(broker, &ctx, &wanted, &targets, answers) {
+        match respond(broker, replica_id < 0, &ctx, &wanted, &targets, answers) {
             Ok(response) => {
                 *held = keep_room(room, total);
                 response
             }
-            Err(code) => session_error(code),
+            Err((code, session_id)) => session_error(code, session_id),
         }
     };
     loop {
@@ -296,9 +301,9 @@ pub(super) async fn handle(
     }
 }
 
-/// A session error: the code alone, no session, no partitions.
-fn session_error(code: ErrorCode) -> FetchResponse {
+/// A session error: the code and the session id, no partitions.
+fn session_error(code: ErrorCode, session_id: i32) -> FetchResponse {
     FetchResponse::default()
         .with_error_code(code.code())
-        .with_session_id(fetch_sessions::NO_SESSION)
+        .with_session_id(session_id)
 }
