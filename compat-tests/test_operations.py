@@ -5,7 +5,8 @@ Records produced and consumed through confluent-kafka must show in the
 counters with exact values (messages in, the log end offset) or at least
 their size (bytes in and out), the request counts and times per API, the
 connection count while a client is connected, the per-partition log
-gauges, and the group's members, state, committed offsets and lag; the text must parse as the Prometheus exposition format (every
+gauges, and the group's members, state, committed offsets and lag; every
+metric the Grafana dashboard (deploy/grafana) queries is served; the text must parse as the Prometheus exposition format (every
 sample of a declared family, every value a number). After SIGTERM, while
 a long poll keeps the node finishing, readiness answers 503 and liveness
 200.
@@ -13,11 +14,14 @@ a long poll keeps the node finishing, readiness answers 503 and liveness
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
+import sys
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 from confluent_kafka import TopicPartition
 
@@ -54,6 +58,25 @@ def scrape(broker) -> dict[tuple[str, frozenset], float]:
     return samples
 
 
+DASHBOARD = Path(__file__).resolve().parent.parent / "deploy" / "grafana"
+
+
+def dashboard_metrics() -> set[str]:
+    """The metric names the Grafana dashboard's panels query; the file must
+    be what make_dashboard.py writes."""
+    sys.path.insert(0, str(DASHBOARD))
+    try:
+        import make_dashboard
+    finally:
+        sys.path.remove(str(DASHBOARD))
+    board = json.loads((DASHBOARD / "strom-dashboard.json").read_text())
+    assert board == make_dashboard.dashboard(), "strom-dashboard.json is stale: run deploy/grafana/make_dashboard.py"
+    exprs = [t["expr"] for p in board["panels"] for t in p["targets"]]
+    names = {m for e in exprs for m in re.findall(r"\b((?:kafka|process)_[a-z0-9_]+)\b", e)}
+    assert len(names) >= 10, names
+    return names
+
+
 def value(samples, name: str, **labels) -> float | None:
     return samples.get((name, frozenset((k, str(v)) for k, v in labels.items())))
 
@@ -87,6 +110,10 @@ def test_metrics_count_what_clients_did(broker):
             where = {"consumergroup": group, "topic": topic, "partition": p}
             assert value(s, "kafka_consumergroup_current_offset", **where) == offset, p
             assert value(s, "kafka_consumergroup_lag", **where) == lag, p
+        # Every metric the Grafana dashboard queries is served.
+        served = {name for name, _ in s}
+        missing = sorted(dashboard_metrics() - served)
+        assert not missing, f"deploy/grafana/strom-dashboard.json queries metrics Strom does not serve: {missing}"
     assert value(s, "kafka_server_brokertopicmetrics_messagesin_total", topic=topic) == len(records)
     assert value(s, "kafka_server_brokertopicmetrics_bytesin_total", topic=topic) >= 25 * 100
     assert value(s, "kafka_server_brokertopicmetrics_bytesout_total", topic=topic) >= 25 * 100
