@@ -408,9 +408,7 @@ async fn handle_frame(
         .await;
     drop(in_flight);
     if response.is_ok() {
-        broker
-            .metrics
-            .request(&format!("{:?}", req.api_key), started.elapsed());
+        broker.metrics.request(req.api_key, started.elapsed());
     }
     match response {
         Ok(Some(resp)) => {

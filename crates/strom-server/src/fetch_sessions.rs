@@ -15,7 +15,7 @@
 //! answered with session id 0, as a sessionless one.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use strom_protocol::ErrorCode;
 use uuid::Uuid;
@@ -42,7 +42,9 @@ fn next_epoch(epoch: i32) -> i32 {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum TopicRef {
     Id(Uuid),
-    Name(String),
+    /// Shared by a request's partitions of the topic, so that cloning a
+    /// partition's key costs no allocation.
+    Name(Arc<str>),
 }
 
 /// The request's session fields, and who sends it.
@@ -158,14 +160,14 @@ impl Session {
             .collect();
     }
 
-    fn update(&mut self, wanted: Vec<Wanted>, forgotten: &[(TopicRef, i32)]) {
+    fn update(&mut self, wanted: &[Wanted], forgotten: &[(TopicRef, i32)]) {
         for w in wanted {
             match self.index.get(&w.key()) {
                 Some(&i) => self.parts[i].wanted.params = w.params,
                 None => {
                     self.index.insert(w.key(), self.parts.len());
                     self.parts.push(Cached {
-                        wanted: w,
+                        wanted: w.clone(),
                         high_watermark: -1,
                         log_start_offset: -1,
                     });
@@ -273,7 +275,7 @@ impl FetchSessions {
                 Vec::new(),
             );
         }
-        session.update(wanted.clone(), forgotten);
+        session.update(&wanted, forgotten);
         if session.parts.is_empty() {
             sessions.remove(&session_id);
             return (Context::Sessionless, wanted);

@@ -12,7 +12,7 @@ fn params(offset: i64) -> Params {
 
 fn part(topic: &str, partition: i32, offset: i64) -> Wanted {
     Wanted {
-        topic: TopicRef::Name(topic.to_owned()),
+        topic: TopicRef::Name(topic.into()),
         partition,
         params: params(offset),
     }
@@ -71,6 +71,15 @@ fn incremental(
     cache.new_context(req(V12, id, epoch, false), changed, forgotten, NOW)
 }
 
+/// Asserts that an incremental fetch of `id` is told the session is gone.
+fn assert_gone(cache: &FetchSessions, id: i32, epoch: i32, why: &str) {
+    assert_eq!(
+        incremental(cache, id, epoch, vec![], &[]).0,
+        Context::Error(ErrorCode::FetchSessionIdNotFound),
+        "{why}"
+    );
+}
+
 #[test]
 fn a_full_fetch_opens_a_session_and_increments_follow_its_epoch() {
     let cache = FetchSessions::new(10);
@@ -102,15 +111,8 @@ fn a_full_fetch_opens_a_session_and_increments_follow_its_epoch() {
 fn session_errors_are_kafkas() {
     let cache = FetchSessions::new(10);
     let id = open(&cache, vec![part("a", 0, 0)], false, NOW);
-    assert_eq!(
-        incremental(&cache, id + 1, 1, vec![], &[]).0,
-        Context::Error(ErrorCode::FetchSessionIdNotFound)
-    );
-    assert_eq!(
-        incremental(&cache, NO_SESSION, 1, vec![], &[]).0,
-        Context::Error(ErrorCode::FetchSessionIdNotFound),
-        "id 0 is never a session"
-    );
+    assert_gone(&cache, id + 1, 1, "no such session");
+    assert_gone(&cache, NO_SESSION, 1, "id 0 is never a session");
     assert_eq!(
         incremental(&cache, id, 2, vec![], &[]).0,
         Context::Error(ErrorCode::InvalidFetchSessionEpoch)
@@ -221,10 +223,7 @@ fn the_final_epoch_and_full_fetches_close_the_named_session() {
     let (new_id, _) = cache.finish(&ctx, &fetched, &[quiet(10)], NOW).unwrap();
     assert_ne!(new_id, id);
     assert_eq!(cache.len(), 1);
-    assert_eq!(
-        incremental(&cache, id, 1, vec![], &[]).0,
-        Context::Error(ErrorCode::FetchSessionIdNotFound)
-    );
+    assert_gone(&cache, id, 1, "the full fetch closed the old session");
 }
 
 #[test]
@@ -300,11 +299,7 @@ fn a_full_cache_opens_no_session_until_one_may_be_evicted() {
     );
     let big = open(&cache, parts(2), false, later);
     assert_ne!(big, NO_SESSION);
-    assert_eq!(
-        incremental(&cache, small, 2, vec![], &[]).0,
-        Context::Error(ErrorCode::FetchSessionIdNotFound),
-        "the smallest session went"
-    );
+    assert_gone(&cache, small, 2, "the smallest session went");
     assert_eq!(cache.len(), 2);
 }
 
@@ -326,10 +321,7 @@ fn stale_sessions_make_room_and_followers_evict_consumers() {
     let replacement = open(&cache, parts(1), false, stale);
     assert_ne!(replacement, NO_SESSION, "an unused session goes stale");
     assert_eq!(cache.len(), 1);
-    assert_eq!(
-        incremental(&cache, consumer, 1, vec![], &[]).0,
-        Context::Error(ErrorCode::FetchSessionIdNotFound)
-    );
+    assert_gone(&cache, consumer, 1, "the stale session was evicted");
 }
 
 #[test]

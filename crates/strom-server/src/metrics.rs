@@ -18,16 +18,17 @@
 //!   (`kafka_consumergroup_*`);
 //! - the process: CPU seconds, resident memory, open files (`process_*`).
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use prometheus::core::{Collector, Desc, Describer};
 use prometheus::proto::MetricFamily;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use strom_coordinator::GroupCoordinator;
+use strom_protocol::messages::ApiKey;
 use strom_replica::ReplicaManager;
 
 /// Buckets of request time, in seconds: 0.1 ms to 30 s (long polls).
@@ -40,6 +41,8 @@ pub(crate) struct Metrics {
     registry: Registry,
     requests: IntCounterVec,
     request_seconds: HistogramVec,
+    /// By API key: its series of `requests` and `request_seconds`.
+    per_api: Vec<OnceLock<(IntCounter, Histogram)>>,
     bytes_in: IntCounterVec,
     messages_in: IntCounterVec,
     bytes_out: IntCounterVec,
@@ -124,10 +127,15 @@ impl Metrics {
         ] {
             must(registry.register(c));
         }
+        let keys = ApiKey::iter()
+            .map(|k| k as usize)
+            .max()
+            .map_or(0, |m| m + 1);
         Metrics {
             registry,
             requests,
             request_seconds,
+            per_api: (0..keys).map(|_| OnceLock::new()).collect(),
             bytes_in,
             messages_in,
             bytes_out,
@@ -146,12 +154,21 @@ impl Metrics {
         Held::take(&self.connections)
     }
 
-    /// A request of `api` answered after `took`.
-    pub(crate) fn request(&self, api: &str, took: Duration) {
-        self.requests.with_label_values(&[api]).inc();
-        self.request_seconds
-            .with_label_values(&[api])
-            .observe(took.as_secs_f64());
+    /// A request of `api` answered after `took`. Each API's two series
+    /// are looked up once, on its first request, and kept by its key.
+    pub(crate) fn request(&self, api: ApiKey, took: Duration) {
+        let Some(slot) = self.per_api.get(api as usize) else {
+            return;
+        };
+        let (count, time) = slot.get_or_init(|| {
+            let label = format!("{api:?}");
+            (
+                self.requests.with_label_values(&[&label]),
+                self.request_seconds.with_label_values(&[&label]),
+            )
+        });
+        count.inc();
+        time.observe(took.as_secs_f64());
     }
 
     /// A produced batch of `records` records and `bytes` bytes appended.

@@ -26,33 +26,57 @@ use crate::fetch_sessions::{self, Answered, Context, Params, TopicRef, Wanted};
 
 /// A partition to read, resolved against the image.
 struct Target {
-    name: String,
+    name: Arc<str>,
     topic_id: uuid::Uuid,
     partition: Result<Arc<Partition>, ErrorCode>,
 }
 
-fn resolve(broker: &Broker, image: &MetadataImage, w: &Wanted) -> Target {
-    let (name, topic_id) = match &w.topic {
-        TopicRef::Id(id) => match image.topic_by_id(id) {
-            Some(t) => (Ok(t.name.clone()), *id),
-            None => (Err(ErrorCode::UnknownTopicId), *id),
+/// A requested topic, resolved: its name (or why it has none) and id.
+struct Resolved {
+    name: Result<Arc<str>, ErrorCode>,
+    id: uuid::Uuid,
+}
+
+fn resolve_topic(image: &MetadataImage, topic: &TopicRef) -> Resolved {
+    match topic {
+        TopicRef::Id(id) => Resolved {
+            name: image
+                .topic_by_id(id)
+                .map(|t| Arc::from(t.name.as_str()))
+                .ok_or(ErrorCode::UnknownTopicId),
+            id: *id,
         },
-        TopicRef::Name(n) => (
-            Ok(n.clone()),
-            image.topic(n).map_or(uuid::Uuid::nil(), |t| t.id),
-        ),
-    };
-    let partition = name.clone().and_then(|n| {
-        broker
-            .replicas
-            .get(&n, w.partition)
-            .ok_or(ErrorCode::UnknownTopicOrPartition)
-    });
-    Target {
-        name: name.unwrap_or_default(),
-        topic_id,
-        partition,
+        TopicRef::Name(n) => Resolved {
+            name: Ok(n.clone()),
+            id: image.topic(n).map_or(uuid::Uuid::nil(), |t| t.id),
+        },
     }
+}
+
+/// Resolves the partitions, each topic once for a run of its partitions
+/// (as requests and sessions list them).
+fn resolve(broker: &Broker, image: &MetadataImage, wanted: &[Wanted]) -> Vec<Target> {
+    let mut last: Option<(&TopicRef, Resolved)> = None;
+    wanted
+        .iter()
+        .map(|w| {
+            let topic = match &last {
+                Some((t, r)) if *t == &w.topic => r,
+                _ => &last.insert((&w.topic, resolve_topic(image, &w.topic))).1,
+            };
+            let partition = topic.name.clone().and_then(|n| {
+                broker
+                    .replicas
+                    .get(&n, w.partition)
+                    .ok_or(ErrorCode::UnknownTopicOrPartition)
+            });
+            Target {
+                name: topic.name.clone().unwrap_or_else(|_| Arc::from("")),
+                topic_id: topic.id,
+                partition,
+            }
+        })
+        .collect()
 }
 
 fn partition_error(index: i32, code: ErrorCode) -> PartitionData {
@@ -161,7 +185,7 @@ fn respond(
                 .fetched(&t.name, a.records.as_ref().map_or(0, |r| r.len() as u64));
         }
         match topics.last_mut() {
-            Some(last) if last.topic_id == t.topic_id && last.topic.0.as_str() == t.name => {
+            Some(last) if last.topic_id == t.topic_id && last.topic.0.as_str() == &*t.name => {
                 last.partitions.push(a);
             }
             _ => topics.push(
@@ -201,7 +225,7 @@ pub(super) async fn handle(
         if uses_ids {
             TopicRef::Id(id)
         } else {
-            TopicRef::Name(name.0.as_str().to_owned())
+            TopicRef::Name(Arc::from(name.0.as_str()))
         }
     };
     let requested = req
@@ -251,7 +275,7 @@ pub(super) async fn handle(
         return session_error(code, fetch_sessions::NO_SESSION);
     }
     let image = broker.image();
-    let targets: Vec<Target> = wanted.iter().map(|w| resolve(broker, &image, w)).collect();
+    let targets = resolve(broker, &image, &wanted);
     let isolation = Isolation::from_wire(req.isolation_level);
     // The broker's fetch.max.bytes caps what the request asks for (the
     // first batch still goes whole, so a large one makes progress).
