@@ -2,6 +2,7 @@
 
 mod controller;
 mod log;
+mod quorum;
 mod validate;
 
 pub use controller::{
@@ -9,6 +10,10 @@ pub use controller::{
     CreateTopicRequest, CreatedTopic, MAX_PARTITIONS_PER_REQUEST, PRODUCER_ID_BLOCK_SIZE,
 };
 pub use log::{LocalMetadataLog, MetadataLog, MetadataLogError};
+pub use quorum::{
+    BoxFuture, NoTransport, Proposal, Quorum, QuorumConfig, QuorumError, QuorumStatus, Transport,
+    VoterState,
+};
 pub use validate::{validate_topic_name, CLUSTER_METADATA_TOPIC};
 
 /// The metadata log's entry parser (what [`LocalMetadataLog::open`] reads

@@ -64,20 +64,41 @@ impl LocalMetadataLog {
     }
 }
 
+/// The CRC-checked frames at the start of `bytes` (a 4-byte big-endian
+/// length, the CRC32C of the payload, the payload), each with its position,
+/// up to the first incomplete or corrupt one. The metadata log and the Raft
+/// log share this framing.
+pub(crate) fn frames(bytes: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
+    let mut pos = 0usize;
+    std::iter::from_fn(move || {
+        let header = bytes.get(pos..pos + 8)?;
+        let len = u32::from_be_bytes(header[..4].try_into().expect("4 bytes")) as usize;
+        let crc = u32::from_be_bytes(header[4..].try_into().expect("4 bytes"));
+        let payload = bytes.get(pos + 8..(pos + 8).checked_add(len)?)?;
+        if crc32c::crc32c(payload) != crc {
+            return None;
+        }
+        let at = pos;
+        pos += 8 + len;
+        Some((at, payload))
+    })
+}
+
+/// One frame of [`frames`] around `payload`.
+pub(crate) fn frame(payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + payload.len());
+    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    out.extend_from_slice(&crc32c::crc32c(payload).to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
 /// Parses entries up to the first incomplete or corrupt one; returns them
 /// and the length of the valid prefix.
 pub(crate) fn parse_entries(bytes: &[u8]) -> (Vec<(i64, Vec<MetadataRecord>)>, usize) {
     let mut entries = Vec::new();
-    let mut pos = 0usize;
-    while bytes.len() - pos >= 8 {
-        let len = u32::from_be_bytes(bytes[pos..pos + 4].try_into().expect("4 bytes")) as usize;
-        let crc = u32::from_be_bytes(bytes[pos + 4..pos + 8].try_into().expect("4 bytes"));
-        let Some(payload) = bytes.get(pos + 8..pos + 8 + len) else {
-            break;
-        };
-        if crc32c::crc32c(payload) != crc {
-            break;
-        }
+    let mut valid = 0usize;
+    for (pos, payload) in frames(bytes) {
         let Ok(values) = serde_json::from_slice::<Vec<serde_json::Value>>(payload) else {
             break;
         };
@@ -89,18 +110,13 @@ pub(crate) fn parse_entries(bytes: &[u8]) -> (Vec<(i64, Vec<MetadataRecord>)>, u
             break;
         };
         entries.push((entries.len() as i64, records));
-        pos += 8 + len;
+        valid = pos + 8 + payload.len();
     }
-    (entries, pos)
+    (entries, valid)
 }
 
 pub(crate) fn encode_entry(records: &[MetadataRecord]) -> Vec<u8> {
-    let payload = serde_json::to_vec(records).expect("records always serialise");
-    let mut out = Vec::with_capacity(8 + payload.len());
-    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-    out.extend_from_slice(&crc32c::crc32c(&payload).to_be_bytes());
-    out.extend_from_slice(&payload);
-    out
+    frame(&serde_json::to_vec(records).expect("records always serialise"))
 }
 
 impl MetadataLog for LocalMetadataLog {

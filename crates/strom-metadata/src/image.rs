@@ -152,6 +152,56 @@ impl MetadataImage {
         self.broker_configs.get(&node)
     }
 
+    /// Records that rebuild this image from the empty one (what a snapshot
+    /// of the metadata log holds): brokers, cluster and broker configs,
+    /// the producer-id high mark, then each topic with its configs and
+    /// partitions.
+    pub fn to_records(&self) -> Vec<MetadataRecord> {
+        let mut out: Vec<MetadataRecord> = self
+            .brokers
+            .values()
+            .map(|b| MetadataRecord::RegisterBroker {
+                node_id: b.node_id,
+                host: b.host.clone(),
+                port: b.port,
+                rack: b.rack.clone(),
+            })
+            .collect();
+        for (node, configs) in &self.broker_configs {
+            out.extend(configs.iter().map(|(k, v)| MetadataRecord::Config {
+                resource: ConfigResource::Broker(*node),
+                name: k.clone(),
+                value: Some(v.clone()),
+            }));
+        }
+        if self.next_producer_id > 0 {
+            out.push(MetadataRecord::ProducerIds {
+                node_id: -1,
+                next_producer_id: self.next_producer_id,
+            });
+        }
+        for t in self.topics.values() {
+            out.push(MetadataRecord::Topic {
+                name: t.name.clone(),
+                topic_id: t.id,
+            });
+            out.extend(t.configs.iter().map(|(k, v)| MetadataRecord::Config {
+                resource: ConfigResource::Topic(t.name.clone()),
+                name: k.clone(),
+                value: Some(v.clone()),
+            }));
+            out.extend(t.partitions.values().map(|p| MetadataRecord::Partition {
+                topic_id: t.id,
+                partition: p.partition,
+                replicas: p.replicas.clone(),
+                isr: p.isr.clone(),
+                leader: p.leader,
+                leader_epoch: p.leader_epoch,
+            }));
+        }
+        out
+    }
+
     /// Applies `records`, the last of which is at `offset`, giving a new
     /// image. Records about unknown topics are ignored: the controller never
     /// writes them, and replay must not fail on a record it cannot use.
@@ -360,6 +410,40 @@ mod tests {
             img.topic("a").unwrap(),
             img2.topic("a").unwrap()
         ));
+    }
+
+    #[test]
+    fn an_image_is_rebuilt_from_its_records() {
+        let mut img = MetadataImage::empty().apply(0, &topic("a", 1, 2));
+        img.apply_mut(
+            1,
+            &[
+                MetadataRecord::RegisterBroker {
+                    node_id: 2,
+                    host: "h".into(),
+                    port: 1,
+                    rack: Some("r".into()),
+                },
+                MetadataRecord::Config {
+                    resource: ConfigResource::Topic("a".into()),
+                    name: "retention.ms".into(),
+                    value: Some("5".into()),
+                },
+                MetadataRecord::Config {
+                    resource: ConfigResource::Broker(None),
+                    name: "min.insync.replicas".into(),
+                    value: Some("1".into()),
+                },
+                MetadataRecord::ProducerIds {
+                    node_id: 2,
+                    next_producer_id: 3000,
+                },
+            ],
+        );
+        img.apply_mut(2, &topic("b.c", 2, 1));
+        let mut rebuilt = MetadataImage::empty();
+        rebuilt.apply_mut(img.offset, &img.to_records());
+        assert_eq!(rebuilt, img);
     }
 
     #[test]
