@@ -63,22 +63,36 @@ impl Broker {
     /// Starts a broker whose open-files limit is `nofile` (kept across
     /// restarts unless changed in the field).
     pub fn start_with_nofile(config: &[(&str, &str)], nofile: Option<u64>) -> Broker {
-        let port = free_port();
-        let mut b = Broker {
-            child: None,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            dir: tempfile::tempdir().unwrap(),
-            config: config
+        let mut b = Self::stopped(
+            free_port(),
+            config
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
-            nofile,
-        };
+        );
+        b.nofile = nofile;
         b.spawn();
         b
     }
 
+    /// A broker on `port` that is not started yet ([`Broker::launch`]).
+    pub fn stopped(port: u16, config: Vec<(String, String)>) -> Broker {
+        Broker {
+            child: None,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            dir: tempfile::tempdir().unwrap(),
+            config,
+            nofile: None,
+        }
+    }
+
     fn spawn(&mut self) {
+        self.launch();
+        self.wait_ready();
+    }
+
+    /// Starts the process without waiting for it to serve.
+    pub fn launch(&mut self) {
         let cfg_path = self.dir.path().join("strom.toml");
         let toml: String = self
             .config
@@ -119,7 +133,31 @@ impl Broker {
             .spawn()
             .expect("spawn strom");
         self.child = Some(child);
-        self.wait_ready();
+    }
+
+    /// Whether the process runs (or is paused).
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// SIGSTOP: the process stays, but answers nothing.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONT after [`Broker::pause`].
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, which: &str) {
+        let pid = self.pid().expect("running");
+        let status = Command::new("kill")
+            .arg(which)
+            .arg(pid.to_string())
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {which} {pid}");
     }
 
     /// Waits until the broker answers ApiVersions.
@@ -194,9 +232,12 @@ impl Broker {
 
 impl Drop for Broker {
     fn drop(&mut self) {
+        // A paused process is killed as well (SIGKILL needs no SIGCONT).
         self.kill9();
     }
 }
+
+pub mod cluster;
 
 /// A blocking Kafka client over one connection, for tests.
 pub struct Client {

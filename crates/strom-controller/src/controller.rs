@@ -2,15 +2,18 @@
 
 use std::collections::BTreeMap;
 use std::ops::Range;
-use std::sync::{Arc, Mutex};
+use std::path::Path;
+use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
 use strom_metadata::config::{validate_topic_configs, StaticConfig};
 use strom_metadata::{ConfigResource, MetadataImage, MetadataRecord, Uuid};
 use strom_protocol::ErrorCode;
 use tokio::sync::watch;
 use tracing::info;
 
-use crate::log::{MetadataLog, MetadataLogError};
+use crate::log;
+use crate::quorum::{Quorum, QuorumConfig, QuorumError, Transport};
 use crate::validate::{validate_topic_name, CLUSTER_METADATA_TOPIC};
 
 /// Producer ids are handed to a broker this many at a time, like Kafka.
@@ -29,9 +32,10 @@ fn too_many_partitions() -> ApiError {
 }
 
 /// A refusal with the Kafka error code to send and a message.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 #[error("{code}: {message}")]
 pub struct ApiError {
+    #[serde(with = "error_code")]
     pub code: ErrorCode,
     pub message: String,
 }
@@ -45,14 +49,62 @@ impl ApiError {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
+/// Error codes travel as Kafka's numbers.
+mod error_code {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use strom_protocol::ErrorCode;
+
+    pub(super) fn serialize<S: Serializer>(code: &ErrorCode, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_i16(code.code())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<ErrorCode, D::Error> {
+        let code = i16::deserialize(d)?;
+        Ok(ErrorCode::try_from_code(code).unwrap_or(ErrorCode::UnknownServerError))
+    }
+}
+
+/// Why the controller could not decide a request at all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum ControllerError {
-    #[error(transparent)]
-    Log(#[from] MetadataLogError),
+    /// No active controller is known (an election is under way).
+    #[error("there is no active controller (known: {leader:?})")]
+    NotController { leader: Option<i32> },
+    /// The decision was not committed in time; it may still be.
+    #[error("the controller quorum did not commit in time")]
+    Timeout,
+    #[error("the controller cannot serve: {0}")]
+    Unavailable(String),
+    /// The active controller did not answer a forwarded request.
+    #[error("{0}")]
+    Unreachable(String),
+}
+
+impl From<QuorumError> for ControllerError {
+    fn from(e: QuorumError) -> Self {
+        match e {
+            QuorumError::NotLeader { leader } => ControllerError::NotController { leader },
+            QuorumError::Timeout => ControllerError::Timeout,
+            QuorumError::Unavailable(m) => ControllerError::Unavailable(m),
+        }
+    }
+}
+
+impl ControllerError {
+    /// The Kafka error code a client is answered with.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            ControllerError::NotController { .. } => ErrorCode::NotController,
+            ControllerError::Timeout | ControllerError::Unreachable(_) => {
+                ErrorCode::RequestTimedOut
+            }
+            ControllerError::Unavailable(_) => ErrorCode::UnknownServerError,
+        }
+    }
 }
 
 /// One topic of a CreateTopics request, as the controller needs it.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct CreateTopicRequest {
     pub name: String,
     /// -1: the broker default.
@@ -65,7 +117,7 @@ pub struct CreateTopicRequest {
 }
 
 /// What CreateTopics reports for a created (or validated) topic.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CreatedTopic {
     pub topic_id: Uuid,
     pub num_partitions: i32,
@@ -73,150 +125,456 @@ pub struct CreatedTopic {
     pub configs: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CreatePartitionsRequest {
     pub name: String,
     pub count: i32,
     pub assignments: Option<Vec<Vec<i32>>>,
 }
 
-struct Inner {
-    log: Box<dyn MetadataLog>,
-    image: Arc<MetadataImage>,
+/// A broker as it registers with the controller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerRegistration {
+    pub node_id: i32,
+    pub host: String,
+    pub port: i32,
+    pub rack: Option<String>,
+    /// The cluster id this node's data directory records (`None` for a
+    /// new node, which takes the cluster's).
+    #[serde(default)]
+    pub cluster_id: Option<String>,
 }
 
-/// Validates requests, decides, writes records, publishes images.
+/// A request to the active controller, as it travels when a node that is
+/// not the active one forwards it (Kafka's forwarding).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ControllerRequest {
+    RegisterBroker(BrokerRegistration),
+    CreateTopics {
+        topics: Vec<CreateTopicRequest>,
+        validate_only: bool,
+    },
+    DeleteTopics {
+        names: Vec<String>,
+    },
+    CreatePartitions {
+        requests: Vec<CreatePartitionsRequest>,
+        validate_only: bool,
+    },
+    AlterConfigs {
+        requests: Vec<AlterConfigsRequest>,
+        validate_only: bool,
+    },
+    AllocateProducerIds {
+        node_id: i32,
+    },
+}
+
+/// What the active controller answers to a [`ControllerRequest`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ControllerReply {
+    /// The cluster's id, or why the broker is refused.
+    Registered(Result<String, ApiError>),
+    CreatedTopics(Vec<Result<CreatedTopic, ApiError>>),
+    DeletedTopics(Vec<Result<Uuid, ApiError>>),
+    /// Per-item outcomes (CreatePartitions, AlterConfigs).
+    Items(Vec<Result<(), ApiError>>),
+    ProducerIds {
+        start: i64,
+        end: i64,
+    },
+}
+
+/// What a controller-to-controller message starts with: Raft's messages
+/// and forwarded requests share the controller listener.
+const FORWARDED: u8 = b'C';
+
+/// How long a request waits before it goes to a leader that replaced the
+/// one that refused it.
+const RETRY_BACKOFF: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Decides requests on the active controller (the quorum's leader), has
+/// them committed by the quorum, and forwards them to the active
+/// controller when this node is not it.
 pub struct Controller {
     config: StaticConfig,
-    inner: Mutex<Inner>,
-    publisher: watch::Sender<Arc<MetadataImage>>,
+    quorum: Quorum,
+    transport: Arc<dyn Transport>,
+    /// One decision at a time, each on the image every earlier one made.
+    turn: tokio::sync::Mutex<()>,
 }
 
 impl Controller {
-    /// Replays the log into an image.
-    pub fn open(log: Box<dyn MetadataLog>, config: StaticConfig) -> Controller {
-        let mut image = MetadataImage::empty();
-        for (offset, records) in log.entries() {
-            image.apply_mut(*offset, records);
-        }
+    /// Opens this node's controller: its part of the quorum (formed on a
+    /// first start), with the metadata of a single-node release's data
+    /// directory carried into the quorum's log.
+    pub async fn open(
+        quorum: QuorumConfig,
+        transport: Arc<dyn Transport>,
+        config: StaticConfig,
+    ) -> Result<Controller, ControllerError> {
+        let dir = quorum.dir.clone();
+        let quorum = Quorum::open(quorum, transport.clone()).await?;
+        let controller = Controller {
+            config,
+            quorum,
+            transport,
+            turn: tokio::sync::Mutex::new(()),
+        };
+        controller.carry_legacy_log(&dir).await?;
+        let image = controller.image();
         info!(
             offset = image.offset,
             topics = image.topics().len(),
-            "metadata replayed"
+            "metadata image loaded"
         );
-        let image = Arc::new(image);
-        let (publisher, _) = watch::channel(image.clone());
-        Controller {
-            config,
-            inner: Mutex::new(Inner { log, image }),
-            publisher,
+        Ok(controller)
+    }
+
+    /// Proposes what a single-node release's metadata log in `dir` holds
+    /// as the quorum's first metadata, once, then renames that log.
+    async fn carry_legacy_log(&self, dir: &Path) -> Result<(), ControllerError> {
+        let io = |e: std::io::Error| {
+            ControllerError::Unavailable(format!(
+                "cannot read the old metadata log in {}: {e}",
+                dir.display()
+            ))
+        };
+        let Some(legacy) = log::read_legacy(dir).map_err(io)? else {
+            return Ok(());
+        };
+        if self.quorum.voters().len() > 1 {
+            return Err(ControllerError::Unavailable(format!(
+                "{} holds the metadata log of a single-node Strom; start this node once as a single node (without controller.quorum.voters) so that its metadata moves into the quorum's log, then start it with the cluster's voters",
+                dir.display()
+            )));
         }
+        self.quorum
+            .wait_for_leader(self.quorum.write_timeout())
+            .await?;
+        let _turn = self.turn.lock().await;
+        self.quorum.ensure_current().await?;
+        // The carried metadata is the first the quorum commits: an image
+        // with any is one a crash interrupted after the carry was committed.
+        if self.quorum.image().to_records().is_empty() {
+            let records = legacy.to_records();
+            info!(
+                records = records.len(),
+                topics = legacy.topics().len(),
+                "carrying the single-node metadata log into the quorum"
+            );
+            if !records.is_empty() {
+                self.quorum.propose(records).await?;
+            }
+        }
+        std::fs::rename(
+            dir.join(log::LEGACY_LOG),
+            dir.join(log::LEGACY_LOG_MIGRATED),
+        )
+        .and_then(|()| std::fs::File::open(dir)?.sync_all())
+        .map_err(io)?;
+        Ok(())
     }
 
     pub fn config(&self) -> &StaticConfig {
         &self.config
     }
 
+    pub fn quorum(&self) -> &Quorum {
+        &self.quorum
+    }
+
     /// The current image.
     pub fn image(&self) -> Arc<MetadataImage> {
-        self.publisher.borrow().clone()
+        self.quorum.image()
     }
 
     /// Follows images as they are published.
     pub fn subscribe(&self) -> watch::Receiver<Arc<MetadataImage>> {
-        self.publisher.subscribe()
+        self.quorum.subscribe()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        // A panic while holding the lock cannot leave the image half
-        // applied (images are replaced whole), so poisoning is ignored.
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Writes records, applies them and publishes the image.
-    fn commit(
+    /// Decides `request` on the active controller: here when this node is
+    /// it, else forwarded to it. Waits (up to the quorum's write timeout)
+    /// while there is no leader, and follows leadership when it moves
+    /// before the request is decided.
+    pub async fn submit(
         &self,
-        inner: &mut Inner,
-        records: Vec<MetadataRecord>,
-    ) -> Result<(), ControllerError> {
-        if records.is_empty() {
-            return Ok(());
+        request: ControllerRequest,
+    ) -> Result<ControllerReply, ControllerError> {
+        let me = self.quorum.node_id();
+        let deadline = tokio::time::Instant::now() + self.quorum.write_timeout();
+        loop {
+            // During an election (or the first moments of a fresh
+            // quorum) there is no leader yet: wait for one.
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let leader = self.quorum.wait_for_leader(left).await?;
+            let outcome = if leader == me {
+                self.decide(request.clone()).await.map(|(reply, _)| reply)
+            } else {
+                match self.forward(leader, &request).await {
+                    Ok((reply, offset)) => {
+                        // Answered once this node has applied the change too,
+                        // so that what the client asks next sees it.
+                        self.await_applied(offset, deadline).await;
+                        Ok(reply)
+                    }
+                    Err(e) => Err(e),
+                }
+            };
+            match outcome {
+                // Leadership moved before the request was decided: nothing
+                // was written, so it goes to the new leader.
+                Err(ControllerError::NotController { .. })
+                    if tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(RETRY_BACKOFF).await;
+                }
+                // The leader this node knows is gone (killed, cut off):
+                // wait for the quorum to elect another, until the deadline.
+                Err(ControllerError::Unreachable(why)) => {
+                    if tokio::time::Instant::now() >= deadline {
+                        info!(%why, "no active controller reachable in time");
+                        return Err(ControllerError::Timeout);
+                    }
+                    tokio::time::sleep(RETRY_BACKOFF).await;
+                }
+                outcome => return outcome,
+            }
         }
-        let offset = inner.log.append(&records)?;
-        inner.image = Arc::new(inner.image.apply(offset, &records));
-        self.publisher.send_replace(inner.image.clone());
-        Ok(())
     }
 
-    /// Writes records whose effect `applied` already holds (the current
-    /// image with them applied), and publishes it: one copy of the image per
-    /// decision, however many topics it touches.
-    fn commit_applied(
-        &self,
-        inner: &mut Inner,
-        records: Vec<MetadataRecord>,
-        mut applied: MetadataImage,
-    ) -> Result<(), ControllerError> {
-        if records.is_empty() {
-            return Ok(());
+    /// Waits until this node's image holds `offset`, at most until
+    /// `deadline` (the change is committed either way).
+    async fn await_applied(&self, offset: i64, deadline: tokio::time::Instant) {
+        let mut images = self.quorum.subscribe();
+        let applied = images.wait_for(|image| image.offset >= offset);
+        if tokio::time::timeout_at(deadline, applied).await.is_err() {
+            info!(
+                offset,
+                "answering before this node applied the committed change"
+            );
         }
-        applied.offset = inner.log.append(&records)?;
-        inner.image = Arc::new(applied);
-        self.publisher.send_replace(inner.image.clone());
-        Ok(())
     }
 
-    /// Registers (or re-registers with a new address) a broker.
-    pub fn register_broker(
+    /// Sends `request` to the active controller: its answer, and the offset
+    /// of the metadata log that holds the decision.
+    async fn forward(
         &self,
-        node_id: i32,
-        host: &str,
-        port: i32,
-    ) -> Result<(), ControllerError> {
-        let mut inner = self.lock();
-        let current = inner.image.broker(node_id);
-        if current.is_some_and(|b| b.host == host && b.port == port) {
-            return Ok(());
-        }
-        let record = MetadataRecord::RegisterBroker {
-            node_id,
-            host: host.to_owned(),
-            port,
-            rack: None,
+        leader: i32,
+        request: &ControllerRequest,
+    ) -> Result<(ControllerReply, i64), ControllerError> {
+        let Some(address) = self.quorum.voters().get(&leader) else {
+            return Err(ControllerError::NotController { leader: None });
         };
-        self.commit(&mut inner, vec![record])
+        let mut message = vec![FORWARDED];
+        serde_json::to_writer(&mut message, request).expect("requests always serialise");
+        let call = self.transport.call(address, message);
+        let reply = match tokio::time::timeout(self.quorum.write_timeout(), call).await {
+            Err(_) => return Err(ControllerError::Timeout),
+            Ok(Err(e)) => {
+                return Err(ControllerError::Unreachable(format!(
+                    "cannot reach the active controller {leader} at {address}: {e}"
+                )))
+            }
+            Ok(Ok(reply)) => reply,
+        };
+        serde_json::from_slice::<Result<(ControllerReply, i64), ControllerError>>(&reply)
+            .unwrap_or_else(|e| {
+                Err(ControllerError::Unavailable(format!(
+                    "unreadable answer from the active controller {leader}: {e}"
+                )))
+            })
     }
 
-    fn brokers(image: &MetadataImage) -> Vec<i32> {
-        image.brokers().map(|b| b.node_id).collect()
+    /// Answers what a peer's [`Transport`] sent: Raft's messages, and
+    /// requests forwarded to this node as the active controller.
+    pub async fn handle_peer(&self, message: &[u8]) -> Vec<u8> {
+        match message.split_first() {
+            Some((&FORWARDED, request)) => {
+                let outcome = match serde_json::from_slice::<ControllerRequest>(request) {
+                    Ok(request) => self.decide(request).await,
+                    Err(e) => Err(ControllerError::Unavailable(format!(
+                        "unreadable forwarded request: {e}"
+                    ))),
+                };
+                serde_json::to_vec(&outcome).expect("replies always serialise")
+            }
+            _ => self.quorum.handle_peer(message).await,
+        }
     }
 
-    /// Round-robin placement starting at a rotating broker, as Kafka does
-    /// without racks.
-    fn place(brokers: &[i32], first_partition: i32, count: i32, rf: usize) -> Vec<Vec<i32>> {
-        let n = brokers.len();
-        (first_partition..first_partition + count)
-            .map(|p| (0..rf).map(|r| brokers[(p as usize + r) % n]).collect())
-            .collect()
+    /// Decides `request` here, as the active controller: on an image that
+    /// holds every committed decision, and answered once its records are
+    /// committed, with the offset that holds them (or the image's, when
+    /// there were none).
+    async fn decide(
+        &self,
+        request: ControllerRequest,
+    ) -> Result<(ControllerReply, i64), ControllerError> {
+        let _turn = self.turn.lock().await;
+        self.quorum.ensure_current().await?;
+        let image = self.quorum.image();
+        let (reply, records) = match request {
+            ControllerRequest::RegisterBroker(b) => match decide_registration(&image, b) {
+                Ok((cluster_id, records)) => (ControllerReply::Registered(Ok(cluster_id)), records),
+                Err(e) => (ControllerReply::Registered(Err(e)), Vec::new()),
+            },
+            ControllerRequest::CreateTopics {
+                topics,
+                validate_only,
+            } => {
+                let (r, records) = self.decide_create_topics(&image, topics, validate_only);
+                (ControllerReply::CreatedTopics(r), records)
+            }
+            ControllerRequest::DeleteTopics { names } => {
+                let (r, records) = self.decide_delete_topics(&image, &names);
+                (ControllerReply::DeletedTopics(r), records)
+            }
+            ControllerRequest::CreatePartitions {
+                requests,
+                validate_only,
+            } => {
+                let (r, records) = decide_create_partitions(&image, requests, validate_only);
+                (ControllerReply::Items(r), records)
+            }
+            ControllerRequest::AlterConfigs {
+                requests,
+                validate_only,
+            } => {
+                let (r, records) = configs::decide_alter_configs(&image, requests, validate_only);
+                (ControllerReply::Items(r), records)
+            }
+            ControllerRequest::AllocateProducerIds { node_id } => {
+                let start = image.next_producer_id;
+                let end = start + PRODUCER_ID_BLOCK_SIZE;
+                let record = MetadataRecord::ProducerIds {
+                    node_id,
+                    next_producer_id: end,
+                };
+                (ControllerReply::ProducerIds { start, end }, vec![record])
+            }
+        };
+        let offset = if records.is_empty() {
+            image.offset
+        } else {
+            self.quorum.propose(records).await?
+        };
+        Ok((reply, offset))
+    }
+
+    /// Registers (or re-registers with a new address) a broker; answers
+    /// the cluster's id, or INCONSISTENT_CLUSTER_ID when the broker's data
+    /// directory belongs to another cluster.
+    pub async fn register_broker(
+        &self,
+        broker: BrokerRegistration,
+    ) -> Result<Result<String, ApiError>, ControllerError> {
+        match self
+            .submit(ControllerRequest::RegisterBroker(broker))
+            .await?
+        {
+            ControllerReply::Registered(r) => Ok(r),
+            other => Err(unexpected(&other)),
+        }
     }
 
     /// Creates topics (or only validates them). Each topic succeeds or fails alone.
-    pub fn create_topics(
+    pub async fn create_topics(
         &self,
-        requests: Vec<CreateTopicRequest>,
+        topics: Vec<CreateTopicRequest>,
         validate_only: bool,
     ) -> Result<Vec<Result<CreatedTopic, ApiError>>, ControllerError> {
+        let request = ControllerRequest::CreateTopics {
+            topics,
+            validate_only,
+        };
+        match self.submit(request).await? {
+            ControllerReply::CreatedTopics(r) => Ok(r),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Deletes topics by name; each succeeds or fails alone.
+    pub async fn delete_topics(
+        &self,
+        names: &[String],
+    ) -> Result<Vec<Result<Uuid, ApiError>>, ControllerError> {
+        let request = ControllerRequest::DeleteTopics {
+            names: names.to_vec(),
+        };
+        match self.submit(request).await? {
+            ControllerReply::DeletedTopics(r) => Ok(r),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Grows topics to a new partition count.
+    pub async fn create_partitions(
+        &self,
+        requests: Vec<CreatePartitionsRequest>,
+        validate_only: bool,
+    ) -> Result<Vec<Result<(), ApiError>>, ControllerError> {
+        let request = ControllerRequest::CreatePartitions {
+            requests,
+            validate_only,
+        };
+        match self.submit(request).await? {
+            ControllerReply::Items(r) => Ok(r),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Changes the config overrides of topics and brokers (or only
+    /// validates the changes). Each resource succeeds or fails alone, and
+    /// is changed whole or not at all.
+    pub async fn alter_configs(
+        &self,
+        requests: Vec<AlterConfigsRequest>,
+        validate_only: bool,
+    ) -> Result<Vec<Result<(), ApiError>>, ControllerError> {
+        let request = ControllerRequest::AlterConfigs {
+            requests,
+            validate_only,
+        };
+        match self.submit(request).await? {
+            ControllerReply::Items(r) => Ok(r),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Hands `node_id` the next block of producer ids.
+    pub async fn allocate_producer_ids(&self, node_id: i32) -> Result<Range<i64>, ControllerError> {
+        match self
+            .submit(ControllerRequest::AllocateProducerIds { node_id })
+            .await?
+        {
+            ControllerReply::ProducerIds { start, end } => Ok(start..end),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Stops taking part in the quorum.
+    pub async fn shutdown(&self) {
+        self.quorum.shutdown().await;
+    }
+
+    fn decide_create_topics(
+        &self,
+        current: &MetadataImage,
+        requests: Vec<CreateTopicRequest>,
+        validate_only: bool,
+    ) -> (Vec<Result<CreatedTopic, ApiError>>, Vec<MetadataRecord>) {
         let total = self.requested_partitions(&requests);
         if total > MAX_PARTITIONS_PER_REQUEST {
-            return Ok(requests
-                .iter()
-                .map(|_| Err(too_many_partitions()))
-                .collect());
+            let refused = requests.iter().map(|_| Err(too_many_partitions()));
+            return (refused.collect(), Vec::new());
         }
-        let mut inner = self.lock();
         let mut results = Vec::with_capacity(requests.len());
         let mut records = Vec::new();
-        let mut image = (*inner.image).clone();
+        // Each topic is decided on the image with the earlier ones applied
+        // (a name given twice is created once).
+        let mut image = current.clone();
         for req in requests {
             let result = self.decide_topic(&image, &req).map(|(created, recs)| {
                 if !validate_only {
@@ -228,8 +586,7 @@ impl Controller {
             });
             results.push(result);
         }
-        self.commit_applied(&mut inner, records, image)?;
-        Ok(results)
+        (results, records)
     }
 
     /// How many partitions `requests` would create (a count of -1 taking
@@ -274,7 +631,7 @@ impl Controller {
                 ),
             ));
         }
-        let brokers = Self::brokers(image);
+        let brokers = brokers_of(image);
         let assignments: Vec<Vec<i32>> = if !req.assignments.is_empty() {
             if req.num_partitions != -1 || req.replication_factor != -1 {
                 return Err(ApiError::new(
@@ -334,7 +691,7 @@ impl Controller {
                     format!("Unable to replicate the partition {rf} time(s): The target replication factor of {rf} cannot be reached because only {} broker(s) are registered.", brokers.len()),
                 ));
             }
-            Self::place(&brokers, 0, partitions, rf as usize)
+            place(&brokers, 0, partitions, rf as usize)
         };
         let configs =
             validate_topic_configs(req.configs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -368,23 +725,22 @@ impl Controller {
         Ok((created, records))
     }
 
-    /// Deletes topics by name; each succeeds or fails alone.
-    pub fn delete_topics(
+    fn decide_delete_topics(
         &self,
+        image: &MetadataImage,
         names: &[String],
-    ) -> Result<Vec<Result<Uuid, ApiError>>, ControllerError> {
-        let mut inner = self.lock();
+    ) -> (Vec<Result<Uuid, ApiError>>, Vec<MetadataRecord>) {
         if !self.config.get_bool("delete.topic.enable") {
             let e = ApiError::new(
                 ErrorCode::TopicDeletionDisabled,
                 "Topic deletion is disabled.",
             );
-            return Ok(names.iter().map(|_| Err(e.clone())).collect());
+            return (names.iter().map(|_| Err(e.clone())).collect(), Vec::new());
         }
         let mut records = Vec::new();
         let results = names
             .iter()
-            .map(|name| match inner.image.topic(name) {
+            .map(|name| match image.topic(name) {
                 Some(t) if !records.contains(&MetadataRecord::RemoveTopic { topic_id: t.id }) => {
                     records.push(MetadataRecord::RemoveTopic { topic_id: t.id });
                     Ok(t.id)
@@ -395,108 +751,101 @@ impl Controller {
                 )),
             })
             .collect();
-        self.commit(&mut inner, records)?;
-        Ok(results)
+        (results, records)
     }
+}
 
-    /// Grows topics to a new partition count.
-    pub fn create_partitions(
-        &self,
-        requests: Vec<CreatePartitionsRequest>,
-        validate_only: bool,
-    ) -> Result<Vec<Result<(), ApiError>>, ControllerError> {
-        let mut inner = self.lock();
-        let added: i64 = requests
-            .iter()
-            .filter_map(|r| {
-                let current = inner.image.topic(&r.name)?.partitions.len() as i64;
-                Some((i64::from(r.count) - current).max(0))
-            })
-            .sum();
-        if added > MAX_PARTITIONS_PER_REQUEST {
-            return Ok(requests
-                .iter()
-                .map(|_| Err(too_many_partitions()))
-                .collect());
-        }
-        let brokers = Self::brokers(&inner.image);
-        let mut records = Vec::new();
-        let mut results = Vec::new();
-        for req in requests {
-            let result = (|| {
-                let topic = inner.image.topic(&req.name).ok_or_else(|| {
-                    ApiError::new(
-                        ErrorCode::UnknownTopicOrPartition,
-                        format!("The topic '{}' does not exist.", req.name),
-                    )
-                })?;
-                let current = topic.partitions.len() as i32;
-                if req.count < current {
-                    return Err(ApiError::new(ErrorCode::InvalidPartitions, format!("The topic {} currently has {current} partition(s); {} would not be an increase.", req.name, req.count)));
-                }
-                if req.count == current {
-                    return Err(ApiError::new(
-                        ErrorCode::InvalidPartitions,
-                        format!("Topic already has {current} partition(s)."),
-                    ));
-                }
-                let rf = topic
-                    .partitions
-                    .values()
-                    .next()
-                    .map_or(1, |p| p.replicas.len());
-                let added = req.count - current;
-                let placement = match &req.assignments {
-                    Some(a) => {
-                        if a.len() as i32 != added {
-                            return Err(ApiError::new(ErrorCode::InvalidReplicaAssignment, format!("Increasing the number of partitions by {added} but {} assignments provided.", a.len())));
-                        }
-                        if a.iter()
-                            .any(|r| r.is_empty() || r.iter().any(|b| !brokers.contains(b)))
-                        {
-                            return Err(ApiError::new(
-                                ErrorCode::InvalidReplicaAssignment,
-                                "Assignments name unknown brokers.",
-                            ));
-                        }
-                        a.clone()
+fn brokers_of(image: &MetadataImage) -> Vec<i32> {
+    image.brokers().map(|b| b.node_id).collect()
+}
+
+/// Round-robin placement starting at a rotating broker, as Kafka does
+/// without racks.
+fn place(brokers: &[i32], first_partition: i32, count: i32, rf: usize) -> Vec<Vec<i32>> {
+    let n = brokers.len();
+    (first_partition..first_partition + count)
+        .map(|p| (0..rf).map(|r| brokers[(p as usize + r) % n]).collect())
+        .collect()
+}
+
+/// Grows topics to a new partition count.
+fn decide_create_partitions(
+    image: &MetadataImage,
+    requests: Vec<CreatePartitionsRequest>,
+    validate_only: bool,
+) -> (Vec<Result<(), ApiError>>, Vec<MetadataRecord>) {
+    let added: i64 = requests
+        .iter()
+        .filter_map(|r| {
+            let current = image.topic(&r.name)?.partitions.len() as i64;
+            Some((i64::from(r.count) - current).max(0))
+        })
+        .sum();
+    if added > MAX_PARTITIONS_PER_REQUEST {
+        let refused = requests.iter().map(|_| Err(too_many_partitions()));
+        return (refused.collect(), Vec::new());
+    }
+    let brokers = brokers_of(image);
+    let mut records = Vec::new();
+    let mut results = Vec::new();
+    for req in requests {
+        let result = (|| {
+            let topic = image.topic(&req.name).ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::UnknownTopicOrPartition,
+                    format!("The topic '{}' does not exist.", req.name),
+                )
+            })?;
+            let current = topic.partitions.len() as i32;
+            if req.count < current {
+                return Err(ApiError::new(ErrorCode::InvalidPartitions, format!("The topic {} currently has {current} partition(s); {} would not be an increase.", req.name, req.count)));
+            }
+            if req.count == current {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidPartitions,
+                    format!("Topic already has {current} partition(s)."),
+                ));
+            }
+            let rf = topic
+                .partitions
+                .values()
+                .next()
+                .map_or(1, |p| p.replicas.len());
+            let added = req.count - current;
+            let placement = match &req.assignments {
+                Some(a) => {
+                    if a.len() as i32 != added {
+                        return Err(ApiError::new(ErrorCode::InvalidReplicaAssignment, format!("Increasing the number of partitions by {added} but {} assignments provided.", a.len())));
                     }
-                    None => Self::place(&brokers, current, added, rf.min(brokers.len())),
-                };
-                if !validate_only {
-                    records.extend(placement.into_iter().enumerate().map(|(i, replicas)| {
-                        MetadataRecord::Partition {
-                            topic_id: topic.id,
-                            partition: current + i as i32,
-                            isr: replicas.clone(),
-                            leader: replicas[0],
-                            replicas,
-                            leader_epoch: 0,
-                        }
-                    }));
+                    if a.iter()
+                        .any(|r| r.is_empty() || r.iter().any(|b| !brokers.contains(b)))
+                    {
+                        return Err(ApiError::new(
+                            ErrorCode::InvalidReplicaAssignment,
+                            "Assignments name unknown brokers.",
+                        ));
+                    }
+                    a.clone()
                 }
-                Ok(())
-            })();
-            results.push(result);
-        }
-        self.commit(&mut inner, records)?;
-        Ok(results)
+                None => place(&brokers, current, added, rf.min(brokers.len())),
+            };
+            if !validate_only {
+                records.extend(placement.into_iter().enumerate().map(|(i, replicas)| {
+                    MetadataRecord::Partition {
+                        topic_id: topic.id,
+                        partition: current + i as i32,
+                        isr: replicas.clone(),
+                        leader: replicas[0],
+                        replicas,
+                        leader_epoch: 0,
+                    }
+                }));
+            }
+            Ok(())
+        })();
+        results.push(result);
     }
-
-    /// Hands `node_id` the next block of producer ids.
-    pub fn allocate_producer_ids(&self, node_id: i32) -> Result<Range<i64>, ControllerError> {
-        let mut inner = self.lock();
-        let start = inner.image.next_producer_id;
-        let end = start + PRODUCER_ID_BLOCK_SIZE;
-        self.commit(
-            &mut inner,
-            vec![MetadataRecord::ProducerIds {
-                node_id,
-                next_producer_id: end,
-            }],
-        )?;
-        Ok(start..end)
-    }
+    (results, records)
 }
 
 mod configs;
@@ -504,3 +853,66 @@ pub use configs::{AlterConfigsRequest, ConfigOp};
 
 #[cfg(test)]
 mod tests;
+
+/// Records that register `broker`, if it is not registered as it is, and
+/// the cluster's id: recorded by the first registration (the broker's own,
+/// carried from a single node's data directory, or a new one).
+fn decide_registration(
+    image: &MetadataImage,
+    broker: BrokerRegistration,
+) -> Result<(String, Vec<MetadataRecord>), ApiError> {
+    let mut records = Vec::new();
+    let cluster_id = match (&image.cluster_id, broker.cluster_id) {
+        (Some(recorded), Some(theirs)) if *recorded != theirs => {
+            return Err(ApiError::new(
+                ErrorCode::InconsistentClusterId,
+                format!(
+                    "node {}'s data directory belongs to cluster {theirs}, but this cluster is {recorded}",
+                    broker.node_id
+                ),
+            ))
+        }
+        (Some(recorded), _) => recorded.clone(),
+        (None, theirs) => {
+            let id = theirs.unwrap_or_else(new_cluster_id);
+            records.push(MetadataRecord::ClusterId {
+                cluster_id: id.clone(),
+            });
+            id
+        }
+    };
+    let current = image.broker(broker.node_id);
+    if !current
+        .is_some_and(|b| b.host == broker.host && b.port == broker.port && b.rack == broker.rack)
+    {
+        records.push(MetadataRecord::RegisterBroker {
+            node_id: broker.node_id,
+            host: broker.host,
+            port: broker.port,
+            rack: broker.rack,
+        });
+    }
+    Ok((cluster_id, records))
+}
+
+/// A new cluster id as Kafka prints them: 16 random bytes, URL-safe
+/// base64 without padding.
+fn new_cluster_id() -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let bytes = *Uuid::new_v4().as_bytes();
+    let mut out = String::with_capacity(22);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, b)| acc | u32::from(*b) << (16 - 8 * i));
+        for i in 0..=chunk.len() {
+            out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+fn unexpected(reply: &ControllerReply) -> ControllerError {
+    ControllerError::Unavailable(format!("the active controller answered {reply:?}"))
+}

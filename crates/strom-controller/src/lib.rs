@@ -6,18 +6,18 @@ mod quorum;
 mod validate;
 
 pub use controller::{
-    AlterConfigsRequest, ApiError, ConfigOp, Controller, ControllerError, CreatePartitionsRequest,
-    CreateTopicRequest, CreatedTopic, MAX_PARTITIONS_PER_REQUEST, PRODUCER_ID_BLOCK_SIZE,
+    AlterConfigsRequest, ApiError, BrokerRegistration, ConfigOp, Controller, ControllerError,
+    ControllerReply, ControllerRequest, CreatePartitionsRequest, CreateTopicRequest, CreatedTopic,
+    MAX_PARTITIONS_PER_REQUEST, PRODUCER_ID_BLOCK_SIZE,
 };
-pub use log::{LocalMetadataLog, MetadataLog, MetadataLogError};
 pub use quorum::{
     BoxFuture, NoTransport, Proposal, Quorum, QuorumConfig, QuorumError, QuorumStatus, Transport,
     VoterState,
 };
 pub use validate::{validate_topic_name, CLUSTER_METADATA_TOPIC};
 
-/// The metadata log's entry parser (what [`LocalMetadataLog::open`] reads
-/// the file with), for the fuzz targets: the entries up to the first torn or
+/// The entry parser of the single-node releases' metadata log (what
+/// carrying it into the quorum reads it with), for the fuzz targets: the entries up to the first torn or
 /// corrupt one, and the length of that valid prefix.
 #[doc(hidden)]
 pub fn parse_metadata_log(

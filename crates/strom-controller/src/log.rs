@@ -1,67 +1,38 @@
-//! The metadata log: an ordered sequence of entries, each a batch of records.
+//! The framing the Raft log shares with the metadata log of Strom's
+//! single-node releases, and the reader that carries such a log into the
+//! quorum once.
 
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use strom_metadata::MetadataRecord;
+use strom_metadata::{MetadataImage, MetadataRecord};
 use tracing::warn;
 
-#[derive(Debug, thiserror::Error)]
-pub enum MetadataLogError {
-    #[error("I/O error on {path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-}
+/// The metadata log that Strom's single-node releases wrote in
+/// `__cluster_metadata-0/`, one fsynced entry per decision.
+pub(crate) const LEGACY_LOG: &str = "metadata.log";
 
-/// Where metadata records are made durable. An entry is atomic: after a
-/// crash it is there whole or not at all.
-pub trait MetadataLog: Send {
-    /// Appends one entry durably and returns its offset.
-    fn append(&mut self, records: &[MetadataRecord]) -> Result<i64, MetadataLogError>;
-    /// Every entry with its offset, in order.
-    fn entries(&self) -> &[(i64, Vec<MetadataRecord>)];
-}
+/// What that log is renamed to once its metadata is in the quorum's log.
+pub(crate) const LEGACY_LOG_MIGRATED: &str = "metadata.log.migrated";
 
-/// A metadata log in one local file (see the crate README for the format).
-pub struct LocalMetadataLog {
-    path: PathBuf,
-    file: File,
-    entries: Vec<(i64, Vec<MetadataRecord>)>,
-}
-
-impl LocalMetadataLog {
-    /// Opens or creates `dir/metadata.log`, dropping a torn or corrupt tail.
-    pub fn open(dir: &Path) -> Result<Self, MetadataLogError> {
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| MetadataLogError::Io { path, source }
-        };
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
-        let path = dir.join("metadata.log");
-        let mut file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(&path)
-            .map_err(io(&path))?;
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes).map_err(io(&path))?;
-        let (entries, valid) = parse_entries(&bytes);
-        if valid < bytes.len() {
-            warn!(path = %path.display(), valid, len = bytes.len(), "truncating torn metadata log tail");
-            file.set_len(valid as u64).map_err(io(&path))?;
-            file.sync_all().map_err(io(&path))?;
-        }
-        Ok(LocalMetadataLog {
-            path,
-            file,
-            entries,
-        })
+/// The image a single-node release's metadata log in `dir` holds, if there
+/// is one (a torn tail, which that release cut at its next start, is left
+/// out the same way).
+pub(crate) fn read_legacy(dir: &Path) -> std::io::Result<Option<MetadataImage>> {
+    let path = dir.join(LEGACY_LOG);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let (entries, valid) = parse_entries(&bytes);
+    if valid < bytes.len() {
+        warn!(path = %path.display(), valid, len = bytes.len(), "ignoring the torn tail of the old metadata log");
     }
+    let mut image = MetadataImage::empty();
+    for (offset, records) in &entries {
+        image.apply_mut(*offset, records);
+    }
+    Ok(Some(image))
 }
 
 /// The CRC-checked frames at the start of `bytes` (a 4-byte big-endian
@@ -115,31 +86,10 @@ pub(crate) fn parse_entries(bytes: &[u8]) -> (Vec<(i64, Vec<MetadataRecord>)>, u
     (entries, valid)
 }
 
+/// One entry as the single-node releases wrote it.
+#[cfg(test)]
 pub(crate) fn encode_entry(records: &[MetadataRecord]) -> Vec<u8> {
     frame(&serde_json::to_vec(records).expect("records always serialise"))
-}
-
-impl MetadataLog for LocalMetadataLog {
-    fn append(&mut self, records: &[MetadataRecord]) -> Result<i64, MetadataLogError> {
-        let io = |source| MetadataLogError::Io {
-            path: self.path.clone(),
-            source,
-        };
-        self.file.write_all(&encode_entry(records)).map_err(io)?;
-        self.file
-            .sync_data()
-            .map_err(|source| MetadataLogError::Io {
-                path: self.path.clone(),
-                source,
-            })?;
-        let offset = self.entries.len() as i64;
-        self.entries.push((offset, records.to_vec()));
-        Ok(offset)
-    }
-
-    fn entries(&self) -> &[(i64, Vec<MetadataRecord>)] {
-        &self.entries
-    }
 }
 
 #[cfg(test)]
@@ -155,22 +105,17 @@ mod tests {
     }
 
     #[test]
-    fn survives_reopen_and_cuts_a_torn_tail() {
+    fn a_legacy_log_reads_to_its_image_without_its_torn_tail() {
         let dir = tempfile::tempdir().unwrap();
-        let mut log = LocalMetadataLog::open(dir.path()).unwrap();
-        log.append(&[rec(1)]).unwrap();
-        log.append(&[rec(2), rec(3)]).unwrap();
-        drop(log);
-        let path = dir.path().join("metadata.log");
-        let len = std::fs::metadata(&path).unwrap().len();
-        let f = OpenOptions::new().write(true).open(&path).unwrap();
-        f.set_len(len - 3).unwrap();
-        let mut log = LocalMetadataLog::open(dir.path()).unwrap();
-        assert_eq!(log.entries().len(), 1);
-        assert_eq!(log.append(&[rec(4)]).unwrap(), 1);
-        drop(log);
-        let log = LocalMetadataLog::open(dir.path()).unwrap();
-        assert_eq!(log.entries()[1].1, vec![rec(4)]);
+        assert!(read_legacy(dir.path()).unwrap().is_none());
+        let mut bytes = encode_entry(&[rec(1)]);
+        bytes.extend(encode_entry(&[rec(2), rec(3)]));
+        let torn = encode_entry(&[rec(4)]);
+        bytes.extend(&torn[..torn.len() - 2]);
+        std::fs::write(dir.path().join(LEGACY_LOG), bytes).unwrap();
+        let image = read_legacy(dir.path()).unwrap().unwrap();
+        assert_eq!(image.offset, 1);
+        assert_eq!(image.next_producer_id, 3);
     }
 
     proptest! {

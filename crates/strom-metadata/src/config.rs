@@ -169,6 +169,8 @@ fn has_null_default(name: &str) -> bool {
 
 /// Kafka's internal configs: accepted, but not listed by DescribeConfigs.
 const INTERNAL: &[&str] = &[
+    "controller.quorum.heartbeat.interval.ms",
+    "controller.quorum.snapshot.entries",
     "log.initial.task.delay.ms",
     "producer.id.expiration.check.interval.ms",
 ];
@@ -509,6 +511,42 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
             Int,
             "5000",
             "Heartbeat interval given to consumer-protocol (KIP-848) group members",
+        ),
+        1,
+    ),
+    min(
+        def(
+            "controller.quorum.election.timeout.ms",
+            Int,
+            "1000",
+            "A voter that hears nothing from the active controller for between this and twice this starts an election",
+        ),
+        1,
+    ),
+    min(
+        def(
+            "controller.quorum.heartbeat.interval.ms",
+            Int,
+            "200",
+            "How often the active controller heartbeats the other voters (Strom's; KRaft voters fetch instead); below the election timeout",
+        ),
+        1,
+    ),
+    min(
+        def(
+            "controller.quorum.request.timeout.ms",
+            Int,
+            "2000",
+            "How long a metadata change waits for the quorum to commit it before REQUEST_TIMED_OUT",
+        ),
+        1,
+    ),
+    min(
+        def(
+            "controller.quorum.snapshot.entries",
+            Long,
+            "10000",
+            "Metadata log entries between snapshots of the metadata image (Strom's; Kafka counts bytes)",
         ),
         1,
     ),

@@ -70,6 +70,8 @@ pub struct MetadataImage {
     broker_configs: BTreeMap<Option<i32>, BTreeMap<String, String>>,
     /// The first producer id not yet handed out.
     pub next_producer_id: i64,
+    /// Recorded once, by the first registration.
+    pub cluster_id: Option<String>,
 }
 
 impl MetadataImage {
@@ -157,15 +159,20 @@ impl MetadataImage {
     /// the producer-id high mark, then each topic with its configs and
     /// partitions.
     pub fn to_records(&self) -> Vec<MetadataRecord> {
-        let mut out: Vec<MetadataRecord> = self
-            .brokers
-            .values()
-            .map(|b| MetadataRecord::RegisterBroker {
-                node_id: b.node_id,
-                host: b.host.clone(),
-                port: b.port,
-                rack: b.rack.clone(),
-            })
+        let cluster_id = self.cluster_id.iter().map(|c| MetadataRecord::ClusterId {
+            cluster_id: c.clone(),
+        });
+        let mut out: Vec<MetadataRecord> = cluster_id
+            .chain(
+                self.brokers
+                    .values()
+                    .map(|b| MetadataRecord::RegisterBroker {
+                        node_id: b.node_id,
+                        host: b.host.clone(),
+                        port: b.port,
+                        rack: b.rack.clone(),
+                    }),
+            )
             .collect();
         for (node, configs) in &self.broker_configs {
             out.extend(configs.iter().map(|(k, v)| MetadataRecord::Config {
@@ -222,6 +229,9 @@ impl MetadataImage {
 
     fn apply_one(&mut self, record: &MetadataRecord) {
         match record {
+            MetadataRecord::ClusterId { cluster_id } => {
+                self.cluster_id = Some(cluster_id.clone());
+            }
             MetadataRecord::RegisterBroker {
                 node_id,
                 host,
@@ -418,6 +428,9 @@ mod tests {
         img.apply_mut(
             1,
             &[
+                MetadataRecord::ClusterId {
+                    cluster_id: "c".into(),
+                },
                 MetadataRecord::RegisterBroker {
                     node_id: 2,
                     host: "h".into(),

@@ -16,6 +16,11 @@ pub enum ConfigResource {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum MetadataRecord {
+    /// The cluster's id, recorded once by the first quorum (or carried
+    /// from a single node's `meta.properties`).
+    ClusterId {
+        cluster_id: String,
+    },
     RegisterBroker {
         node_id: i32,
         host: String,

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use strom_metadata::config::StaticConfig;
 use strom_metadata::{MetadataImage, TopicChange, TopicImage};
+use strom_protocol::ErrorCode;
 use strom_storage::{LogConfig, StorageError};
 use tracing::{debug, error, info, warn};
 use uuid::Uuid;
@@ -142,6 +143,30 @@ impl ReplicaManager {
         self.read()
             .get(&TopicPartition::new(topic, partition))
             .cloned()
+    }
+
+    /// A hosted partition that this node leads: NOT_LEADER_OR_FOLLOWER
+    /// when another node leads it (the data path's requests go to the
+    /// leader), UNKNOWN_TOPIC_OR_PARTITION when it is not hosted here.
+    pub fn leading(&self, topic: &str, partition: i32) -> Result<Arc<Partition>, ErrorCode> {
+        match self.get(topic, partition) {
+            Some(p) if p.leader() == self.node_id => Ok(p),
+            Some(_) => Err(ErrorCode::NotLeaderOrFollower),
+            None => {
+                let known = self
+                    .applied
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .as_ref()
+                    .and_then(|image| image.topic(topic))
+                    .is_some_and(|t| t.partitions.contains_key(&partition));
+                Err(if known {
+                    ErrorCode::NotLeaderOrFollower
+                } else {
+                    ErrorCode::UnknownTopicOrPartition
+                })
+            }
+        }
     }
 
     /// Every hosted partition, in no particular order.
@@ -312,6 +337,7 @@ impl ReplicaManager {
                 if hosted.topic_id() == topic.id {
                     hosted.update_config(log_config.clone(), rules.clone());
                     hosted.set_leader_epoch(p.leader_epoch);
+                    hosted.set_leader(p.leader);
                     continue;
                 }
             }
@@ -325,6 +351,7 @@ impl ReplicaManager {
                 log_config.clone(),
                 rules.clone(),
             )?;
+            opened.set_leader(p.leader);
             self.write().insert(tp, Arc::new(opened));
         }
         Ok(())

@@ -138,6 +138,8 @@ pub struct Partition {
     topic_id: Uuid,
     index: i32,
     leader_epoch: AtomicI32,
+    /// The leader's node id in the image applied last (-1: none yet).
+    leader: AtomicI32,
     state: Mutex<State>,
     /// Apart from the state, so batches are validated without its lock.
     rules: RwLock<ProduceRules>,
@@ -238,6 +240,7 @@ impl Partition {
             topic_id,
             index,
             leader_epoch: AtomicI32::new(leader_epoch),
+            leader: AtomicI32::new(-1),
             state: Mutex::new(State {
                 log,
                 producers,
@@ -278,6 +281,13 @@ impl Partition {
     }
     pub(crate) fn set_leader_epoch(&self, epoch: i32) {
         self.leader_epoch.store(epoch, Ordering::Release);
+    }
+    /// The leader's node id as the metadata says.
+    pub fn leader(&self) -> i32 {
+        self.leader.load(Ordering::Acquire)
+    }
+    pub(crate) fn set_leader(&self, leader: i32) {
+        self.leader.store(leader, Ordering::Release);
     }
     pub fn high_watermark(&self) -> i64 {
         *self.high_watermark.borrow()

@@ -1,10 +1,13 @@
 //! The state of one node and how it is opened and closed.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use strom_controller::{ApiError, Controller, ControllerError, LocalMetadataLog, MetadataLogError};
+use strom_controller::{
+    ApiError, BrokerRegistration, Controller, ControllerError, QuorumConfig, Transport,
+};
 use strom_coordinator::{GroupConfig, GroupCoordinator, TxnConfig, TxnCoordinator};
 use strom_metadata::config::StaticConfig;
 use strom_metadata::MetadataImage;
@@ -23,7 +26,6 @@ use crate::producer_ids::ProducerIdAllocator;
 use crate::txns::LocalMarkers;
 
 /// What a node is started with.
-#[derive(Debug, Clone)]
 pub struct BrokerOptions {
     pub node_id: i32,
     pub data_dir: PathBuf,
@@ -33,6 +35,15 @@ pub struct BrokerOptions {
     pub config: StaticConfig,
     /// The process's open-files limit (`None`: not known, not enforced).
     pub open_files_limit: Option<u64>,
+    /// `broker.rack`.
+    pub rack: Option<String>,
+    /// `controller.quorum.voters`: node id -> controller listener address;
+    /// empty for a quorum of this node alone.
+    pub voters: BTreeMap<i32, String>,
+    /// How this node reaches the other voters.
+    pub transport: Arc<dyn Transport>,
+    /// Where the other voters reach this one (`None`: a quorum of one).
+    pub controller_listener: Option<tokio::net::TcpListener>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -42,13 +53,13 @@ pub enum BrokerError {
     #[error(transparent)]
     Meta(#[from] MetaError),
     #[error(transparent)]
-    MetadataLog(#[from] MetadataLogError),
-    #[error(transparent)]
     Controller(#[from] ControllerError),
     #[error(transparent)]
     Storage(#[from] StorageError),
     #[error("cannot start the log cleaner: {0}")]
     Cleaner(std::io::Error),
+    #[error("the controller refused this broker: {0}")]
+    Refused(String),
 }
 
 /// How many segment files may be open: the open-files limit less a tenth
@@ -90,19 +101,59 @@ pub(crate) fn now_ms() -> i64 {
 }
 
 impl Broker {
-    /// Opens the data directory: identity, metadata log (replayed), broker
-    /// registration, then every hosted partition (recovered).
-    pub fn open(opts: BrokerOptions) -> Result<Arc<Broker>, BrokerError> {
+    /// Opens the data directory: identity, this node's part of the
+    /// controller quorum, broker registration, then every hosted partition
+    /// (recovered).
+    pub async fn open(mut opts: BrokerOptions) -> Result<Arc<Broker>, BrokerError> {
         let dir_lock = DirLock::acquire(&opts.data_dir)?;
-        let meta = MetaProperties::load_or_create(&opts.data_dir, opts.node_id)?;
-        let log = LocalMetadataLog::open(&opts.data_dir.join("__cluster_metadata-0"))?;
-        let controller = Arc::new(Controller::open(Box::new(log), opts.config.clone()));
-        let fresh = controller.image().offset < 0;
-        controller.register_broker(
-            opts.node_id,
-            &opts.advertised_host,
-            i32::from(opts.advertised_port),
-        )?;
+        let recorded = MetaProperties::load(&opts.data_dir, opts.node_id)?;
+        let quorum_dir = opts.data_dir.join("__cluster_metadata-0");
+        let mut quorum = QuorumConfig::single(opts.node_id, quorum_dir);
+        if !opts.voters.is_empty() {
+            quorum.voters = opts.voters.clone();
+        }
+        let ms = |name: &str| opts.config.get_i64(name).max(1) as u64;
+        quorum.election_timeout_ms = ms("controller.quorum.election.timeout.ms");
+        quorum.heartbeat_interval_ms = ms("controller.quorum.heartbeat.interval.ms");
+        quorum.snapshot_entries = ms("controller.quorum.snapshot.entries");
+        quorum.write_timeout =
+            std::time::Duration::from_millis(ms("controller.quorum.request.timeout.ms"));
+        let controller =
+            Arc::new(Controller::open(quorum, opts.transport.clone(), opts.config.clone()).await?);
+        if let Some(listener) = opts.controller_listener.take() {
+            tokio::spawn(crate::peer::serve(
+                listener,
+                controller.clone(),
+                opts.config.get_i64("socket.request.max.bytes") as usize,
+            ));
+        }
+        let fresh = controller.image().to_records().is_empty();
+        let registration = BrokerRegistration {
+            node_id: opts.node_id,
+            host: opts.advertised_host.clone(),
+            port: i32::from(opts.advertised_port),
+            rack: opts.rack.clone(),
+            cluster_id: recorded.as_ref().map(|m| m.cluster_id.clone()),
+        };
+        // Until a quorum of voters is up there is no controller to register
+        // with: wait for one, as Kafka's brokers do.
+        let cluster_id = loop {
+            match controller.register_broker(registration.clone()).await {
+                Ok(Ok(cluster_id)) => break cluster_id,
+                Ok(Err(refused)) => return Err(BrokerError::Refused(refused.message)),
+                Err(e) => {
+                    info!(error = %e, "waiting for the controller quorum to register this broker");
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+            }
+        };
+        let meta = MetaProperties {
+            node_id: opts.node_id,
+            cluster_id,
+        };
+        if recorded.is_none() {
+            meta.store(&opts.data_dir)?;
+        }
         if fresh {
             // As Kafka's format does (for KIP-966), a new cluster records
             // min.insync.replicas as a cluster-wide dynamic default.
@@ -116,10 +167,27 @@ impl Broker {
                 )],
                 replace: false,
             };
-            if let Some(Err(e)) = controller.alter_configs(vec![bootstrap], false)?.pop() {
-                warn!(error = %e.message, "cannot record the cluster-wide min.insync.replicas");
+            match controller.alter_configs(vec![bootstrap], false).await {
+                Ok(mut outcome) => {
+                    if let Some(Err(e)) = outcome.pop() {
+                        warn!(error = %e.message, "cannot record the cluster-wide min.insync.replicas");
+                    }
+                }
+                Err(e) => warn!(error = %e, "cannot record the cluster-wide min.insync.replicas"),
             }
         }
+        // Opening and recovering partitions, and loading the coordinators,
+        // read files: off the runtime's async threads.
+        tokio::task::block_in_place(move || Self::open_partitions(opts, meta, dir_lock, controller))
+    }
+
+    /// What [`Broker::open`] does once the controller is open.
+    fn open_partitions(
+        opts: BrokerOptions,
+        meta: MetaProperties,
+        dir_lock: DirLock,
+        controller: Arc<Controller>,
+    ) -> Result<Arc<Broker>, BrokerError> {
         let replicas = Arc::new(ReplicaManager::new(
             opts.node_id,
             &opts.data_dir,
@@ -176,7 +244,7 @@ impl Broker {
                 } => groups.complete_transaction(partition, producer_id, commit),
             },
         );
-        let producer_ids = Arc::new(ProducerIdAllocator::new(controller.clone(), opts.node_id));
+        let producer_ids = ProducerIdAllocator::new(controller.clone(), opts.node_id);
         let config = &opts.config;
         let txn_config = TxnConfig {
             state_partitions: config.get_i64("transaction.state.log.num.partitions") as i32,
@@ -256,6 +324,12 @@ impl Broker {
     /// Brings the hosted partitions up to the controller's current image;
     /// called after every metadata change so a request that changed
     /// metadata is answered only once the change is in effect here.
+    /// The active controller as this node knows it (-1: none known, during
+    /// an election). Any broker forwards metadata changes to it.
+    pub(crate) fn controller_id(&self) -> i32 {
+        self.controller.quorum().leader().unwrap_or(-1)
+    }
+
     pub(crate) fn sync_replicas(&self) -> Result<(), ApiError> {
         let _guard = self.apply_lock.lock().unwrap_or_else(|p| p.into_inner());
         self.replicas
@@ -267,13 +341,14 @@ impl Broker {
     }
 
     /// Makes sure `__consumer_offsets` exists (created on first use).
-    pub(crate) fn ensure_offsets_topic(&self) -> Result<(), ErrorCode> {
+    pub(crate) async fn ensure_offsets_topic(&self) -> Result<(), ErrorCode> {
         let created = internal::ensure_topic(
             &self.controller,
             OFFSETS_TOPIC,
             self.groups.config().offsets_partitions,
             self.config.get_i64("offsets.topic.segment.bytes"),
-        )?;
+        )
+        .await?;
         if created {
             self.sync_replicas().map_err(|e| e.code)?;
         }
@@ -281,13 +356,14 @@ impl Broker {
     }
 
     /// Makes sure `__transaction_state` exists (created on first use).
-    pub(crate) fn ensure_transaction_state_topic(&self) -> Result<(), ErrorCode> {
+    pub(crate) async fn ensure_transaction_state_topic(&self) -> Result<(), ErrorCode> {
         let created = internal::ensure_topic(
             &self.controller,
             TRANSACTION_STATE_TOPIC,
             self.txns.config().state_partitions,
             self.config.get_i64("transaction.state.log.segment.bytes"),
-        )?;
+        )
+        .await?;
         if created {
             self.sync_replicas().map_err(|e| e.code)?;
         }

@@ -212,12 +212,16 @@ pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Futu
     };
     tokio::pin!(shutdown);
     let limits = Arc::new(Limits::of(&broker));
-    // Dynamic config changes reach the limits as metadata is published.
+    // As metadata is published (decided here or by another node's
+    // controller), the replica manager reconciles its partitions with it
+    // and dynamic config changes reach the limits.
     let follower = {
         let (broker, limits) = (broker.clone(), limits.clone());
         let mut images = broker.controller.subscribe();
         tokio::spawn(async move {
             while images.changed().await.is_ok() {
+                let b = broker.clone();
+                let _ = tokio::task::spawn_blocking(move || b.sync_replicas()).await;
                 limits.follow(&broker);
             }
         })
@@ -268,7 +272,9 @@ pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Futu
     maintenance.abort();
     group_timer.abort();
     follower.abort();
+    let controller = broker.controller.clone();
     let _ = tokio::task::spawn_blocking(move || broker.shutdown()).await;
+    controller.shutdown().await;
 }
 
 /// What to do after a frame.

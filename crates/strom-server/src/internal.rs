@@ -108,7 +108,7 @@ impl CoordinatorLog for InternalTopicLog {
 }
 
 /// Creates an internal topic if it does not exist yet; true if it did now.
-pub(crate) fn ensure_topic(
+pub(crate) async fn ensure_topic(
     controller: &Controller,
     topic: &str,
     partitions: i32,
@@ -129,6 +129,7 @@ pub(crate) fn ensure_topic(
     };
     match controller
         .create_topics(vec![req], false)
+        .await
         .map_err(|_| ErrorCode::CoordinatorNotAvailable)?
         .pop()
     {

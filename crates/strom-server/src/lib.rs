@@ -20,6 +20,7 @@ mod internal;
 mod memory;
 mod meta;
 mod metrics;
+mod peer;
 mod producer_ids;
 mod txns;
 
@@ -28,3 +29,5 @@ pub use connection::run;
 pub use dir_lock::{DirLock, LockError};
 pub use http::{serve_http, HttpState};
 pub use meta::MetaProperties;
+pub use peer::TcpTransport;
+pub use strom_controller::{NoTransport, Transport};

@@ -11,8 +11,10 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
+use std::sync::Arc;
 use strom_metadata::config::{broker_config_names, StaticConfig};
-use strom_server::{Broker, BrokerOptions, HttpState};
+
+use strom_server::{Broker, BrokerOptions, HttpState, TcpTransport};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -79,8 +81,7 @@ fn gather_settings(file: Option<&PathBuf>) -> Result<BTreeMap<String, String>> {
             values.insert(k, s);
         }
     }
-    let env_names =
-        broker_config_names().chain(["node.id", "log.dirs", "listeners", "advertised.listeners"]);
+    let env_names = broker_config_names().chain(NODE_KEYS.iter().copied());
     for name in env_names {
         let var = format!("STROM_{}", name.to_uppercase().replace('.', "_"));
         if let Ok(v) = std::env::var(&var) {
@@ -90,10 +91,62 @@ fn gather_settings(file: Option<&PathBuf>) -> Result<BTreeMap<String, String>> {
     Ok(values)
 }
 
-/// `PLAINTEXT://host:port` or `host:port` (the first listener if several).
-fn listener_address(s: &str) -> &str {
-    let first = s.split(',').next().unwrap_or(s).trim();
-    first.split_once("://").map_or(first, |(_, addr)| addr)
+/// The node's own settings: read here, not by the broker's config.
+const NODE_KEYS: &[&str] = &[
+    "node.id",
+    "log.dirs",
+    "listeners",
+    "advertised.listeners",
+    "controller.listener.names",
+    "controller.quorum.voters",
+    "process.roles",
+    "broker.rack",
+];
+
+/// `listeners` / `advertised.listeners`: `NAME://host:port` entries (a bare
+/// `host:port` is PLAINTEXT), split into the client listener (the first
+/// not named in `controller.listener.names`) and the controller listener.
+fn split_listeners(
+    value: &str,
+    controller_names: &[String],
+) -> Result<(Option<String>, Option<String>)> {
+    let (mut client, mut controller) = (None, None);
+    for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (name, address) = entry.split_once("://").unwrap_or(("PLAINTEXT", entry));
+        if address.rsplit_once(':').is_none() {
+            bail!("listener {entry:?} is not NAME://HOST:PORT");
+        }
+        let slot = if controller_names
+            .iter()
+            .any(|n| n.eq_ignore_ascii_case(name))
+        {
+            &mut controller
+        } else {
+            &mut client
+        };
+        slot.get_or_insert_with(|| address.to_owned());
+    }
+    Ok((client, controller))
+}
+
+/// `controller.quorum.voters`: `1@host:port,2@host:port,...`.
+fn parse_voters(value: &str) -> Result<BTreeMap<i32, String>> {
+    let mut voters = BTreeMap::new();
+    for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (id, address) = entry.split_once('@').with_context(|| {
+            format!("controller.quorum.voters entry {entry:?} is not ID@HOST:PORT")
+        })?;
+        let id: i32 = id
+            .parse()
+            .with_context(|| format!("node id of controller.quorum.voters entry {entry:?}"))?;
+        if address.rsplit_once(':').is_none() {
+            bail!("controller.quorum.voters entry {entry:?} is not ID@HOST:PORT");
+        }
+        if voters.insert(id, address.to_owned()).is_some() {
+            bail!("controller.quorum.voters names node {id} twice");
+        }
+    }
+    Ok(voters)
 }
 
 fn init_logging(args: &Args) -> Result<()> {
@@ -140,20 +193,63 @@ fn main() -> Result<()> {
         .clone()
         .or_else(|| settings.remove("log.dirs").map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("strom-data"));
+    let roles = settings
+        .remove("process.roles")
+        .unwrap_or_else(|| "broker,controller".into());
+    let mut roles: Vec<&str> = roles
+        .split(',')
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .collect();
+    roles.sort_unstable();
+    if roles != ["broker", "controller"] {
+        bail!(
+            "process.roles={}: only combined nodes (broker,controller, the default) are supported yet",
+            roles.join(",")
+        );
+    }
+    let controller_names: Vec<String> = settings
+        .remove("controller.listener.names")
+        .unwrap_or_else(|| "CONTROLLER".into())
+        .split(',')
+        .map(|n| n.trim().to_owned())
+        .collect();
+    let (client_listener, controller_listen) = match settings.remove("listeners") {
+        Some(l) => split_listeners(&l, &controller_names).context("listeners")?,
+        None => (None, None),
+    };
     let listen = args
         .listen
         .clone()
-        .or_else(|| {
-            settings
-                .remove("listeners")
-                .map(|l| listener_address(&l).to_owned())
-        })
+        .or(client_listener)
         .unwrap_or_else(|| "127.0.0.1:9092".into());
-    let advertise = args.advertise.clone().or_else(|| {
-        settings
-            .remove("advertised.listeners")
-            .map(|l| listener_address(&l).to_owned())
-    });
+    let advertise = match args.advertise.clone() {
+        Some(a) => Some(a),
+        None => match settings.remove("advertised.listeners") {
+            Some(l) => {
+                split_listeners(&l, &controller_names)
+                    .context("advertised.listeners")?
+                    .0
+            }
+            None => None,
+        },
+    };
+    let voters = match settings.remove("controller.quorum.voters") {
+        Some(v) => parse_voters(&v)?,
+        None => BTreeMap::new(),
+    };
+    if !voters.is_empty() {
+        if !voters.contains_key(&node_id) {
+            bail!("node.id {node_id} is not one of controller.quorum.voters ({voters:?}); every node is a controller yet");
+        }
+        if controller_listen.is_none() {
+            bail!(
+                "controller.quorum.voters is set, but listeners names no controller listener ({}://HOST:PORT)",
+                controller_names.first().map_or("CONTROLLER", String::as_str)
+            );
+        }
+    }
+    let rack = settings.remove("broker.rack").filter(|r| !r.is_empty());
     let http_listen = args
         .http_listen
         .clone()
@@ -203,16 +299,30 @@ fn main() -> Result<()> {
             }
             None => (bound.ip().to_string(), bound.port()),
         };
-        let broker = tokio::task::block_in_place(|| {
-            Broker::open(BrokerOptions {
-                node_id,
-                data_dir: data_dir.clone(),
-                advertised_host: host.clone(),
-                advertised_port: port,
-                config,
-                open_files_limit,
-            })
+        let controller_listener = match &controller_listen {
+            Some(address) => {
+                let l = TcpListener::bind(address)
+                    .await
+                    .with_context(|| format!("binding the controller listener {address}"))?;
+                info!(controller = %l.local_addr()?, "controller listener bound");
+                Some(l)
+            }
+            None => None,
+        };
+        let max_frame = config.get_i64("socket.request.max.bytes") as usize;
+        let broker = Broker::open(BrokerOptions {
+            node_id,
+            data_dir: data_dir.clone(),
+            advertised_host: host.clone(),
+            advertised_port: port,
+            config,
+            open_files_limit,
+            rack,
+            voters,
+            transport: Arc::new(TcpTransport::new(max_frame)),
+            controller_listener,
         })
+        .await
         .with_context(|| format!("opening data directory {}", data_dir.display()))?;
         info!(listen = %bound, advertise = %format!("{host}:{port}"), data_dir = %data_dir.display(), node_id, "strom is ready");
         http_state.opened(broker.clone());

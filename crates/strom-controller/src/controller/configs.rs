@@ -7,10 +7,12 @@ use strom_metadata::config::{broker_config, is_dynamic_broker_config, topic_conf
 use strom_metadata::{ConfigResource, MetadataImage, MetadataRecord};
 use strom_protocol::ErrorCode;
 
-use super::{ApiError, Controller, ControllerError};
+use serde::{Deserialize, Serialize};
+
+use super::ApiError;
 
 /// One change to one key, as IncrementalAlterConfigs names them.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ConfigOp {
     Set(String, String),
     Delete(String),
@@ -33,7 +35,7 @@ impl ConfigOp {
 }
 
 /// The changes asked for one resource.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AlterConfigsRequest {
     pub resource: ConfigResource,
     pub ops: Vec<ConfigOp>,
@@ -209,39 +211,35 @@ fn config_records(
     removed.chain(set).collect()
 }
 
-impl Controller {
-    /// Changes the config overrides of topics and brokers (or only
-    /// validates the changes). Each resource succeeds or fails alone, and
-    /// is changed whole or not at all.
-    pub fn alter_configs(
-        &self,
-        requests: Vec<AlterConfigsRequest>,
-        validate_only: bool,
-    ) -> Result<Vec<Result<(), ApiError>>, ControllerError> {
-        let mut inner = self.lock();
-        let mut image = (*inner.image).clone();
-        let mut records = Vec::new();
-        let mut results = Vec::with_capacity(requests.len());
-        for req in requests {
-            let old = match &req.resource {
-                ConfigResource::Topic(t) => image.topic(t).map(|t| t.configs.clone()),
-                ConfigResource::Broker(node) => image.broker_configs(*node).cloned(),
-            }
-            .unwrap_or_default();
-            let decided = match &req.resource {
-                ConfigResource::Topic(t) => decide_topic(&image, t, &req),
-                ConfigResource::Broker(node) => decide_broker(&image, *node, &req),
-            };
-            results.push(decided.map(|new| {
-                if !validate_only {
-                    let recs = config_records(&req.resource, &old, &new);
-                    let offset = image.offset;
-                    image.apply_mut(offset, &recs);
-                    records.extend(recs);
-                }
-            }));
+/// Changes the config overrides of topics and brokers (or only validates
+/// the changes). Each resource succeeds or fails alone, and is changed
+/// whole or not at all.
+pub(super) fn decide_alter_configs(
+    current: &MetadataImage,
+    requests: Vec<AlterConfigsRequest>,
+    validate_only: bool,
+) -> (Vec<Result<(), ApiError>>, Vec<MetadataRecord>) {
+    let mut image = current.clone();
+    let mut records = Vec::new();
+    let mut results = Vec::with_capacity(requests.len());
+    for req in requests {
+        let old = match &req.resource {
+            ConfigResource::Topic(t) => image.topic(t).map(|t| t.configs.clone()),
+            ConfigResource::Broker(node) => image.broker_configs(*node).cloned(),
         }
-        self.commit_applied(&mut inner, records, image)?;
-        Ok(results)
+        .unwrap_or_default();
+        let decided = match &req.resource {
+            ConfigResource::Topic(t) => decide_topic(&image, t, &req),
+            ConfigResource::Broker(node) => decide_broker(&image, *node, &req),
+        };
+        results.push(decided.map(|new| {
+            if !validate_only {
+                let recs = config_records(&req.resource, &old, &new);
+                let offset = image.offset;
+                image.apply_mut(offset, &recs);
+                records.extend(recs);
+            }
+        }));
     }
+    (results, records)
 }

@@ -1,13 +1,33 @@
 use std::collections::BTreeMap;
 
 use super::*;
-use crate::log::LocalMetadataLog;
+use crate::quorum::{NoTransport, QuorumConfig};
 
-fn controller(dir: &std::path::Path) -> Controller {
+/// A one-voter controller (node 1, registered as a broker) in `dir`.
+async fn controller(dir: &std::path::Path) -> Controller {
     let (config, _) = StaticConfig::new(BTreeMap::new()).unwrap();
-    let c = Controller::open(Box::new(LocalMetadataLog::open(dir).unwrap()), config);
-    c.register_broker(1, "127.0.0.1", 9092).unwrap();
+    let c = Controller::open(
+        QuorumConfig::single(1, dir.to_path_buf()),
+        Arc::new(NoTransport),
+        config,
+    )
+    .await
+    .unwrap();
+    c.register_broker(registration(1, None))
+        .await
+        .unwrap()
+        .unwrap();
     c
+}
+
+fn registration(node_id: i32, cluster_id: Option<&str>) -> BrokerRegistration {
+    BrokerRegistration {
+        node_id,
+        host: "127.0.0.1".into(),
+        port: 9092,
+        rack: None,
+        cluster_id: cluster_id.map(str::to_owned),
+    }
 }
 
 fn topic(name: &str, partitions: i32) -> CreateTopicRequest {
@@ -19,10 +39,10 @@ fn topic(name: &str, partitions: i32) -> CreateTopicRequest {
     }
 }
 
-#[test]
-fn create_validate_and_errors() {
+#[tokio::test]
+async fn create_validate_and_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let c = controller(dir.path());
+    let c = controller(dir.path()).await;
     let mut with_config = topic("b", 2);
     with_config.configs = vec![("retention.ms".into(), "1000".into())];
     let r = c
@@ -36,6 +56,7 @@ fn create_validate_and_errors() {
             ],
             false,
         )
+        .await
         .unwrap();
     assert_eq!(r[0].as_ref().unwrap().num_partitions, 3);
     assert_eq!(r[1].as_ref().unwrap().configs["retention.ms"], "1000");
@@ -57,6 +78,7 @@ fn create_validate_and_errors() {
     bad_cfg.configs = vec![("retention.ms".into(), "x".into())];
     let r = c
         .create_topics(vec![rf, bad_cfg, topic("a_b", 1), topic("a.b", 1)], false)
+        .await
         .unwrap();
     assert_eq!(
         r[0].as_ref().unwrap_err().code,
@@ -68,7 +90,7 @@ fn create_validate_and_errors() {
         r[3].as_ref().unwrap_err().code,
         ErrorCode::InvalidTopicException
     );
-    let r = c.create_topics(vec![topic("v", 1)], true).unwrap();
+    let r = c.create_topics(vec![topic("v", 1)], true).await.unwrap();
     assert!(r[0].is_ok());
     assert!(
         c.image().topic("v").is_none(),
@@ -76,14 +98,15 @@ fn create_validate_and_errors() {
     );
 }
 
-#[test]
-fn state_survives_restart() {
+#[tokio::test]
+async fn state_survives_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let c = controller(dir.path());
+    let c = controller(dir.path()).await;
     c.create_topics(vec![topic("a", 2), topic("b", 1)], false)
+        .await
         .unwrap();
     let a_id = c.image().topic("a").unwrap().id;
-    c.delete_topics(&["b".into()]).unwrap();
+    c.delete_topics(&["b".into()]).await.unwrap();
     c.create_partitions(
         vec![CreatePartitionsRequest {
             name: "a".into(),
@@ -92,27 +115,29 @@ fn state_survives_restart() {
         }],
         false,
     )
+    .await
     .unwrap();
-    let ids = c.allocate_producer_ids(1).unwrap();
+    let ids = c.allocate_producer_ids(1).await.unwrap();
+    c.shutdown().await;
     drop(c);
-    let c = controller(dir.path());
+    let c = controller(dir.path()).await;
     let img = c.image();
     assert_eq!(img.topic("a").unwrap().id, a_id);
     assert_eq!(img.topic("a").unwrap().partitions.len(), 4);
     assert!(img.topic("b").is_none());
-    let next = c.allocate_producer_ids(1).unwrap();
+    let next = c.allocate_producer_ids(1).await.unwrap();
     assert_eq!(
         next.start, ids.end,
         "producer ids never repeat across restarts"
     );
 }
 
-#[test]
-fn delete_and_grow_errors() {
+#[tokio::test]
+async fn delete_and_grow_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let c = controller(dir.path());
-    c.create_topics(vec![topic("a", 2)], false).unwrap();
-    let r = c.delete_topics(&["nope".into()]).unwrap();
+    let c = controller(dir.path()).await;
+    c.create_topics(vec![topic("a", 2)], false).await.unwrap();
+    let r = c.delete_topics(&["nope".into()]).await.unwrap();
     assert_eq!(
         r[0].as_ref().unwrap_err().code,
         ErrorCode::UnknownTopicOrPartition
@@ -122,7 +147,10 @@ fn delete_and_grow_errors() {
         count,
         assignments: None,
     };
-    let r = c.create_partitions(vec![grow(1), grow(2)], false).unwrap();
+    let r = c
+        .create_partitions(vec![grow(1), grow(2)], false)
+        .await
+        .unwrap();
     assert!(r
         .iter()
         .all(|r| r.as_ref().unwrap_err().code == ErrorCode::InvalidPartitions));
@@ -135,6 +163,7 @@ fn delete_and_grow_errors() {
             }],
             false,
         )
+        .await
         .unwrap();
     assert_eq!(
         r[0].as_ref().unwrap_err().code,
@@ -142,24 +171,25 @@ fn delete_and_grow_errors() {
     );
 }
 
-#[test]
-fn images_are_published() {
+#[tokio::test]
+async fn images_are_published() {
     let dir = tempfile::tempdir().unwrap();
-    let c = controller(dir.path());
+    let c = controller(dir.path()).await;
     let mut rx = c.subscribe();
     rx.mark_unchanged();
-    c.create_topics(vec![topic("a", 1)], false).unwrap();
+    c.create_topics(vec![topic("a", 1)], false).await.unwrap();
     assert!(rx.has_changed().unwrap());
     assert!(rx.borrow_and_update().topic("a").is_some());
 }
 
-#[test]
-fn the_metadata_log_name_is_reserved() {
+#[tokio::test]
+async fn the_metadata_log_name_is_reserved() {
     let dir = tempfile::tempdir().unwrap();
-    let c = controller(dir.path());
+    let c = controller(dir.path()).await;
     for validate_only in [true, false] {
         let r = c
             .create_topics(vec![topic(CLUSTER_METADATA_TOPIC, 1)], validate_only)
+            .await
             .unwrap();
         let e = r[0].as_ref().unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidRequest);
@@ -171,10 +201,10 @@ fn the_metadata_log_name_is_reserved() {
     assert!(c.image().topic(CLUSTER_METADATA_TOPIC).is_none());
 }
 
-#[test]
-fn partitions_per_request_are_capped_before_anything_is_decided() {
+#[tokio::test]
+async fn partitions_per_request_are_capped_before_anything_is_decided() {
     let dir = tempfile::tempdir().unwrap();
-    let c = controller(dir.path());
+    let c = controller(dir.path()).await;
     for validate_only in [true, false] {
         // 2^31-1 partitions must be refused at once, not placed.
         let r = c
@@ -182,6 +212,7 @@ fn partitions_per_request_are_capped_before_anything_is_decided() {
                 vec![topic("big", i32::MAX), topic("small", 1)],
                 validate_only,
             )
+            .await
             .unwrap();
         for e in &r {
             let e = e.as_ref().unwrap_err();
@@ -194,21 +225,33 @@ fn partitions_per_request_are_capped_before_anything_is_decided() {
         // Two topics of 5,001 are over the limit together.
         let r = c
             .create_topics(vec![topic("x", 5001), topic("y", 5001)], validate_only)
+            .await
             .unwrap();
         assert!(r.iter().all(|e| e.is_err()));
     }
     assert!(c.image().topics().is_empty());
-    let r = c.create_topics(vec![topic("ok", 10_000)], true).unwrap();
+    let r = c
+        .create_topics(vec![topic("ok", 10_000)], true)
+        .await
+        .unwrap();
     assert_eq!(r[0].as_ref().unwrap().num_partitions, 10_000);
-    c.create_topics(vec![topic("grow", 1)], false).unwrap();
+    c.create_topics(vec![topic("grow", 1)], false)
+        .await
+        .unwrap();
     let grow = |count| CreatePartitionsRequest {
         name: "grow".into(),
         count,
         assignments: None,
     };
-    let r = c.create_partitions(vec![grow(i32::MAX)], true).unwrap();
+    let r = c
+        .create_partitions(vec![grow(i32::MAX)], true)
+        .await
+        .unwrap();
     assert_eq!(r[0].as_ref().unwrap_err().code, ErrorCode::PolicyViolation);
-    let r = c.create_partitions(vec![grow(10_001)], false).unwrap();
+    let r = c
+        .create_partitions(vec![grow(10_001)], false)
+        .await
+        .unwrap();
     r[0].as_ref().unwrap();
     assert_eq!(c.image().topic("grow").unwrap().partitions.len(), 10_001);
 }
@@ -225,13 +268,13 @@ fn set(name: &str, value: &str) -> ConfigOp {
     ConfigOp::Set(name.into(), value.into())
 }
 
-#[test]
-fn config_changes_are_validated_recorded_and_replayed() {
+#[tokio::test]
+async fn config_changes_are_validated_recorded_and_replayed() {
     let dir = tempfile::tempdir().unwrap();
-    let c = controller(dir.path());
+    let c = controller(dir.path()).await;
     let mut t = topic("t", 1);
     t.configs = vec![("segment.ms".into(), "100000".into())];
-    c.create_topics(vec![t], false).unwrap();
+    c.create_topics(vec![t], false).await.unwrap();
     let topic_res = || ConfigResource::Topic("t".into());
     let configs = |c: &Controller| c.image().topic("t").unwrap().configs.clone();
 
@@ -242,6 +285,7 @@ fn config_changes_are_validated_recorded_and_replayed() {
             vec![alter(topic_res(), vec![set("retention.ms", "5")], false)],
             true,
         )
+        .await
         .unwrap();
     assert!(r[0].is_ok());
     assert_eq!(c.image().offset, offset);
@@ -259,6 +303,7 @@ fn config_changes_are_validated_recorded_and_replayed() {
             )],
             false,
         )
+        .await
         .unwrap();
     assert!(r[0].is_ok(), "{r:?}");
     assert_eq!(configs(&c)["cleanup.policy"], "delete,compact");
@@ -271,6 +316,7 @@ fn config_changes_are_validated_recorded_and_replayed() {
         )],
         false,
     )
+    .await
     .unwrap();
     assert_eq!(configs(&c)["cleanup.policy"], "compact");
 
@@ -285,6 +331,7 @@ fn config_changes_are_validated_recorded_and_replayed() {
             )],
             false,
         )
+        .await
         .unwrap();
     assert_eq!(r[0].as_ref().unwrap_err().code, ErrorCode::InvalidConfig);
     assert_eq!(configs(&c), before);
@@ -305,6 +352,7 @@ fn config_changes_are_validated_recorded_and_replayed() {
             ],
             false,
         )
+        .await
         .unwrap();
     assert_eq!(
         r[0].as_ref().unwrap_err().message,
@@ -324,6 +372,7 @@ fn config_changes_are_validated_recorded_and_replayed() {
         vec![alter(topic_res(), vec![set("flush.ms", "1000")], true)],
         false,
     )
+    .await
     .unwrap();
     assert_eq!(
         configs(&c),
@@ -363,6 +412,7 @@ fn config_changes_are_validated_recorded_and_replayed() {
             ],
             false,
         )
+        .await
         .unwrap();
     assert!(r[0].is_ok() && r[1].is_ok() && r[4].is_ok(), "{r:?}");
     assert_eq!(
@@ -373,8 +423,9 @@ fn config_changes_are_validated_recorded_and_replayed() {
 
     // Replay gives the same image.
     let image = c.image();
+    c.shutdown().await;
     drop(c);
-    let again = controller(dir.path());
+    let again = controller(dir.path()).await;
     assert_eq!(
         again.image().topic("t").unwrap().configs,
         image.topic("t").unwrap().configs
@@ -393,4 +444,104 @@ fn config_changes_are_validated_recorded_and_replayed() {
     );
     assert_eq!(effective.get_i64("log.retention.ms"), 1000);
     assert_eq!(effective.get_i64("message.max.bytes"), 2_000_000);
+}
+
+#[tokio::test]
+async fn a_single_node_metadata_log_is_carried_into_the_quorum_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let topic_id = Uuid::new_v4();
+    let entries = [
+        vec![MetadataRecord::RegisterBroker {
+            node_id: 1,
+            host: "127.0.0.1".into(),
+            port: 9092,
+            rack: None,
+        }],
+        vec![
+            MetadataRecord::Topic {
+                name: "old".into(),
+                topic_id,
+            },
+            MetadataRecord::Partition {
+                topic_id,
+                partition: 0,
+                replicas: vec![1],
+                isr: vec![1],
+                leader: 1,
+                leader_epoch: 0,
+            },
+        ],
+        vec![MetadataRecord::ProducerIds {
+            node_id: 1,
+            next_producer_id: 2000,
+        }],
+    ];
+    let bytes: Vec<u8> = entries.iter().flat_map(|e| log::encode_entry(e)).collect();
+    std::fs::write(dir.path().join(log::LEGACY_LOG), bytes).unwrap();
+
+    let c = controller(dir.path()).await;
+    assert_eq!(c.image().topic("old").unwrap().id, topic_id);
+    assert_eq!(c.allocate_producer_ids(1).await.unwrap().start, 2000);
+    assert!(!dir.path().join(log::LEGACY_LOG).exists());
+    assert!(dir.path().join(log::LEGACY_LOG_MIGRATED).exists());
+    c.shutdown().await;
+    drop(c);
+
+    // Reopened, nothing is carried twice (the old log is gone), and a
+    // crash between the carry's commit and the rename carries nothing
+    // again either.
+    std::fs::copy(
+        dir.path().join(log::LEGACY_LOG_MIGRATED),
+        dir.path().join(log::LEGACY_LOG),
+    )
+    .unwrap();
+    let c = controller(dir.path()).await;
+    assert_eq!(c.image().topics().len(), 1);
+    assert_eq!(c.allocate_producer_ids(1).await.unwrap().start, 3000);
+    assert!(!dir.path().join(log::LEGACY_LOG).exists());
+}
+
+#[tokio::test]
+async fn the_first_registration_records_the_cluster_id_and_a_foreign_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = controller(dir.path()).await;
+    let id = c
+        .image()
+        .cluster_id
+        .clone()
+        .expect("recorded by the first registration");
+    assert_eq!(id.len(), 22, "16 bytes in URL-safe base64: {id}");
+    // Registering again, with or without the id, answers the same id.
+    let again = c.register_broker(registration(2, None)).await.unwrap();
+    assert_eq!(again.unwrap(), id);
+    let same = c.register_broker(registration(1, Some(&id))).await.unwrap();
+    assert_eq!(same.unwrap(), id);
+    let refused = c
+        .register_broker(registration(3, Some("another-cluster")))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(refused.code, ErrorCode::InconsistentClusterId);
+    assert!(c.image().broker(3).is_none());
+    c.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_single_nodes_cluster_id_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, _) = StaticConfig::new(BTreeMap::new()).unwrap();
+    let c = Controller::open(
+        QuorumConfig::single(1, dir.path().to_path_buf()),
+        Arc::new(NoTransport),
+        config,
+    )
+    .await
+    .unwrap();
+    let id = c
+        .register_broker(registration(1, Some("kept-from-meta")))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(id, "kept-from-meta");
+    c.shutdown().await;
 }

@@ -261,6 +261,11 @@ impl Quorum {
         self.node_id
     }
 
+    /// How long a proposal may wait for its commit.
+    pub fn write_timeout(&self) -> Duration {
+        self.write_timeout
+    }
+
     /// The image after every record this node has applied.
     pub fn image(&self) -> Arc<MetadataImage> {
         self.machine.image()

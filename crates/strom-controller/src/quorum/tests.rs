@@ -148,6 +148,27 @@ async fn wait_for<F: Fn() -> bool>(what: &str, f: F) {
     }
 }
 
+/// A leader that holds its leadership: one that some node names and that
+/// can confirm it with a quorum (an election may still be settling when a
+/// node first names one).
+async fn settled_leader(nodes: &[Arc<Quorum>]) -> i32 {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let leader = nodes[0].wait_for_leader(left).await.unwrap();
+        if let Some(lead) = nodes.iter().find(|q| q.node_id() == leader) {
+            if lead.ensure_current().await.is_ok() {
+                return leader;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no leader settled in 20s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_voters_replicate_elect_and_refuse_a_minority() {
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
@@ -156,12 +177,8 @@ async fn three_voters_replicate_elect_and_refuse_a_minority() {
     for (i, d) in dirs.iter().enumerate() {
         nodes.push(start(&mesh, i as i32 + 1, d.path()).await);
     }
-    let leader = nodes[0]
-        .wait_for_leader(Duration::from_secs(20))
-        .await
-        .unwrap();
+    let leader = settled_leader(&nodes).await;
     let lead = &nodes[leader as usize - 1];
-    lead.ensure_current().await.unwrap();
     // Enough entries for snapshots and purges on every node.
     for n in 1..=6 {
         lead.propose(producer_ids(n * 1000)).await.unwrap();
@@ -199,9 +216,8 @@ async fn three_voters_replicate_elect_and_refuse_a_minority() {
         rest[0].leader().is_some_and(|l| l != leader)
     })
     .await;
-    let new_leader = rest[0].leader().unwrap();
+    let new_leader = settled_leader(&rest).await;
     let new_lead = &nodes[new_leader as usize - 1];
-    new_lead.ensure_current().await.unwrap();
     new_lead.propose(producer_ids(7000)).await.unwrap();
     let outcome = minority.await.unwrap();
     assert!(outcome.is_err(), "a minority committed: {outcome:?}");
@@ -225,10 +241,7 @@ async fn a_node_down_long_catches_up_from_a_snapshot() {
     for (i, d) in dirs.iter().enumerate() {
         nodes.push(start(&mesh, i as i32 + 1, d.path()).await);
     }
-    let leader = nodes[0]
-        .wait_for_leader(Duration::from_secs(20))
-        .await
-        .unwrap();
+    let leader = settled_leader(&nodes).await;
     let down = if leader == 3 { 2 } else { 3 };
     let gone = nodes[down as usize - 1].clone();
     gone.shutdown().await;

@@ -8,12 +8,12 @@ use super::fenced_for_version;
 use crate::broker::{now_ms, Broker};
 use crate::internal::OFFSETS_TOPIC;
 
-pub(super) fn handle(
+pub(super) async fn handle(
     broker: &Broker,
     req: &AddOffsetsToTxnRequest,
     version: i16,
 ) -> AddOffsetsToTxnResponse {
-    let outcome = broker.ensure_offsets_topic().and_then(|()| {
+    let outcome = broker.ensure_offsets_topic().await.and_then(|()| {
         let partition = broker.txns.offsets_partition_for(req.group_id.0.as_str());
         broker.txns.add_partitions(
             req.transactional_id.0.as_str(),

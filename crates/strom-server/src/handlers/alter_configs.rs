@@ -90,7 +90,7 @@ type Resource = (i8, StrBytes, Result<Vec<ConfigOp>, ApiError>);
 /// Checks the resources, runs the valid ones through the controller, and
 /// gives each resource's answer in request order: type, name, error code
 /// and message (null with success, as Kafka sends it).
-fn alter(
+async fn alter(
     broker: &Broker,
     resources: Vec<Resource>,
     replace: bool,
@@ -103,8 +103,11 @@ fn alter(
     let checked = preprocess(broker, resources, replace);
     let valid: Vec<AlterConfigsRequest> = checked.iter().filter_map(|c| c.clone().ok()).collect();
     let n = valid.len();
-    let mut decided =
-        per_item(broker.controller.alter_configs(valid, validate_only), n).into_iter();
+    let mut decided = per_item(
+        broker.controller.alter_configs(valid, validate_only).await,
+        n,
+    )
+    .into_iter();
     if !validate_only {
         // Live partitions take the new configs before the answer.
         if let Err(e) = broker.sync_replicas() {
@@ -157,7 +160,7 @@ fn incremental_ops(
         .collect()
 }
 
-pub(super) fn incremental(
+pub(super) async fn incremental(
     broker: &Broker,
     req: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
@@ -170,7 +173,7 @@ pub(super) fn incremental(
             (r.resource_type, r.resource_name.clone(), ops)
         })
         .collect();
-    let answers = alter(broker, resources, false, req.validate_only);
+    let answers = alter(broker, resources, false, req.validate_only).await;
     IncrementalAlterConfigsResponse::default().with_responses(
         answers
             .into_iter()
@@ -185,7 +188,7 @@ pub(super) fn incremental(
     )
 }
 
-pub(super) fn legacy(broker: &Broker, req: LegacyRequest) -> AlterConfigsResponse {
+pub(super) async fn legacy(broker: &Broker, req: LegacyRequest) -> AlterConfigsResponse {
     use strom_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
     let resources = req
         .resources
@@ -204,7 +207,7 @@ pub(super) fn legacy(broker: &Broker, req: LegacyRequest) -> AlterConfigsRespons
             (r.resource_type, r.resource_name.clone(), Ok(ops))
         })
         .collect();
-    let answers = alter(broker, resources, true, req.validate_only);
+    let answers = alter(broker, resources, true, req.validate_only).await;
     AlterConfigsResponse::default().with_responses(
         answers
             .into_iter()

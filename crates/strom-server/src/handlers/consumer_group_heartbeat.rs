@@ -43,13 +43,13 @@ fn to_wire(a: &Assignment) -> WireAssignment {
     )
 }
 
-pub(super) fn handle(
+pub(super) async fn handle(
     broker: &Broker,
     header: &RequestHeader,
     peer: SocketAddr,
     req: ConsumerGroupHeartbeatRequest,
 ) -> ConsumerGroupHeartbeatResponse {
-    if let Err(code) = broker.ensure_offsets_topic() {
+    if let Err(code) = broker.ensure_offsets_topic().await {
         return ConsumerGroupHeartbeatResponse::default().with_error_code(code.code());
     }
     // An empty regex clears the member's; a bad one refuses the heartbeat.

@@ -7,7 +7,10 @@ use strom_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse
 use super::{per_item, str_bytes};
 use crate::broker::Broker;
 
-pub(super) fn handle(broker: &Broker, req: CreatePartitionsRequest) -> CreatePartitionsResponse {
+pub(super) async fn handle(
+    broker: &Broker,
+    req: CreatePartitionsRequest,
+) -> CreatePartitionsResponse {
     let grows: Vec<Grow> = req
         .topics
         .iter()
@@ -25,7 +28,8 @@ pub(super) fn handle(broker: &Broker, req: CreatePartitionsRequest) -> CreatePar
     let results = per_item(
         broker
             .controller
-            .create_partitions(grows, req.validate_only),
+            .create_partitions(grows, req.validate_only)
+            .await,
         req.topics.len(),
     );
     if !req.validate_only {

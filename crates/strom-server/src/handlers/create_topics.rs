@@ -12,7 +12,7 @@ use strom_protocol::ErrorCode;
 use super::{per_item, str_bytes};
 use crate::broker::Broker;
 
-pub(super) fn handle(
+pub(super) async fn handle(
     broker: &Broker,
     req: CreateTopicsRequest,
     version: i16,
@@ -54,7 +54,10 @@ pub(super) fn handle(
         })
         .collect();
     let results = per_item(
-        broker.controller.create_topics(requests, req.validate_only),
+        broker
+            .controller
+            .create_topics(requests, req.validate_only)
+            .await,
         unique.len(),
     );
     if !req.validate_only {

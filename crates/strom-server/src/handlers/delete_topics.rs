@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::{per_item, str_bytes};
 use crate::broker::Broker;
 
-pub(super) fn handle(
+pub(super) async fn handle(
     broker: &Broker,
     req: DeleteTopicsRequest,
     version: i16,
@@ -37,7 +37,8 @@ pub(super) fn handle(
         .filter(|e| e.2.is_ok())
         .filter_map(|e| e.0.clone())
         .collect();
-    let mut outcomes = per_item(broker.controller.delete_topics(&names), names.len()).into_iter();
+    let mut outcomes =
+        per_item(broker.controller.delete_topics(&names).await, names.len()).into_iter();
     if let Err(e) = broker.sync_replicas() {
         tracing::error!(error = %e, "cannot remove deleted partitions");
     }

@@ -21,7 +21,7 @@ pub(super) fn handle(broker: &Broker, req: &DescribeClusterRequest) -> DescribeC
     DescribeClusterResponse::default()
         .with_endpoint_type(BROKERS)
         .with_cluster_id(str_bytes(&broker.cluster_id))
-        .with_controller_id(BrokerId(broker.node_id))
+        .with_controller_id(BrokerId(broker.controller_id()))
         .with_cluster_authorized_operations(operations::if_asked(
             req.include_cluster_authorized_operations,
             operations::CLUSTER,

@@ -64,12 +64,10 @@ fn resolve(broker: &Broker, image: &MetadataImage, wanted: &[Wanted]) -> Vec<Tar
                 Some((t, r)) if *t == &w.topic => r,
                 _ => &last.insert((&w.topic, resolve_topic(image, &w.topic))).1,
             };
-            let partition = topic.name.clone().and_then(|n| {
-                broker
-                    .replicas
-                    .get(&n, w.partition)
-                    .ok_or(ErrorCode::UnknownTopicOrPartition)
-            });
+            let partition = topic
+                .name
+                .clone()
+                .and_then(|n| broker.replicas.leading(&n, w.partition));
             Target {
                 name: topic.name.clone().unwrap_or_else(|_| Arc::from("")),
                 topic_id: topic.id,

@@ -13,10 +13,10 @@ const GROUP: i8 = 0;
 const TRANSACTION: i8 = 1;
 
 /// (node id, host, port) of the coordinator of `key`, or the error.
-fn locate(broker: &Broker, key_type: i8) -> Result<(i32, String, i32), ErrorCode> {
+async fn locate(broker: &Broker, key_type: i8) -> Result<(i32, String, i32), ErrorCode> {
     match key_type {
-        GROUP => broker.ensure_offsets_topic()?,
-        TRANSACTION => broker.ensure_transaction_state_topic()?,
+        GROUP => broker.ensure_offsets_topic().await?,
+        TRANSACTION => broker.ensure_transaction_state_topic().await?,
         _ => return Err(ErrorCode::InvalidRequest),
     }
     let image = broker.image();
@@ -26,18 +26,20 @@ fn locate(broker: &Broker, key_type: i8) -> Result<(i32, String, i32), ErrorCode
     Ok((me.node_id, me.host.clone(), me.port))
 }
 
-pub(super) fn handle(
+pub(super) async fn handle(
     broker: &Broker,
     req: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
+    // Every key of a type has this node as its coordinator.
+    let located = locate(broker, req.key_type).await;
     let answer = |key: StrBytes| {
         let base = Coordinator::default().with_key(key);
-        match locate(broker, req.key_type) {
+        match &located {
             Ok((id, host, port)) => base
-                .with_node_id(BrokerId(id))
-                .with_host(str_bytes(&host))
-                .with_port(port),
+                .with_node_id(BrokerId(*id))
+                .with_host(str_bytes(host))
+                .with_port(*port),
             Err(code) => base
                 .with_node_id(BrokerId(-1))
                 .with_port(-1)

@@ -9,14 +9,17 @@ use strom_protocol::ErrorCode;
 use super::fenced_for_version;
 use crate::broker::{now_ms, Broker};
 
-pub(super) fn handle(
+pub(super) async fn handle(
     broker: &Broker,
     req: &InitProducerIdRequest,
     version: i16,
 ) -> InitProducerIdResponse {
     let answer = match &req.transactional_id {
-        None => broker.producer_ids.next_producer_id().map(|id| (id, 0)),
-        Some(id) => transactional(broker, id.0.as_str(), req),
+        None => {
+            broker.producer_ids.ready().await;
+            broker.producer_ids.next_producer_id().map(|id| (id, 0))
+        }
+        Some(id) => transactional(broker, id.0.as_str(), req).await,
     };
     match answer {
         Ok((id, epoch)) => InitProducerIdResponse::default()
@@ -29,7 +32,7 @@ pub(super) fn handle(
     }
 }
 
-fn transactional(
+async fn transactional(
     broker: &Broker,
     transactional_id: &str,
     req: &InitProducerIdRequest,
@@ -40,7 +43,8 @@ fn transactional(
         (-1, _) | (_, -1) => return Err(ErrorCode::InvalidRequest),
         (id, epoch) => Some((id, epoch)),
     };
-    broker.ensure_transaction_state_topic()?;
+    broker.ensure_transaction_state_topic().await?;
+    broker.producer_ids.ready().await;
     broker.txns.init_producer_id(
         transactional_id,
         req.transaction_timeout_ms,

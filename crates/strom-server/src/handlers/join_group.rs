@@ -18,7 +18,7 @@ pub(super) async fn handle(
     req: JoinGroupRequest,
     version: i16,
 ) -> JoinGroupResponse {
-    if let Err(code) = broker.ensure_offsets_topic() {
+    if let Err(code) = broker.ensure_offsets_topic().await {
         return JoinGroupResponse::default()
             .with_error_code(code.code())
             .with_generation_id(-1)

@@ -31,10 +31,7 @@ pub(super) fn handle(
                     let base = ListOffsetsPartitionResponse::default()
                         .with_partition_index(p.partition_index);
                     let result = (|| {
-                        let partition = broker
-                            .replicas
-                            .get(&name, p.partition_index)
-                            .ok_or(ErrorCode::UnknownTopicOrPartition)?;
+                        let partition = broker.replicas.leading(&name, p.partition_index)?;
                         check_leader_epoch(p.current_leader_epoch, partition.leader_epoch())?;
                         let spec =
                             OffsetSpec::from_wire(p.timestamp).ok_or(ErrorCode::InvalidRequest)?;

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use strom_controller::{validate_topic_name, CreateTopicRequest, CLUSTER_METADATA_TOPIC};
 use strom_metadata::{MetadataImage, TopicImage};
+use strom_protocol::messages::metadata_request::MetadataRequestTopic;
 use strom_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
@@ -45,7 +46,7 @@ fn topic_error(name: Option<&str>, id: Uuid, code: ErrorCode) -> MetadataRespons
 }
 
 /// Creates `name` with the broker defaults, as `auto.create.topics.enable` asks.
-fn auto_create(broker: &Broker, name: &str) -> Result<Arc<MetadataImage>, ErrorCode> {
+async fn auto_create(broker: &Broker, name: &str) -> Result<Arc<MetadataImage>, ErrorCode> {
     let req = CreateTopicRequest {
         name: name.to_owned(),
         num_partitions: -1,
@@ -55,7 +56,8 @@ fn auto_create(broker: &Broker, name: &str) -> Result<Arc<MetadataImage>, ErrorC
     let result = broker
         .controller
         .create_topics(vec![req], false)
-        .map_err(|_| ErrorCode::UnknownServerError)?;
+        .await
+        .map_err(|e| e.code())?;
     match result.into_iter().next() {
         Some(Ok(_)) => info!(topic = name, "auto-created topic"),
         // Created concurrently by another request: fine.
@@ -67,7 +69,11 @@ fn auto_create(broker: &Broker, name: &str) -> Result<Arc<MetadataImage>, ErrorC
     Ok(broker.image())
 }
 
-pub(super) fn handle(broker: &Broker, req: MetadataRequest, version: i16) -> MetadataResponse {
+pub(super) async fn handle(
+    broker: &Broker,
+    req: MetadataRequest,
+    version: i16,
+) -> MetadataResponse {
     let mut image = broker.image();
     let include_ops = req.include_topic_authorized_operations;
     // Asked for in v8-v10 only (later versions use DescribeCluster).
@@ -86,53 +92,16 @@ pub(super) fn handle(broker: &Broker, req: MetadataRequest, version: i16) -> Met
             .into_iter()
             .map(|t| describe_topic(t, include_ops))
             .collect(),
-        Some(requested) => requested
-            .into_iter()
-            .map(|r| match r.name {
-                Some(name) => {
-                    let name = name.0.as_str().to_owned();
-                    if let Some(t) = image.topic(&name) {
-                        return describe_topic(t, include_ops);
-                    }
-                    if validate_topic_name(&name).is_err() {
-                        return topic_error(
-                            Some(&name),
-                            Uuid::nil(),
-                            ErrorCode::InvalidTopicException,
-                        );
-                    }
-                    // The controller's own log is no topic (Kafka answers
-                    // the same for it).
-                    if !auto_create_allowed || name == CLUSTER_METADATA_TOPIC {
-                        return topic_error(
-                            Some(&name),
-                            Uuid::nil(),
-                            ErrorCode::UnknownTopicOrPartition,
-                        );
-                    }
-                    match auto_create(broker, &name) {
-                        Ok(newer) => {
-                            image = newer;
-                            image.topic(&name).map_or_else(
-                                || {
-                                    topic_error(
-                                        Some(&name),
-                                        Uuid::nil(),
-                                        ErrorCode::LeaderNotAvailable,
-                                    )
-                                },
-                                |t| describe_topic(t, include_ops),
-                            )
-                        }
-                        Err(code) => topic_error(Some(&name), Uuid::nil(), code),
-                    }
-                }
-                None => match image.topic_by_id(&r.topic_id) {
-                    Some(t) => describe_topic(t, include_ops),
-                    None => topic_error(None, r.topic_id, ErrorCode::UnknownTopicId),
-                },
-            })
-            .collect(),
+        Some(requested) => {
+            let mut topics = Vec::with_capacity(requested.len());
+            for r in requested {
+                topics.push(
+                    describe_requested(broker, &mut image, r, include_ops, auto_create_allowed)
+                        .await,
+                );
+            }
+            topics
+        }
     };
     MetadataResponse::default()
         .with_brokers(
@@ -148,10 +117,51 @@ pub(super) fn handle(broker: &Broker, req: MetadataRequest, version: i16) -> Met
                 .collect(),
         )
         .with_cluster_id(Some(str_bytes(&broker.cluster_id)))
-        .with_controller_id(BrokerId(broker.node_id))
+        .with_controller_id(BrokerId(broker.controller_id()))
         .with_topics(topics)
         .with_cluster_authorized_operations(operations::if_asked(
             include_cluster_ops,
             operations::CLUSTER,
         ))
+}
+
+/// One requested topic of a Metadata request: described, refused, or
+/// auto-created when allowed.
+async fn describe_requested(
+    broker: &Broker,
+    image: &mut Arc<MetadataImage>,
+    r: MetadataRequestTopic,
+    include_ops: bool,
+    auto_create_allowed: bool,
+) -> MetadataResponseTopic {
+    match r.name {
+        Some(name) => {
+            let name = name.0.as_str().to_owned();
+            if let Some(t) = image.topic(&name) {
+                return describe_topic(t, include_ops);
+            }
+            if validate_topic_name(&name).is_err() {
+                return topic_error(Some(&name), Uuid::nil(), ErrorCode::InvalidTopicException);
+            }
+            // The controller's own log is no topic (Kafka answers
+            // the same for it).
+            if !auto_create_allowed || name == CLUSTER_METADATA_TOPIC {
+                return topic_error(Some(&name), Uuid::nil(), ErrorCode::UnknownTopicOrPartition);
+            }
+            match auto_create(broker, &name).await {
+                Ok(newer) => {
+                    *image = newer;
+                    image.topic(&name).map_or_else(
+                        || topic_error(Some(&name), Uuid::nil(), ErrorCode::LeaderNotAvailable),
+                        |t| describe_topic(t, include_ops),
+                    )
+                }
+                Err(code) => topic_error(Some(&name), Uuid::nil(), code),
+            }
+        }
+        None => match image.topic_by_id(&r.topic_id) {
+            Some(t) => describe_topic(t, include_ops),
+            None => topic_error(None, r.topic_id, ErrorCode::UnknownTopicId),
+        },
+    }
 }

@@ -68,14 +68,16 @@ pub(crate) async fn dispatch(
 ) -> Result<Option<ResponseKind>, HandlerError> {
     Ok(Some(match body {
         RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(&r, version)),
-        RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(broker, r, version)),
+        RequestKind::Metadata(r) => {
+            ResponseKind::Metadata(metadata::handle(broker, r, version).await)
+        }
         RequestKind::Produce(r) => match produce::handle(broker, r, version) {
             Some(resp) => ResponseKind::Produce(resp),
             None => return Ok(None),
         },
         RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(broker, r, version, held).await),
         RequestKind::FindCoordinator(r) => {
-            ResponseKind::FindCoordinator(find_coordinator::handle(broker, r, version))
+            ResponseKind::FindCoordinator(find_coordinator::handle(broker, r, version).await)
         }
         RequestKind::JoinGroup(r) => {
             ResponseKind::JoinGroup(join_group::handle(broker, header, peer, r, version).await)
@@ -86,7 +88,7 @@ pub(crate) async fn dispatch(
             ResponseKind::LeaveGroup(leave_group::handle(broker, &r, version))
         }
         RequestKind::OffsetCommit(r) => {
-            ResponseKind::OffsetCommit(offset_commit::handle(broker, r))
+            ResponseKind::OffsetCommit(offset_commit::handle(broker, r).await)
         }
         RequestKind::OffsetFetch(r) => {
             ResponseKind::OffsetFetch(offset_fetch::handle(broker, r, version))
@@ -105,13 +107,13 @@ pub(crate) async fn dispatch(
             ResponseKind::ListOffsets(list_offsets::handle(broker, r, version))
         }
         RequestKind::CreateTopics(r) => {
-            ResponseKind::CreateTopics(create_topics::handle(broker, r, version))
+            ResponseKind::CreateTopics(create_topics::handle(broker, r, version).await)
         }
         RequestKind::DeleteTopics(r) => {
-            ResponseKind::DeleteTopics(delete_topics::handle(broker, r, version))
+            ResponseKind::DeleteTopics(delete_topics::handle(broker, r, version).await)
         }
         RequestKind::CreatePartitions(r) => {
-            ResponseKind::CreatePartitions(create_partitions::handle(broker, r))
+            ResponseKind::CreatePartitions(create_partitions::handle(broker, r).await)
         }
         RequestKind::DescribeConfigs(r) => {
             ResponseKind::DescribeConfigs(describe_configs::handle(broker, r))
@@ -120,13 +122,13 @@ pub(crate) async fn dispatch(
             ResponseKind::DescribeCluster(describe_cluster::handle(broker, &r))
         }
         RequestKind::InitProducerId(r) => {
-            ResponseKind::InitProducerId(init_producer_id::handle(broker, &r, version))
+            ResponseKind::InitProducerId(init_producer_id::handle(broker, &r, version).await)
         }
         RequestKind::OffsetForLeaderEpoch(r) => {
             ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(broker, r))
         }
         RequestKind::ConsumerGroupHeartbeat(r) => ResponseKind::ConsumerGroupHeartbeat(
-            consumer_group_heartbeat::handle(broker, header, peer, r),
+            consumer_group_heartbeat::handle(broker, header, peer, r).await,
         ),
         RequestKind::ConsumerGroupDescribe(r) => {
             ResponseKind::ConsumerGroupDescribe(consumer_group_describe::handle(broker, &r))
@@ -135,11 +137,11 @@ pub(crate) async fn dispatch(
             ResponseKind::AddPartitionsToTxn(add_partitions_to_txn::handle(broker, &r, version))
         }
         RequestKind::AddOffsetsToTxn(r) => {
-            ResponseKind::AddOffsetsToTxn(add_offsets_to_txn::handle(broker, &r, version))
+            ResponseKind::AddOffsetsToTxn(add_offsets_to_txn::handle(broker, &r, version).await)
         }
         RequestKind::EndTxn(r) => ResponseKind::EndTxn(end_txn::handle(broker, &r, version)),
         RequestKind::TxnOffsetCommit(r) => {
-            ResponseKind::TxnOffsetCommit(txn_offset_commit::handle(broker, &r))
+            ResponseKind::TxnOffsetCommit(txn_offset_commit::handle(broker, &r).await)
         }
         RequestKind::DescribeProducers(r) => {
             ResponseKind::DescribeProducers(describe_producers::handle(broker, &r))
@@ -151,10 +153,10 @@ pub(crate) async fn dispatch(
             ResponseKind::ListTransactions(list_transactions::handle(broker, &r))
         }
         RequestKind::AlterConfigs(r) => {
-            ResponseKind::AlterConfigs(alter_configs::legacy(broker, r))
+            ResponseKind::AlterConfigs(alter_configs::legacy(broker, r).await)
         }
         RequestKind::IncrementalAlterConfigs(r) => {
-            ResponseKind::IncrementalAlterConfigs(alter_configs::incremental(broker, r))
+            ResponseKind::IncrementalAlterConfigs(alter_configs::incremental(broker, r).await)
         }
         RequestKind::DeleteRecords(r) => {
             ResponseKind::DeleteRecords(delete_records::handle(broker, &r))
@@ -173,17 +175,14 @@ pub(crate) async fn dispatch(
 }
 
 /// The per-item outcomes of a controller decision: its results, or, when
-/// the controller itself failed (its log could not be written), the same
-/// UNKNOWN_SERVER_ERROR for each of the `n` items.
+/// the controller itself failed (no active controller, no commit in time),
+/// its error code for each of the `n` items.
 pub(crate) fn per_item<T>(
     outcome: Result<Vec<Result<T, strom_controller::ApiError>>, strom_controller::ControllerError>,
     n: usize,
 ) -> Vec<Result<T, strom_controller::ApiError>> {
     outcome.unwrap_or_else(|e| {
-        let err = strom_controller::ApiError::new(
-            strom_protocol::ErrorCode::UnknownServerError,
-            e.to_string(),
-        );
+        let err = strom_controller::ApiError::new(e.code(), e.to_string());
         (0..n).map(|_| Err(err.clone())).collect()
     })
 }

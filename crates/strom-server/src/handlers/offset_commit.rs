@@ -11,7 +11,7 @@ use strom_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 use super::commits::plan;
 use crate::broker::{now_ms, Broker};
 
-pub(super) fn handle(broker: &Broker, req: OffsetCommitRequest) -> OffsetCommitResponse {
+pub(super) async fn handle(broker: &Broker, req: OffsetCommitRequest) -> OffsetCommitResponse {
     let planned = plan(
         &broker.image(),
         req.topics.iter().flat_map(|t| {
@@ -24,7 +24,7 @@ pub(super) fn handle(broker: &Broker, req: OffsetCommitRequest) -> OffsetCommitR
             })
         }),
     );
-    let outcome = broker.ensure_offsets_topic().and_then(|()| {
+    let outcome = broker.ensure_offsets_topic().await.and_then(|()| {
         let who = Committer {
             group_id: req.group_id.0.as_str(),
             generation: req.generation_id_or_member_epoch,

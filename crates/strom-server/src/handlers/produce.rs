@@ -67,8 +67,9 @@ pub(super) fn handle(
                     if is_internal(&name) {
                         return error(p.index, ErrorCode::InvalidTopicException, Some(format!("Cannot append to internal topic {name}")));
                     }
-                    let Some(partition) = broker.replicas.get(&name, p.index) else {
-                        return error(p.index, ErrorCode::UnknownTopicOrPartition, None);
+                    let partition = match broker.replicas.leading(&name, p.index) {
+                        Ok(partition) => partition,
+                        Err(code) => return error(p.index, code, None),
                     };
                     if acks == -1 {
                         let isr = image.topic(&name).and_then(|t| t.partitions.get(&p.index)).map_or(0, |pi| pi.isr.len());

@@ -16,8 +16,8 @@ use crate::internal::OFFSETS_TOPIC;
 /// The request's transaction must hold the group's offsets partition
 /// (AddOffsetsToTxn came first): otherwise the offsets would wait for a
 /// marker that never comes. Returns the partition's verification guard.
-fn verify(broker: &Broker, req: &TxnOffsetCommitRequest) -> Result<u64, ErrorCode> {
-    broker.ensure_offsets_topic()?;
+async fn verify(broker: &Broker, req: &TxnOffsetCommitRequest) -> Result<u64, ErrorCode> {
+    broker.ensure_offsets_topic().await?;
     let partition = broker.txns.offsets_partition_for(req.group_id.0.as_str());
     let guard = broker
         .replicas
@@ -39,7 +39,10 @@ fn verify(broker: &Broker, req: &TxnOffsetCommitRequest) -> Result<u64, ErrorCod
     }
 }
 
-pub(super) fn handle(broker: &Broker, req: &TxnOffsetCommitRequest) -> TxnOffsetCommitResponse {
+pub(super) async fn handle(
+    broker: &Broker,
+    req: &TxnOffsetCommitRequest,
+) -> TxnOffsetCommitResponse {
     let planned = plan(
         &broker.image(),
         req.topics.iter().flat_map(|t| {
@@ -52,7 +55,7 @@ pub(super) fn handle(broker: &Broker, req: &TxnOffsetCommitRequest) -> TxnOffset
             })
         }),
     );
-    let outcome = verify(broker, req).and_then(|guard| {
+    let outcome = verify(broker, req).await.and_then(|guard| {
         let who = Committer {
             group_id: req.group_id.0.as_str(),
             generation: req.generation_id,

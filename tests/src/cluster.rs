@@ -1,0 +1,181 @@
+//! A cluster of real `strom` processes on free loopback ports, each a
+//! combined broker and controller voter with its own temporary directory,
+//! that a test can kill (-9), pause (SIGSTOP), resume and restart node by
+//! node.
+//!
+//! Fault tests draw their choices from [`Cluster::rng`], seeded from
+//! `STROM_TEST_SEED` (else the clock); the seed is printed when the cluster
+//! starts, so a failing test's output names it.
+
+use std::time::{Duration, Instant};
+
+use kafka_protocol::messages::{MetadataRequest, MetadataResponse};
+
+use crate::{free_port, Broker, Client};
+
+/// Faster than the defaults, so that tests wait less for elections.
+const TEST_TIMINGS: &[(&str, &str)] = &[
+    ("controller.quorum.election.timeout.ms", "500"),
+    ("controller.quorum.heartbeat.interval.ms", "100"),
+];
+
+pub struct Cluster {
+    /// Node `k` (its `node.id`) is `nodes[k - 1]`.
+    pub nodes: Vec<Broker>,
+    pub seed: u64,
+    rng: u64,
+}
+
+impl Cluster {
+    /// Starts `n` nodes with `config` added to each one's settings, and
+    /// waits until every one serves.
+    pub fn start(n: usize, config: &[(&str, &str)]) -> Cluster {
+        let seed = std::env::var("STROM_TEST_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+            });
+        println!("cluster of {n}: seed {seed} (STROM_TEST_SEED={seed} repeats it)");
+        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+        let voters = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, c))| format!("{}@127.0.0.1:{c}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",");
+        let nodes = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (client, controller))| {
+                let mut settings: Vec<(String, String)> = vec![
+                    ("node.id".into(), (i + 1).to_string()),
+                    (
+                        "listeners".into(),
+                        format!(
+                            "PLAINTEXT://127.0.0.1:{client},CONTROLLER://127.0.0.1:{controller}"
+                        ),
+                    ),
+                    ("controller.listener.names".into(), "CONTROLLER".into()),
+                    ("controller.quorum.voters".into(), voters.clone()),
+                ];
+                for (k, v) in TEST_TIMINGS.iter().chain(config) {
+                    settings.retain(|(name, _)| name != k);
+                    settings.push((k.to_string(), v.to_string()));
+                }
+                Broker::stopped(*client, settings)
+            })
+            .collect();
+        let mut cluster = Cluster {
+            nodes,
+            seed,
+            rng: seed | 1,
+        };
+        for node in &mut cluster.nodes {
+            node.launch();
+        }
+        for node in &cluster.nodes {
+            node.wait_ready();
+        }
+        cluster
+    }
+
+    pub fn node(&self, id: i32) -> &Broker {
+        &self.nodes[id as usize - 1]
+    }
+
+    pub fn node_mut(&mut self, id: i32) -> &mut Broker {
+        &mut self.nodes[id as usize - 1]
+    }
+
+    /// The node ids whose processes run.
+    pub fn running(&self) -> Vec<i32> {
+        (1..=self.nodes.len() as i32)
+            .filter(|id| self.node(*id).is_running())
+            .collect()
+    }
+
+    pub fn kill9(&mut self, id: i32) {
+        self.node_mut(id).kill9();
+    }
+
+    pub fn pause(&self, id: i32) {
+        self.node(id).pause();
+    }
+
+    pub fn resume(&self, id: i32) {
+        self.node(id).resume();
+    }
+
+    /// Starts node `id` again on its port and directory and waits until it
+    /// serves (which needs a majority of voters up).
+    pub fn restart(&mut self, id: i32) {
+        self.node_mut(id).restart();
+    }
+
+    /// A number from the seeded sequence (xorshift).
+    pub fn rng(&mut self) -> u64 {
+        let mut x = self.rng;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng = x;
+        x
+    }
+
+    /// Metadata (all topics) as node `id` answers it.
+    pub fn metadata(&self, id: i32) -> std::io::Result<MetadataResponse> {
+        let mut c = Client::connect(self.node(id).addr)?;
+        c.request(12, &MetadataRequest::default().with_topics(None))
+    }
+
+    /// Waits until node `id` reports an active controller other than the
+    /// ones in `not`, and returns it.
+    pub fn wait_for_controller(&self, id: i32, not: &[i32], within: Duration) -> i32 {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(m) = self.metadata(id) {
+                let c = m.controller_id.0;
+                if c > 0 && !not.contains(&c) {
+                    return c;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {id} reports no active controller (other than {not:?}) after {within:?}; seed {}; its log:\n{}",
+                self.seed,
+                self.node(id).log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until `check` holds for node `id`'s metadata.
+    pub fn wait_for_metadata(
+        &self,
+        id: i32,
+        what: &str,
+        within: Duration,
+        check: impl Fn(&MetadataResponse) -> bool,
+    ) -> MetadataResponse {
+        let deadline = Instant::now() + within;
+        let mut last;
+        loop {
+            match self.metadata(id) {
+                Ok(m) if check(&m) => return m,
+                Ok(m) => last = Some(format!("{m:?}")),
+                Err(e) => last = Some(e.to_string()),
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {id}: {what} not seen after {within:?}; seed {}; last answer: {}",
+                self.seed,
+                last.unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}

@@ -1,0 +1,326 @@
+//! Three-node clusters of real processes: one metadata served alike by
+//! every node, forwarding to the active controller, a new controller after
+//! a kill -9, a minority that commits nothing, and restarts that keep every
+//! committed change.
+
+use std::time::{Duration, Instant};
+
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::{
+    CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest, InitProducerIdRequest,
+};
+use kafka_protocol::protocol::StrBytes;
+use strom_tests::cluster::Cluster;
+use strom_tests::{batch, name, Client};
+
+const NONE: i16 = 0;
+const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+const REQUEST_TIMED_OUT: i16 = 7;
+const INVALID_REPLICATION_FACTOR: i16 = 38;
+const NOT_CONTROLLER: i16 = 41;
+
+/// CreateTopics of one topic on node `id`: its error code.
+fn create(
+    cluster: &Cluster,
+    id: i32,
+    topic: &str,
+    partitions: i32,
+    rf: i16,
+    configs: &[(&str, &str)],
+) -> i16 {
+    let mut c = cluster.node(id).client();
+    let request = CreateTopicsRequest::default()
+        .with_timeout_ms(10_000)
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(name(topic))
+            .with_num_partitions(partitions)
+            .with_replication_factor(rf)
+            .with_configs(
+                configs
+                    .iter()
+                    .map(|(k, v)| {
+                        CreatableTopicConfig::default()
+                            .with_name(StrBytes::from_string(k.to_string()))
+                            .with_value(Some(StrBytes::from_string(v.to_string())))
+                    })
+                    .collect(),
+            )]);
+    c.request(7, &request).unwrap().topics[0].error_code
+}
+
+/// Creates `topic` through node `id`, retrying what an admin client
+/// retries while a controller is being elected.
+fn create_eventually(cluster: &Cluster, id: i32, topic: &str, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        match create(cluster, id, topic, 2, 1, &[]) {
+            NONE => return,
+            REQUEST_TIMED_OUT | NOT_CONTROLLER if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            code => panic!(
+                "creating {topic} on node {id}: error {code}; seed {}; log:\n{}",
+                cluster.seed,
+                cluster.node(id).log()
+            ),
+        }
+    }
+}
+
+fn topic_names(m: &kafka_protocol::messages::MetadataResponse) -> Vec<String> {
+    let mut names: Vec<String> = m
+        .topics
+        .iter()
+        .filter_map(|t| t.name.as_ref().map(|n| n.0.to_string()))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn three_nodes_serve_one_metadata_and_forward_changes_to_the_controller() {
+    let cluster = Cluster::start(3, &[]);
+    let controller = cluster.wait_for_controller(1, &[], Duration::from_secs(10));
+    let other = (1..=3).find(|n| *n != controller).unwrap();
+
+    // Created through a node that is not the controller: forwarded.
+    assert_eq!(create(&cluster, other, "spread", 6, 1, &[]), NONE);
+    assert_eq!(create(&cluster, other, "three", 1, 3, &[]), NONE);
+    assert_eq!(
+        create(&cluster, other, "too-many", 1, 4, &[]),
+        INVALID_REPLICATION_FACTOR
+    );
+
+    let mut ids = Vec::new();
+    for id in 1..=3 {
+        let m = cluster.wait_for_metadata(id, "both topics", Duration::from_secs(10), |m| {
+            topic_names(m) == ["spread", "three"]
+        });
+        let mut brokers: Vec<(i32, i32)> =
+            m.brokers.iter().map(|b| (b.node_id.0, b.port)).collect();
+        brokers.sort();
+        let expected: Vec<(i32, i32)> = (1..=3)
+            .map(|n| (n, i32::from(cluster.node(n).addr.port())))
+            .collect();
+        assert_eq!(
+            brokers, expected,
+            "node {id} lists every broker at its address"
+        );
+        assert_eq!(
+            m.controller_id.0, controller,
+            "node {id} names the same controller"
+        );
+        let spread = m
+            .topics
+            .iter()
+            .find(|t| t.name.as_ref().unwrap().0.as_str() == "spread")
+            .unwrap();
+        let mut leaders: Vec<i32> = spread.partitions.iter().map(|p| p.leader_id.0).collect();
+        leaders.sort();
+        assert_eq!(
+            leaders,
+            [1, 1, 2, 2, 3, 3],
+            "leaders spread over the brokers"
+        );
+        let three = m
+            .topics
+            .iter()
+            .find(|t| t.name.as_ref().unwrap().0.as_str() == "three")
+            .unwrap();
+        let mut replicas: Vec<i32> = three.partitions[0]
+            .replica_nodes
+            .iter()
+            .map(|r| r.0)
+            .collect();
+        replicas.sort();
+        assert_eq!(replicas, [1, 2, 3]);
+        ids.push(spread.topic_id);
+    }
+    assert!(
+        ids.windows(2).all(|w| w[0] == w[1]),
+        "one topic id on every node"
+    );
+
+    // The data path goes to a partition's leader.
+    let m = cluster.metadata(1).unwrap();
+    let spread = m
+        .topics
+        .iter()
+        .find(|t| t.name.as_ref().unwrap().0.as_str() == "spread")
+        .unwrap();
+    let p = &spread.partitions[0];
+    let follower = (1..=3).find(|n| *n != p.leader_id.0).unwrap();
+    let mut c = cluster.node(follower).client();
+    let resp = c
+        .request(
+            9,
+            &kafka_protocol::messages::ProduceRequest::default()
+                .with_acks(1)
+                .with_timeout_ms(5000)
+                .with_topic_data(vec![
+                    kafka_protocol::messages::produce_request::TopicProduceData::default()
+                        .with_name(name("spread"))
+                        .with_partition_data(vec![
+                        kafka_protocol::messages::produce_request::PartitionProduceData::default()
+                            .with_index(p.partition_index)
+                            .with_records(Some(batch(&["v".to_string()]))),
+                    ]),
+                ]),
+        )
+        .unwrap();
+    assert_eq!(
+        resp.responses[0].partition_responses[0].error_code,
+        NOT_LEADER_OR_FOLLOWER
+    );
+    let mut leader = cluster.node(p.leader_id.0).client();
+    assert_eq!(
+        strom_tests::produce(&mut leader, "spread", p.partition_index, &["v".to_string()]),
+        0
+    );
+
+    // Producer ids come from the controller: two brokers never hand out
+    // the same one.
+    let pid = |id: i32| {
+        let mut c: Client = cluster.node(id).client();
+        let r = c
+            .request(
+                4,
+                &InitProducerIdRequest::default()
+                    .with_transactional_id(None)
+                    .with_transaction_timeout_ms(60_000),
+            )
+            .unwrap();
+        assert_eq!(r.error_code, NONE);
+        r.producer_id.0
+    };
+    let (a, b, a2) = (pid(1), pid(2), pid(1));
+    assert!(a != b && a2 != b && a != a2, "producer ids {a}, {b}, {a2}");
+
+    // Deleted through the third node: gone everywhere.
+    let third = (1..=3).find(|n| *n != controller && *n != other).unwrap();
+    let mut c = cluster.node(third).client();
+    let resp = c
+        .request(
+            6,
+            &DeleteTopicsRequest::default()
+                .with_timeout_ms(10_000)
+                .with_topics(vec![
+                    DeleteTopicState::default().with_name(Some(name("three")))
+                ]),
+        )
+        .unwrap();
+    assert_eq!(resp.responses[0].error_code, NONE);
+    for id in 1..=3 {
+        cluster.wait_for_metadata(id, "only spread", Duration::from_secs(10), |m| {
+            topic_names(m) == ["spread"]
+        });
+    }
+}
+
+#[test]
+fn a_new_controller_takes_over_after_a_kill_9_and_a_returning_node_catches_up() {
+    let mut cluster = Cluster::start(3, &[]);
+    let first = cluster.wait_for_controller(1, &[], Duration::from_secs(10));
+    create_eventually(&cluster, first, "before", Duration::from_secs(10));
+    cluster.kill9(first);
+    let killed = Instant::now();
+    let survivor = (1..=3).find(|n| *n != first).unwrap();
+    let second = cluster.wait_for_controller(survivor, &[first], Duration::from_secs(15));
+    println!("a new controller ({second}) after {:?}", killed.elapsed());
+    create_eventually(&cluster, survivor, "after", Duration::from_secs(15));
+    for id in cluster.running() {
+        cluster.wait_for_metadata(id, "both topics", Duration::from_secs(10), |m| {
+            topic_names(m) == ["after", "before"]
+        });
+    }
+    // Down while "after" was created: it catches up once back.
+    cluster.restart(first);
+    cluster.wait_for_metadata(
+        first,
+        "the topic created while it was down",
+        Duration::from_secs(15),
+        |m| topic_names(m) == ["after", "before"],
+    );
+}
+
+#[test]
+fn a_minority_commits_nothing_until_a_majority_is_back() {
+    let mut cluster = Cluster::start(3, &[]);
+    cluster.wait_for_controller(1, &[], Duration::from_secs(10));
+    let survivor = (cluster.rng() % 3) as i32 + 1;
+    let down: Vec<i32> = (1..=3).filter(|n| *n != survivor).collect();
+    for id in &down {
+        cluster.kill9(*id);
+    }
+    for attempt in 0..3 {
+        let code = create(
+            &cluster,
+            survivor,
+            &format!("minority-{attempt}"),
+            1,
+            1,
+            &[],
+        );
+        assert!(
+            code == REQUEST_TIMED_OUT || code == NOT_CONTROLLER,
+            "node {survivor} alone answered CreateTopics with {code}; seed {}; log:\n{}",
+            cluster.seed,
+            cluster.node(survivor).log()
+        );
+    }
+    cluster.restart(down[0]);
+    create_eventually(&cluster, survivor, "majority", Duration::from_secs(20));
+}
+
+#[test]
+fn every_committed_topic_and_config_survives_a_whole_cluster_kill_9() {
+    let mut cluster = Cluster::start(3, &[]);
+    let controller = cluster.wait_for_controller(1, &[], Duration::from_secs(10));
+    assert_eq!(
+        create(
+            &cluster,
+            controller,
+            "kept",
+            3,
+            2,
+            &[("retention.ms", "1234567")]
+        ),
+        NONE
+    );
+    for id in 1..=3 {
+        cluster.kill9(id);
+    }
+    for node in &mut cluster.nodes {
+        node.launch();
+    }
+    for node in &cluster.nodes {
+        node.wait_ready();
+    }
+    for id in 1..=3 {
+        let m = cluster.wait_for_metadata(id, "kept", Duration::from_secs(10), |m| {
+            topic_names(m) == ["kept"]
+        });
+        assert_eq!(m.topics[0].partitions.len(), 3);
+        let mut c = cluster.node(id).client();
+        let resp = c
+            .request(
+                4,
+                &DescribeConfigsRequest::default().with_resources(vec![
+                    DescribeConfigsResource::default()
+                        .with_resource_type(2)
+                        .with_resource_name(StrBytes::from_static_str("kept"))
+                        .with_configuration_keys(Some(vec![StrBytes::from_static_str(
+                            "retention.ms",
+                        )])),
+                ]),
+            )
+            .unwrap();
+        let value = resp.results[0].configs[0]
+            .value
+            .as_ref()
+            .map(|v| v.to_string());
+        assert_eq!(value.as_deref(), Some("1234567"), "node {id}");
+    }
+}
