@@ -69,6 +69,17 @@ fn create_eventually(cluster: &Cluster, id: i32, topic: &str, within: Duration) 
     }
 }
 
+/// Topic `topic` of a Metadata answer.
+fn topic<'a>(
+    m: &'a kafka_protocol::messages::MetadataResponse,
+    topic: &str,
+) -> &'a kafka_protocol::messages::metadata_response::MetadataResponseTopic {
+    m.topics
+        .iter()
+        .find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == topic))
+        .unwrap_or_else(|| panic!("{topic} in {m:?}"))
+}
+
 fn topic_names(m: &kafka_protocol::messages::MetadataResponse) -> Vec<String> {
     let mut names: Vec<String> = m
         .topics
@@ -112,11 +123,7 @@ fn three_nodes_serve_one_metadata_and_forward_changes_to_the_controller() {
             m.controller_id.0, controller,
             "node {id} names the same controller"
         );
-        let spread = m
-            .topics
-            .iter()
-            .find(|t| t.name.as_ref().unwrap().0.as_str() == "spread")
-            .unwrap();
+        let spread = topic(&m, "spread");
         let mut leaders: Vec<i32> = spread.partitions.iter().map(|p| p.leader_id.0).collect();
         leaders.sort();
         assert_eq!(
@@ -124,11 +131,7 @@ fn three_nodes_serve_one_metadata_and_forward_changes_to_the_controller() {
             [1, 1, 2, 2, 3, 3],
             "leaders spread over the brokers"
         );
-        let three = m
-            .topics
-            .iter()
-            .find(|t| t.name.as_ref().unwrap().0.as_str() == "three")
-            .unwrap();
+        let three = topic(&m, "three");
         let mut replicas: Vec<i32> = three.partitions[0]
             .replica_nodes
             .iter()
@@ -145,11 +148,7 @@ fn three_nodes_serve_one_metadata_and_forward_changes_to_the_controller() {
 
     // The data path goes to a partition's leader.
     let m = cluster.metadata(1).unwrap();
-    let spread = m
-        .topics
-        .iter()
-        .find(|t| t.name.as_ref().unwrap().0.as_str() == "spread")
-        .unwrap();
+    let spread = topic(&m, "spread");
     let p = &spread.partitions[0];
     let follower = (1..=3).find(|n| *n != p.leader_id.0).unwrap();
     let mut c = cluster.node(follower).client();

@@ -127,7 +127,6 @@ impl Broker {
                 opts.config.get_i64("socket.request.max.bytes") as usize,
             ));
         }
-        let fresh = controller.image().to_records().is_empty();
         let registration = BrokerRegistration {
             node_id: opts.node_id,
             host: opts.advertised_host.clone(),
@@ -154,6 +153,11 @@ impl Broker {
         if recorded.is_none() {
             meta.store(&opts.data_dir)?;
         }
+        // Registered, this node's image holds every earlier commit: a
+        // cluster with no topics and no cluster-wide configs is new.
+        let image = controller.image();
+        let fresh =
+            image.topics_unordered().next().is_none() && image.broker_configs(None).is_none();
         if fresh {
             // As Kafka's format does (for KIP-966), a new cluster records
             // min.insync.replicas as a cluster-wide dynamic default.
@@ -321,15 +325,15 @@ impl Broker {
         )
     }
 
-    /// Brings the hosted partitions up to the controller's current image;
-    /// called after every metadata change so a request that changed
-    /// metadata is answered only once the change is in effect here.
     /// The active controller as this node knows it (-1: none known, during
     /// an election). Any broker forwards metadata changes to it.
     pub(crate) fn controller_id(&self) -> i32 {
         self.controller.quorum().leader().unwrap_or(-1)
     }
 
+    /// Brings the hosted partitions up to the controller's current image;
+    /// called after every metadata change so a request that changed
+    /// metadata is answered only once the change is in effect here.
     pub(crate) fn sync_replicas(&self) -> Result<(), ApiError> {
         let _guard = self.apply_lock.lock().unwrap_or_else(|p| p.into_inner());
         self.replicas
