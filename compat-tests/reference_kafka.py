@@ -54,6 +54,7 @@ DELETE_RECORDS_COMMAND = "org.apache.kafka.tools.DeleteRecordsCommand"     # kaf
 LOG_DIRS_COMMAND = "org.apache.kafka.tools.LogDirsCommand"                 # kafka-log-dirs.sh
 LEADER_ELECTION_COMMAND = "org.apache.kafka.tools.LeaderElectionCommand"   # kafka-leader-election.sh
 ACL_COMMAND = "org.apache.kafka.tools.AclCommand"                          # kafka-acls.sh (kafka.admin.AclCommand before 4.0)
+METADATA_QUORUM_COMMAND = "org.apache.kafka.tools.MetadataQuorumCommand"   # kafka-metadata-quorum.sh
 
 HOST = "127.0.0.1"
 FORMAT_TIMEOUT = 120.0

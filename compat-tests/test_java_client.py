@@ -361,7 +361,6 @@ def test_transactional_producer_fencing(java, target):
 # advertised by Strom) and to what the reference Kafka answers instead.
 NOT_SERVED = {
     "listPartitionReassignments": ("ListPartitionReassignments", "LIST_PARTITION_REASSIGNMENTS", {"ok": 0}),
-    "describeMetadataQuorum": ("DescribeQuorum", "DESCRIBE_QUORUM", {"ok": 1}),
     "describeClientQuotas": ("DescribeClientQuotas", "DESCRIBE_CLIENT_QUOTAS", {"ok": 0}),
     "describeUserScramCredentials": ("DescribeUserScramCredentials", "DESCRIBE_USER_SCRAM_CREDENTIALS", {"ok": 0}),
 }
@@ -438,6 +437,7 @@ def test_admin_served_operations(admin_ops):
                                        for p in range(3)]
     assert error_class(ops, "describeTopics_unknown") == "UnknownTopicOrPartitionException"
     assert ok(ops, "describeCluster") == {"cluster_id_is_uuid": True, "controller": leader, "nodes": [leader]}
+    assert ok(ops, "describeMetadataQuorum") == 1, "the quorum's leader"
 
     topic_cfg = ok(ops, "describeConfigs_topic")["entries"]
     for key, value, source in [("retention.ms", "3600000", "DYNAMIC_TOPIC_CONFIG"),
@@ -503,7 +503,7 @@ def test_admin_served_operations(admin_ops):
 
 
 def test_admin_operations_strom_does_not_serve_yet(admin_strom, admin_kafka):
-    """Pinned: for listPartitionReassignments, describeMetadataQuorum, describeClientQuotas and
+    """Pinned: for listPartitionReassignments, describeClientQuotas and
     describeUserScramCredentials the Java client reports
     UnsupportedVersionException("The node does not support <API>") without
     sending a request, because Strom's ApiVersions does not list the API

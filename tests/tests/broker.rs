@@ -227,6 +227,28 @@ fn every_api_answers_every_version() {
         let r = c.request(v, &DescribeClusterRequest::default()).unwrap();
         assert_eq!(r.brokers.len(), 1);
     }
+    for v in range(ApiKey::DescribeQuorum) {
+        use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
+        let ask = |topic: &'static str| {
+            DescribeQuorumRequest::default().with_topics(vec![TopicData::default()
+                .with_topic_name(TopicName(StrBytes::from_static_str(topic)))
+                .with_partitions(vec![PartitionData::default().with_partition_index(0)])])
+        };
+        let r = c.request(v, &ask("__cluster_metadata")).unwrap();
+        let p = &r.topics[0].partitions[0];
+        assert_eq!(
+            (r.error_code, p.error_code, p.leader_id.0),
+            (0, 0, 1),
+            "v{v}"
+        );
+        assert_eq!(p.current_voters.len(), 1);
+        assert!(p.high_watermark > 0 && p.current_voters[0].log_end_offset >= p.high_watermark);
+        let r = c.request(v, &ask("t")).unwrap();
+        assert_eq!(
+            r.topics[0].partitions[0].error_code, 3,
+            "UNKNOWN_TOPIC_OR_PARTITION"
+        );
+    }
     for v in range(ApiKey::ApiVersions) {
         let r = c
             .request(
@@ -279,6 +301,89 @@ fn sigterm_shuts_down_cleanly() {
     assert!(
         b.log().contains("clean=true"),
         "the restart trusted the clean shutdown"
+    );
+}
+
+/// The leader epoch of `topic`-0 as Metadata gives it.
+fn leader_epoch(c: &mut Client, topic: &str) -> i32 {
+    let m = c
+        .request(
+            12,
+            &MetadataRequest::default().with_topics(Some(vec![
+                MetadataRequestTopic::default().with_name(Some(name(topic)))
+            ])),
+        )
+        .unwrap();
+    let p = &m.topics[0].partitions[0];
+    assert_eq!(p.error_code, 0, "{m:?}");
+    p.leader_epoch
+}
+
+/// OffsetForLeaderEpoch of `topic`-0: (epoch, end offset) for `epoch`.
+fn epoch_end(c: &mut Client, topic: &str, epoch: i32) -> (i32, i64) {
+    use kafka_protocol::messages::offset_for_leader_epoch_request::{
+        OffsetForLeaderPartition, OffsetForLeaderTopic,
+    };
+    let r = c
+        .request(
+            4,
+            &OffsetForLeaderEpochRequest::default().with_topics(vec![
+                OffsetForLeaderTopic::default()
+                    .with_topic(name(topic))
+                    .with_partitions(vec![OffsetForLeaderPartition::default()
+                        .with_partition(0)
+                        .with_current_leader_epoch(-1)
+                        .with_leader_epoch(epoch)]),
+            ]),
+        )
+        .unwrap();
+    let p = &r.topics[0].partitions[0];
+    assert_eq!(p.error_code, 0);
+    (p.leader_epoch, p.end_offset)
+}
+
+/// A restart (clean or not) gives a partition a new leader epoch, and the
+/// leader-epoch checkpoint still says where each earlier epoch ended: what
+/// a consumer checks its position against after a leader change, so that
+/// it does not mistake a restart for a truncated log.
+#[test]
+fn leader_epochs_grow_across_restarts_and_each_ends_where_it_ended() {
+    let mut b = Broker::start(&[]);
+    let mut c = b.client();
+    c.create_topic("t", 1);
+    let first = leader_epoch(&mut c, "t");
+    produce(&mut c, "t", 0, &["a".into(), "b".into(), "c".into()]);
+    assert_eq!(epoch_end(&mut c, "t", first), (first, 3));
+    b.terminate();
+    b.restart();
+    let mut c = b.client();
+    let second = leader_epoch(&mut c, "t");
+    assert!(
+        second > first,
+        "a new epoch after a restart: {first} then {second}"
+    );
+    produce(&mut c, "t", 0, &["d".into()]);
+    b.kill9();
+    b.restart();
+    let mut c = b.client();
+    let third = leader_epoch(&mut c, "t");
+    assert!(
+        third > second,
+        "a new epoch after a crash: {second} then {third}"
+    );
+    produce(&mut c, "t", 0, &["e".into()]);
+    assert_eq!(epoch_end(&mut c, "t", first), (first, 3));
+    assert_eq!(epoch_end(&mut c, "t", second), (second, 4));
+    assert_eq!(epoch_end(&mut c, "t", third), (third, 5));
+    assert_eq!(
+        epoch_end(&mut c, "t", third + 1),
+        (-1, -1),
+        "an epoch not yet begun"
+    );
+    assert_eq!(
+        fetch_all(&mut c, "t", 0),
+        vec!["a", "b", "c", "d", "e"],
+        "nothing lost"
     );
 }
 

@@ -323,3 +323,183 @@ fn every_committed_topic_and_config_survives_a_whole_cluster_kill_9() {
         assert_eq!(value.as_deref(), Some("1234567"), "node {id}");
     }
 }
+
+const LEADER_NOT_AVAILABLE: i16 = 5;
+
+fn broker_ids(m: &kafka_protocol::messages::MetadataResponse) -> Vec<i32> {
+    let mut ids: Vec<i32> = m.brokers.iter().map(|b| b.node_id.0).collect();
+    ids.sort();
+    ids
+}
+
+/// (leader, leader epoch, error, offline replicas) of each partition of
+/// `name`, by partition index.
+fn leadership(
+    m: &kafka_protocol::messages::MetadataResponse,
+    name: &str,
+) -> Vec<(i32, i32, i16, Vec<i32>)> {
+    let mut parts: Vec<_> = topic(m, name).partitions.iter().collect();
+    parts.sort_by_key(|p| p.partition_index);
+    parts
+        .iter()
+        .map(|p| {
+            (
+                p.leader_id.0,
+                p.leader_epoch,
+                p.error_code,
+                p.offline_replicas.iter().map(|r| r.0).collect(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_broker_whose_heartbeats_stop_is_fenced_and_unfenced_when_it_returns() {
+    let cluster = Cluster::start(
+        3,
+        &[
+            ("broker.session.timeout.ms", "1500"),
+            ("broker.heartbeat.interval.ms", "200"),
+        ],
+    );
+    let mut cluster = cluster;
+    let controller = cluster.wait_for_controller(1, &[], Duration::from_secs(10));
+    assert_eq!(create(&cluster, controller, "t", 3, 1, &[]), NONE);
+    // A broker that is not the controller stops answering (SIGSTOP).
+    let others: Vec<i32> = (1..=3).filter(|n| *n != controller).collect();
+    let victim = others[(cluster.rng() % 2) as usize];
+    let before = cluster.wait_for_metadata(controller, "t", Duration::from_secs(10), |m| {
+        broker_ids(m) == [1, 2, 3] && topic(m, "t").partitions.len() == 3
+    });
+    let led: Vec<i32> = leadership(&before, "t")
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.0 == victim)
+        .map(|(p, _)| p as i32)
+        .collect();
+    assert_eq!(led.len(), 1, "each broker leads one partition");
+    cluster.pause(victim);
+
+    // Fenced: offered to no client; what it alone held has no leader.
+    let fenced = cluster.wait_for_metadata(
+        controller,
+        "the paused broker fenced",
+        Duration::from_secs(15),
+        |m| !broker_ids(m).contains(&victim),
+    );
+    let p = &leadership(&fenced, "t")[led[0] as usize];
+    assert_eq!(
+        (p.0, p.1, p.2, p.3.clone()),
+        (-1, 1, LEADER_NOT_AVAILABLE, vec![victim]),
+        "seed {}",
+        cluster.seed
+    );
+    // Only two live brokers: a replication factor of 3 cannot be placed.
+    assert_eq!(
+        create(&cluster, controller, "three", 1, 3, &[]),
+        INVALID_REPLICATION_FACTOR
+    );
+    // New partitions go to the live brokers only.
+    assert_eq!(create(&cluster, controller, "two", 4, 1, &[]), NONE);
+    let m = cluster.wait_for_metadata(controller, "two", Duration::from_secs(10), |m| {
+        m.topics
+            .iter()
+            .any(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == "two"))
+    });
+    assert!(leadership(&m, "two")
+        .iter()
+        .all(|l| l.0 != victim && l.0 > 0));
+
+    // Back, it heartbeats, is unfenced and leads its partition again.
+    cluster.resume(victim);
+    let back = cluster.wait_for_metadata(
+        controller,
+        "the broker unfenced",
+        Duration::from_secs(15),
+        |m| broker_ids(m) == [1, 2, 3] && leadership(m, "t")[led[0] as usize].0 == victim,
+    );
+    let p = &leadership(&back, "t")[led[0] as usize];
+    assert_eq!(
+        (p.1, p.2, p.3.len()),
+        (2, NONE, 0),
+        "a new epoch, no error, none offline"
+    );
+    let mut c = cluster.node(victim).client();
+    cluster.wait_for_metadata(victim, "its own leadership", Duration::from_secs(10), |m| {
+        leadership(m, "t")[led[0] as usize] == (victim, 2, NONE, vec![])
+    });
+    assert_eq!(
+        strom_tests::produce(&mut c, "t", led[0], &["back".to_string()]),
+        0
+    );
+}
+
+#[test]
+fn sigterm_moves_a_brokers_leaderships_away_before_it_exits() {
+    // A session longer than the test: only a controlled shutdown fences.
+    let mut cluster = Cluster::start(3, &[("broker.session.timeout.ms", "600000")]);
+    let controller = cluster.wait_for_controller(1, &[], Duration::from_secs(10));
+    assert_eq!(create(&cluster, controller, "t", 3, 1, &[]), NONE);
+    let others: Vec<i32> = (1..=3).filter(|n| *n != controller).collect();
+    let leaving = others[(cluster.rng() % 2) as usize];
+    let status = cluster.node_mut(leaving).terminate();
+    assert!(status.success(), "a clean exit: {status:?}");
+    let m = cluster.wait_for_metadata(
+        controller,
+        "the stopped broker fenced",
+        Duration::from_secs(10),
+        |m| !broker_ids(m).contains(&leaving),
+    );
+    let gone: Vec<_> = leadership(&m, "t")
+        .into_iter()
+        .filter(|l| l.3.contains(&leaving))
+        .collect();
+    assert_eq!(gone.len(), 1, "{m:?}");
+    assert_eq!((gone[0].0, gone[0].2), (-1, LEADER_NOT_AVAILABLE));
+
+    // It comes back with its partition.
+    cluster.restart(leaving);
+    cluster.wait_for_metadata(
+        controller,
+        "the broker back",
+        Duration::from_secs(15),
+        |m| broker_ids(m) == [1, 2, 3] && leadership(m, "t").iter().all(|l| l.0 > 0),
+    );
+}
+
+#[test]
+fn describe_quorum_from_any_node_shows_the_leaders_view_of_every_voter() {
+    use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
+    use kafka_protocol::messages::{DescribeQuorumRequest, TopicName};
+    let cluster = Cluster::start(3, &[]);
+    let controller = cluster.wait_for_controller(1, &[], Duration::from_secs(10));
+    assert_eq!(create(&cluster, controller, "t", 1, 1, &[]), NONE);
+    let other = (1..=3).find(|n| *n != controller).unwrap();
+    let request = DescribeQuorumRequest::default().with_topics(vec![TopicData::default()
+        .with_topic_name(TopicName(StrBytes::from_static_str("__cluster_metadata")))
+        .with_partitions(vec![PartitionData::default().with_partition_index(0)])]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = cluster.node(other).client().request(2, &request).unwrap();
+        assert_eq!(r.error_code, NONE, "{r:?}");
+        let p = &r.topics[0].partitions[0];
+        assert_eq!((p.error_code, p.leader_id.0), (NONE, controller));
+        let mut ids: Vec<i32> = r.nodes.iter().map(|n| n.node_id.0).collect();
+        ids.sort();
+        assert_eq!(ids, [1, 2, 3], "every voter's controller endpoint");
+        assert_eq!(p.current_voters.len(), 3);
+        // Every voter holds what is committed, and the leader heard each.
+        if p.current_voters
+            .iter()
+            .all(|v| v.log_end_offset >= p.high_watermark && v.last_caught_up_timestamp > 0)
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "voters never caught up: {r:?}; seed {}",
+            cluster.seed
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

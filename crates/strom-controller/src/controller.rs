@@ -7,13 +7,13 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use strom_metadata::config::{validate_topic_configs, StaticConfig};
-use strom_metadata::{ConfigResource, MetadataImage, MetadataRecord, Uuid};
+use strom_metadata::{ConfigResource, MetadataImage, MetadataRecord, TopicImage, Uuid};
 use strom_protocol::ErrorCode;
 use tokio::sync::watch;
 use tracing::info;
 
 use crate::log;
-use crate::quorum::{Quorum, QuorumConfig, QuorumError, Transport};
+use crate::quorum::{Quorum, QuorumConfig, QuorumError, QuorumStatus, Transport};
 use crate::validate::{validate_topic_name, CLUSTER_METADATA_TOPIC};
 
 /// Producer ids are handed to a broker this many at a time, like Kafka.
@@ -143,6 +143,9 @@ pub struct BrokerRegistration {
     /// new node, which takes the cluster's).
     #[serde(default)]
     pub cluster_id: Option<String>,
+    /// New each time the broker's process starts.
+    #[serde(default)]
+    pub incarnation_id: Uuid,
 }
 
 /// A request to the active controller, as it travels when a node that is
@@ -150,6 +153,7 @@ pub struct BrokerRegistration {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ControllerRequest {
     RegisterBroker(BrokerRegistration),
+    BrokerHeartbeat(BrokerHeartbeat),
     CreateTopics {
         topics: Vec<CreateTopicRequest>,
         validate_only: bool,
@@ -168,13 +172,16 @@ pub enum ControllerRequest {
     AllocateProducerIds {
         node_id: i32,
     },
+    /// The quorum's state as the active controller knows it.
+    DescribeQuorum,
 }
 
 /// What the active controller answers to a [`ControllerRequest`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ControllerReply {
-    /// The cluster's id, or why the broker is refused.
-    Registered(Result<String, ApiError>),
+    /// The cluster's id and the broker's epoch, or why it is refused.
+    Registered(Result<Registered, ApiError>),
+    Heartbeat(Result<HeartbeatReply, ApiError>),
     CreatedTopics(Vec<Result<CreatedTopic, ApiError>>),
     DeletedTopics(Vec<Result<Uuid, ApiError>>),
     /// Per-item outcomes (CreatePartitions, AlterConfigs).
@@ -183,6 +190,7 @@ pub enum ControllerReply {
         start: i64,
         end: i64,
     },
+    Quorum(QuorumStatus),
 }
 
 /// What a controller-to-controller message starts with: Raft's messages
@@ -202,6 +210,8 @@ pub struct Controller {
     transport: Arc<dyn Transport>,
     /// One decision at a time, each on the image every earlier one made.
     turn: tokio::sync::Mutex<()>,
+    /// Brokers' heartbeats, as this node heard them while active.
+    sessions: std::sync::Mutex<Sessions>,
 }
 
 impl Controller {
@@ -220,6 +230,7 @@ impl Controller {
             quorum,
             transport,
             turn: tokio::sync::Mutex::new(()),
+            sessions: std::sync::Mutex::new(Sessions::default()),
         };
         controller.carry_legacy_log(&dir).await?;
         let image = controller.image();
@@ -415,11 +426,28 @@ impl Controller {
         let _turn = self.turn.lock().await;
         self.quorum.ensure_current().await?;
         let image = self.quorum.image();
-        let (reply, records) = match request {
-            ControllerRequest::RegisterBroker(b) => match decide_registration(&image, b) {
-                Ok((cluster_id, records)) => (ControllerReply::Registered(Ok(cluster_id)), records),
-                Err(e) => (ControllerReply::Registered(Err(e)), Vec::new()),
-            },
+        let unclean = self.unclean_policy(&image);
+        let (mut reply, records) = match request {
+            ControllerRequest::RegisterBroker(b) => {
+                let node = b.node_id;
+                let live = self.session_live(node);
+                match decide_registration(&image, b, live, &unclean) {
+                    Ok((registered, records)) => {
+                        self.renew_session(node);
+                        (ControllerReply::Registered(Ok(registered)), records)
+                    }
+                    Err(e) => (ControllerReply::Registered(Err(e)), Vec::new()),
+                }
+            }
+            ControllerRequest::BrokerHeartbeat(hb) => {
+                match decide_heartbeat(&image, &hb, &unclean) {
+                    Ok((r, records)) => {
+                        self.renew_session(hb.node_id);
+                        (ControllerReply::Heartbeat(Ok(r)), records)
+                    }
+                    Err(e) => (ControllerReply::Heartbeat(Err(e)), Vec::new()),
+                }
+            }
             ControllerRequest::CreateTopics {
                 topics,
                 validate_only,
@@ -445,6 +473,9 @@ impl Controller {
                 let (r, records) = configs::decide_alter_configs(&image, requests, validate_only);
                 (ControllerReply::Items(r), records)
             }
+            ControllerRequest::DescribeQuorum => {
+                (ControllerReply::Quorum(self.quorum.status()), Vec::new())
+            }
             ControllerRequest::AllocateProducerIds { node_id } => {
                 let start = image.next_producer_id;
                 let end = start + PRODUCER_ID_BLOCK_SIZE;
@@ -460,7 +491,97 @@ impl Controller {
         } else {
             self.quorum.propose(records).await?
         };
+        // A new registration's epoch is the offset that holds it.
+        if let ControllerReply::Registered(Ok(r)) = &mut reply {
+            if r.broker_epoch < 0 {
+                r.broker_epoch = offset;
+            }
+        }
         Ok((reply, offset))
+    }
+
+    /// `unclean.leader.election.enable` of each topic: its override, else
+    /// the cluster-wide dynamic default, else this node's static config.
+    fn unclean_policy(&self, image: &MetadataImage) -> impl Fn(&TopicImage) -> bool {
+        const KEY: &str = "unclean.leader.election.enable";
+        let default = self
+            .config
+            .with_dynamic(None, image.broker_configs(None))
+            .get_bool(KEY);
+        move |t: &TopicImage| t.configs.get(KEY).map_or(default, |v| v == "true")
+    }
+
+    /// Whether `node` was heard from within a session timeout.
+    fn session_live(&self, node: i32) -> bool {
+        let timeout = self.session_timeout();
+        let term = self.quorum.term();
+        self.sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .heard_within(term, node, std::time::Instant::now(), timeout)
+    }
+
+    fn renew_session(&self, node: i32) {
+        let term = self.quorum.term();
+        self.sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .renew(term, node, std::time::Instant::now());
+    }
+
+    /// `broker.session.timeout.ms`.
+    pub fn session_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(
+            self.config.get_i64("broker.session.timeout.ms").max(1) as u64
+        )
+    }
+
+    /// On the active controller: fences the brokers whose sessions ended,
+    /// moving their leaderships away. Returns how many were fenced.
+    pub async fn fence_expired_brokers(&self) -> Result<usize, ControllerError> {
+        if self.quorum.leader() != Some(self.quorum.node_id()) {
+            return Ok(0);
+        }
+        let _turn = self.turn.lock().await;
+        self.quorum.ensure_current().await?;
+        let image = self.quorum.image();
+        let expired = self
+            .sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .expired(
+                self.quorum.term(),
+                &image,
+                std::time::Instant::now(),
+                self.session_timeout(),
+            );
+        if expired.is_empty() {
+            return Ok(0);
+        }
+        let records = decide_fencing(&image, &expired, &self.unclean_policy(&image));
+        info!(brokers = ?expired, partitions = records.len() - expired.len(), "fencing brokers whose sessions expired");
+        self.quorum.propose(records).await?;
+        Ok(expired.len())
+    }
+
+    /// Fences expired brokers while this node is the active controller,
+    /// checking several times per session timeout, until the quorum stops.
+    pub async fn run_sessions(self: Arc<Self>) {
+        let period = (self.session_timeout() / 8).clamp(
+            std::time::Duration::from_millis(50),
+            std::time::Duration::from_secs(1),
+        );
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if self.quorum.is_shut_down() {
+                return;
+            }
+            if let Err(e) = self.fence_expired_brokers().await {
+                info!(error = %e, "cannot fence expired brokers now");
+            }
+        }
     }
 
     /// Registers (or re-registers with a new address) a broker; answers
@@ -469,12 +590,27 @@ impl Controller {
     pub async fn register_broker(
         &self,
         broker: BrokerRegistration,
-    ) -> Result<Result<String, ApiError>, ControllerError> {
+    ) -> Result<Result<Registered, ApiError>, ControllerError> {
         match self
             .submit(ControllerRequest::RegisterBroker(broker))
             .await?
         {
             ControllerReply::Registered(r) => Ok(r),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// A broker's heartbeat: unfences it once it has caught up, and moves
+    /// its leaderships away when it wants to shut down.
+    pub async fn heartbeat(
+        &self,
+        heartbeat: BrokerHeartbeat,
+    ) -> Result<Result<HeartbeatReply, ApiError>, ControllerError> {
+        match self
+            .submit(ControllerRequest::BrokerHeartbeat(heartbeat))
+            .await?
+        {
+            ControllerReply::Heartbeat(r) => Ok(r),
             other => Err(unexpected(&other)),
         }
     }
@@ -550,6 +686,15 @@ impl Controller {
             .await?
         {
             ControllerReply::ProducerIds { start, end } => Ok(start..end),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// The quorum's state from the active controller, which alone knows
+    /// the other voters' progress (what DescribeQuorum serves).
+    pub async fn describe_quorum(&self) -> Result<QuorumStatus, ControllerError> {
+        match self.submit(ControllerRequest::DescribeQuorum).await? {
+            ControllerReply::Quorum(status) => Ok(status),
             other => Err(unexpected(&other)),
         }
     }
@@ -631,7 +776,7 @@ impl Controller {
                 ),
             ));
         }
-        let brokers = brokers_of(image);
+        let brokers = active_brokers(image);
         let assignments: Vec<Vec<i32>> = if !req.assignments.is_empty() {
             if req.num_partitions != -1 || req.replication_factor != -1 {
                 return Err(ApiError::new(
@@ -646,22 +791,8 @@ impl Controller {
                     "Partitions must be numbered consecutively from 0.",
                 ));
             }
-            for replicas in req.assignments.values() {
-                if replicas.is_empty() || replicas.iter().any(|r| !brokers.contains(r)) {
-                    return Err(ApiError::new(
-                        ErrorCode::InvalidReplicaAssignment,
-                        format!("Replica assignment {replicas:?} names unknown brokers."),
-                    ));
-                }
-                let mut dedup = replicas.clone();
-                dedup.sort_unstable();
-                dedup.dedup();
-                if dedup.len() != replicas.len() {
-                    return Err(ApiError::new(
-                        ErrorCode::InvalidReplicaAssignment,
-                        format!("Replica assignment {replicas:?} has duplicates."),
-                    ));
-                }
+            for (p, replicas) in &req.assignments {
+                check_assignment(image, *p, replicas)?;
             }
             req.assignments.values().cloned().collect()
         } else {
@@ -706,16 +837,12 @@ impl Controller {
             name: k.clone(),
             value: Some(v.clone()),
         }));
-        records.extend(assignments.iter().enumerate().map(|(p, replicas)| {
-            MetadataRecord::Partition {
-                topic_id,
-                partition: p as i32,
-                replicas: replicas.clone(),
-                isr: replicas.clone(),
-                leader: replicas[0],
-                leader_epoch: 0,
-            }
-        }));
+        records.extend(
+            assignments
+                .iter()
+                .enumerate()
+                .map(|(p, replicas)| new_partition(image, topic_id, p as i32, replicas)),
+        );
         let created = CreatedTopic {
             topic_id,
             num_partitions: assignments.len() as i32,
@@ -755,8 +882,69 @@ impl Controller {
     }
 }
 
-fn brokers_of(image: &MetadataImage) -> Vec<i32> {
-    image.brokers().map(|b| b.node_id).collect()
+/// The brokers new replicas go to: unfenced and not shutting down.
+fn active_brokers(image: &MetadataImage) -> Vec<i32> {
+    image
+        .brokers()
+        .filter(|b| b.is_active())
+        .map(|b| b.node_id)
+        .collect()
+}
+
+/// A manual assignment names registered brokers, once each, at least one
+/// of them active (to lead).
+fn check_assignment(
+    image: &MetadataImage,
+    partition: i32,
+    replicas: &[i32],
+) -> Result<(), ApiError> {
+    let invalid = |m: String| Err(ApiError::new(ErrorCode::InvalidReplicaAssignment, m));
+    if replicas.is_empty() {
+        return invalid(format!("The manual partition assignment includes an empty replica list for partition {partition}."));
+    }
+    if let Some(r) = replicas.iter().find(|r| image.broker(**r).is_none()) {
+        return invalid(format!("The manual partition assignment includes broker {r}, but no such broker is registered."));
+    }
+    let mut dedup = replicas.to_vec();
+    dedup.sort_unstable();
+    dedup.dedup();
+    if dedup.len() != replicas.len() {
+        return invalid(format!(
+            "The manual partition assignment includes the broker(s) {replicas:?} more than once."
+        ));
+    }
+    if !replicas.iter().any(|r| image.is_active(*r)) {
+        return invalid(format!("All brokers specified in the manual partition assignment for partition {partition} are fenced or in controlled shutdown."));
+    }
+    Ok(())
+}
+
+/// The record of a new partition on `replicas`, led by the first active
+/// one.
+///
+/// Its ISR is that leader alone: until followers fetch from leaders (the
+/// replication issue), no other replica holds the partition's records, and
+/// an ISR naming them would let a failover elect a replica without them.
+fn new_partition(
+    image: &MetadataImage,
+    topic_id: Uuid,
+    partition: i32,
+    replicas: &[i32],
+) -> MetadataRecord {
+    let leader = replicas
+        .iter()
+        .copied()
+        .find(|r| image.is_active(*r))
+        .unwrap_or(replicas[0]);
+    MetadataRecord::Partition {
+        topic_id,
+        partition,
+        replicas: replicas.to_vec(),
+        isr: vec![leader],
+        leader,
+        leader_epoch: 0,
+        partition_epoch: 0,
+    }
 }
 
 /// Round-robin placement starting at a rotating broker, as Kafka does
@@ -785,7 +973,7 @@ fn decide_create_partitions(
         let refused = requests.iter().map(|_| Err(too_many_partitions()));
         return (refused.collect(), Vec::new());
     }
-    let brokers = brokers_of(image);
+    let brokers = active_brokers(image);
     let mut records = Vec::new();
     let mut results = Vec::new();
     for req in requests {
@@ -817,28 +1005,22 @@ fn decide_create_partitions(
                     if a.len() as i32 != added {
                         return Err(ApiError::new(ErrorCode::InvalidReplicaAssignment, format!("Increasing the number of partitions by {added} but {} assignments provided.", a.len())));
                     }
-                    if a.iter()
-                        .any(|r| r.is_empty() || r.iter().any(|b| !brokers.contains(b)))
-                    {
-                        return Err(ApiError::new(
-                            ErrorCode::InvalidReplicaAssignment,
-                            "Assignments name unknown brokers.",
-                        ));
+                    for (i, replicas) in a.iter().enumerate() {
+                        check_assignment(image, current + i as i32, replicas)?;
                     }
                     a.clone()
                 }
-                None => place(&brokers, current, added, rf.min(brokers.len())),
+                None if rf > brokers.len() => {
+                    return Err(ApiError::new(
+                        ErrorCode::InvalidReplicationFactor,
+                        format!("Unable to replicate the partition {rf} time(s): The target replication factor of {rf} cannot be reached because only {} broker(s) are registered.", brokers.len()),
+                    ));
+                }
+                None => place(&brokers, current, added, rf),
             };
             if !validate_only {
-                records.extend(placement.into_iter().enumerate().map(|(i, replicas)| {
-                    MetadataRecord::Partition {
-                        topic_id: topic.id,
-                        partition: current + i as i32,
-                        isr: replicas.clone(),
-                        leader: replicas[0],
-                        replicas,
-                        leader_epoch: 0,
-                    }
+                records.extend(placement.iter().enumerate().map(|(i, replicas)| {
+                    new_partition(image, topic.id, current + i as i32, replicas)
                 }));
             }
             Ok(())
@@ -848,70 +1030,14 @@ fn decide_create_partitions(
     (results, records)
 }
 
+mod brokers;
 mod configs;
+use brokers::{decide_fencing, decide_heartbeat, decide_registration, Sessions};
+pub use brokers::{BrokerHeartbeat, HeartbeatReply, Registered};
 pub use configs::{AlterConfigsRequest, ConfigOp};
 
 #[cfg(test)]
 mod tests;
-
-/// Records that register `broker`, if it is not registered as it is, and
-/// the cluster's id: recorded by the first registration (the broker's own,
-/// carried from a single node's data directory, or a new one).
-fn decide_registration(
-    image: &MetadataImage,
-    broker: BrokerRegistration,
-) -> Result<(String, Vec<MetadataRecord>), ApiError> {
-    let mut records = Vec::new();
-    let cluster_id = match (&image.cluster_id, broker.cluster_id) {
-        (Some(recorded), Some(theirs)) if *recorded != theirs => {
-            return Err(ApiError::new(
-                ErrorCode::InconsistentClusterId,
-                format!(
-                    "node {}'s data directory belongs to cluster {theirs}, but this cluster is {recorded}",
-                    broker.node_id
-                ),
-            ))
-        }
-        (Some(recorded), _) => recorded.clone(),
-        (None, theirs) => {
-            let id = theirs.unwrap_or_else(new_cluster_id);
-            records.push(MetadataRecord::ClusterId {
-                cluster_id: id.clone(),
-            });
-            id
-        }
-    };
-    let current = image.broker(broker.node_id);
-    if !current
-        .is_some_and(|b| b.host == broker.host && b.port == broker.port && b.rack == broker.rack)
-    {
-        records.push(MetadataRecord::RegisterBroker {
-            node_id: broker.node_id,
-            host: broker.host,
-            port: broker.port,
-            rack: broker.rack,
-        });
-    }
-    Ok((cluster_id, records))
-}
-
-/// A new cluster id as Kafka prints them: 16 random bytes, URL-safe
-/// base64 without padding.
-fn new_cluster_id() -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let bytes = *Uuid::new_v4().as_bytes();
-    let mut out = String::with_capacity(22);
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |acc, (i, b)| acc | u32::from(*b) << (16 - 8 * i));
-        for i in 0..=chunk.len() {
-            out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-        }
-    }
-    out
-}
 
 fn unexpected(reply: &ControllerReply) -> ControllerError {
     ControllerError::Unavailable(format!("the active controller answered {reply:?}"))

@@ -6,9 +6,10 @@ mod quorum;
 mod validate;
 
 pub use controller::{
-    AlterConfigsRequest, ApiError, BrokerRegistration, ConfigOp, Controller, ControllerError,
-    ControllerReply, ControllerRequest, CreatePartitionsRequest, CreateTopicRequest, CreatedTopic,
-    MAX_PARTITIONS_PER_REQUEST, PRODUCER_ID_BLOCK_SIZE,
+    AlterConfigsRequest, ApiError, BrokerHeartbeat, BrokerRegistration, ConfigOp, Controller,
+    ControllerError, ControllerReply, ControllerRequest, CreatePartitionsRequest,
+    CreateTopicRequest, CreatedTopic, HeartbeatReply, Registered, MAX_PARTITIONS_PER_REQUEST,
+    PRODUCER_ID_BLOCK_SIZE,
 };
 pub use quorum::{
     BoxFuture, NoTransport, Proposal, Quorum, QuorumConfig, QuorumError, QuorumStatus, Transport,

@@ -516,6 +516,24 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
     ),
     min(
         def(
+            "broker.heartbeat.interval.ms",
+            Int,
+            "2000",
+            "How often a broker heartbeats the active controller",
+        ),
+        1,
+    ),
+    min(
+        def(
+            "broker.session.timeout.ms",
+            Int,
+            "9000",
+            "A broker that has not heartbeated for this long is fenced: its leaderships move away",
+        ),
+        1,
+    ),
+    min(
+        def(
             "controller.quorum.election.timeout.ms",
             Int,
             "1000",

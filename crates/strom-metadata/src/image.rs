@@ -12,15 +12,47 @@ pub struct BrokerImage {
     pub host: String,
     pub port: i32,
     pub rack: Option<String>,
+    pub incarnation_id: Option<Uuid>,
+    /// The offset of the registration: heartbeats must name it.
+    pub epoch: i64,
+    pub fenced: bool,
+    pub in_controlled_shutdown: bool,
 }
+
+impl BrokerImage {
+    /// Unfenced and not shutting down: may lead and take new replicas.
+    pub fn is_active(&self) -> bool {
+        !self.fenced && !self.in_controlled_shutdown
+    }
+}
+
+/// `leader` of a partition that has none.
+pub const NO_LEADER: i32 = -1;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionImage {
     pub partition: i32,
     pub replicas: Vec<i32>,
     pub isr: Vec<i32>,
+    /// [`NO_LEADER`] while no in-sync replica can lead.
     pub leader: i32,
     pub leader_epoch: i32,
+    pub partition_epoch: i32,
+}
+
+impl PartitionImage {
+    /// The record that sets this partition of `topic_id` as it is.
+    pub fn to_record(&self, topic_id: Uuid) -> MetadataRecord {
+        MetadataRecord::Partition {
+            topic_id,
+            partition: self.partition,
+            replicas: self.replicas.clone(),
+            isr: self.isr.clone(),
+            leader: self.leader,
+            leader_epoch: self.leader_epoch,
+            partition_epoch: self.partition_epoch,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,6 +181,16 @@ impl MetadataImage {
         self.brokers.get(&id)
     }
 
+    /// Registered and unfenced: what clients are offered.
+    pub fn unfenced_brokers(&self) -> impl Iterator<Item = &BrokerImage> {
+        self.brokers.values().filter(|b| !b.fenced)
+    }
+
+    /// Whether `id` is registered, unfenced and not shutting down.
+    pub fn is_active(&self, id: i32) -> bool {
+        self.brokers.get(&id).is_some_and(BrokerImage::is_active)
+    }
+
     /// Dynamic broker config overrides for `node` (`None`: cluster default).
     pub fn broker_configs(&self, node: Option<i32>) -> Option<&BTreeMap<String, String>> {
         self.broker_configs.get(&node)
@@ -163,16 +205,24 @@ impl MetadataImage {
             cluster_id: c.clone(),
         });
         let mut out: Vec<MetadataRecord> = cluster_id
-            .chain(
-                self.brokers
-                    .values()
-                    .map(|b| MetadataRecord::RegisterBroker {
-                        node_id: b.node_id,
-                        host: b.host.clone(),
-                        port: b.port,
-                        rack: b.rack.clone(),
-                    }),
-            )
+            .chain(self.brokers.values().flat_map(|b| {
+                let registration = MetadataRecord::RegisterBroker {
+                    node_id: b.node_id,
+                    host: b.host.clone(),
+                    port: b.port,
+                    rack: b.rack.clone(),
+                    incarnation_id: b.incarnation_id,
+                    epoch: Some(b.epoch),
+                    fenced: b.fenced,
+                };
+                let shutting_down =
+                    b.in_controlled_shutdown
+                        .then_some(MetadataRecord::BrokerShuttingDown {
+                            node_id: b.node_id,
+                            epoch: b.epoch,
+                        });
+                std::iter::once(registration).chain(shutting_down)
+            }))
             .collect();
         for (node, configs) in &self.broker_configs {
             out.extend(configs.iter().map(|(k, v)| MetadataRecord::Config {
@@ -197,14 +247,7 @@ impl MetadataImage {
                 name: k.clone(),
                 value: Some(v.clone()),
             }));
-            out.extend(t.partitions.values().map(|p| MetadataRecord::Partition {
-                topic_id: t.id,
-                partition: p.partition,
-                replicas: p.replicas.clone(),
-                isr: p.isr.clone(),
-                leader: p.leader,
-                leader_epoch: p.leader_epoch,
-            }));
+            out.extend(t.partitions.values().map(|p| p.to_record(t.id)));
         }
         out
     }
@@ -222,12 +265,13 @@ impl MetadataImage {
     /// does to a copy): how a log is replayed without a copy per entry.
     pub fn apply_mut(&mut self, offset: i64, records: &[MetadataRecord]) {
         for r in records {
-            self.apply_one(r);
+            self.apply_one(offset, r);
         }
         self.offset = offset;
     }
 
-    fn apply_one(&mut self, record: &MetadataRecord) {
+    /// Applies `record`, held by the entry at `offset`.
+    fn apply_one(&mut self, offset: i64, record: &MetadataRecord) {
         match record {
             MetadataRecord::ClusterId { cluster_id } => {
                 self.cluster_id = Some(cluster_id.clone());
@@ -237,6 +281,9 @@ impl MetadataImage {
                 host,
                 port,
                 rack,
+                incarnation_id,
+                epoch,
+                fenced,
             } => {
                 self.brokers.insert(
                     *node_id,
@@ -245,8 +292,29 @@ impl MetadataImage {
                         host: host.clone(),
                         port: *port,
                         rack: rack.clone(),
+                        incarnation_id: *incarnation_id,
+                        epoch: epoch.unwrap_or(offset),
+                        fenced: *fenced,
+                        in_controlled_shutdown: false,
                     },
                 );
+            }
+            // A change for an older registration of the broker is stale.
+            MetadataRecord::FenceBroker { node_id, epoch } => {
+                if let Some(b) = self.brokers.get_mut(node_id).filter(|b| b.epoch == *epoch) {
+                    b.fenced = true;
+                }
+            }
+            MetadataRecord::UnfenceBroker { node_id, epoch } => {
+                if let Some(b) = self.brokers.get_mut(node_id).filter(|b| b.epoch == *epoch) {
+                    b.fenced = false;
+                    b.in_controlled_shutdown = false;
+                }
+            }
+            MetadataRecord::BrokerShuttingDown { node_id, epoch } => {
+                if let Some(b) = self.brokers.get_mut(node_id).filter(|b| b.epoch == *epoch) {
+                    b.in_controlled_shutdown = true;
+                }
             }
             MetadataRecord::Topic { name, topic_id } => {
                 self.names.insert(name.clone(), *topic_id);
@@ -268,6 +336,7 @@ impl MetadataImage {
                 isr,
                 leader,
                 leader_epoch,
+                partition_epoch,
             } => {
                 if let Some(t) = self.topics.get_mut(topic_id) {
                     Arc::make_mut(t).partitions.insert(
@@ -278,6 +347,7 @@ impl MetadataImage {
                             isr: isr.clone(),
                             leader: *leader,
                             leader_epoch: *leader_epoch,
+                            partition_epoch: *partition_epoch,
                         },
                     );
                 }
@@ -339,6 +409,7 @@ mod tests {
             isr: vec![1],
             leader: 1,
             leader_epoch: 0,
+            partition_epoch: 0,
         }));
         v
     }
@@ -436,6 +507,26 @@ mod tests {
                     host: "h".into(),
                     port: 1,
                     rack: Some("r".into()),
+                    incarnation_id: Some(Uuid::from_u128(9)),
+                    epoch: None,
+                    fenced: true,
+                },
+                MetadataRecord::RegisterBroker {
+                    node_id: 3,
+                    host: "h".into(),
+                    port: 2,
+                    rack: None,
+                    incarnation_id: None,
+                    epoch: None,
+                    fenced: true,
+                },
+                MetadataRecord::UnfenceBroker {
+                    node_id: 2,
+                    epoch: 1,
+                },
+                MetadataRecord::BrokerShuttingDown {
+                    node_id: 3,
+                    epoch: 1,
                 },
                 MetadataRecord::Config {
                     resource: ConfigResource::Topic("a".into()),
@@ -454,9 +545,67 @@ mod tests {
             ],
         );
         img.apply_mut(2, &topic("b.c", 2, 1));
+        assert!(img.is_active(2), "unfenced");
+        assert!(!img.is_active(3), "shutting down");
+        assert!(img.broker(3).unwrap().in_controlled_shutdown);
         let mut rebuilt = MetadataImage::empty();
         rebuilt.apply_mut(img.offset, &img.to_records());
         assert_eq!(rebuilt, img);
+    }
+
+    #[test]
+    fn broker_changes_of_an_older_registration_are_ignored() {
+        let register = |incarnation: u128| MetadataRecord::RegisterBroker {
+            node_id: 1,
+            host: "h".into(),
+            port: 1,
+            rack: None,
+            incarnation_id: Some(Uuid::from_u128(incarnation)),
+            epoch: None,
+            fenced: true,
+        };
+        let mut img = MetadataImage::empty();
+        img.apply_mut(4, &[register(1)]);
+        img.apply_mut(
+            5,
+            &[MetadataRecord::UnfenceBroker {
+                node_id: 1,
+                epoch: 4,
+            }],
+        );
+        assert!(img.is_active(1));
+        img.apply_mut(9, &[register(2)]);
+        assert_eq!(img.broker(1).unwrap().epoch, 9);
+        assert!(
+            img.broker(1).unwrap().fenced,
+            "a new registration starts fenced"
+        );
+        img.apply_mut(
+            10,
+            &[MetadataRecord::UnfenceBroker {
+                node_id: 1,
+                epoch: 4,
+            }],
+        );
+        assert!(img.broker(1).unwrap().fenced, "stale epoch");
+        assert_eq!(img.unfenced_brokers().count(), 0);
+    }
+
+    #[test]
+    fn a_registration_written_before_fencing_replays_fenced() {
+        let old = br#"{"type":"register_broker","node_id":1,"host":"h","port":9092,"rack":null}"#;
+        let r = MetadataRecord::from_json(old).unwrap();
+        let img = MetadataImage::empty().apply(3, &[r]);
+        let b = img.broker(1).unwrap();
+        assert!(b.fenced && b.epoch == 3 && b.incarnation_id.is_none());
+        let old = br#"{"type":"partition","topic_id":"00000000-0000-0000-0000-000000000001","partition":0,"replicas":[1],"isr":[1],"leader":1,"leader_epoch":0}"#;
+        assert!(matches!(
+            MetadataRecord::from_json(old).unwrap(),
+            MetadataRecord::Partition {
+                partition_epoch: 0,
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -21,11 +21,40 @@ pub enum MetadataRecord {
     ClusterId {
         cluster_id: String,
     },
+    /// A broker's registration: a new one (a new incarnation, a new
+    /// address) replaces the old. A broker registers fenced and is
+    /// unfenced once it has caught up with the metadata log.
     RegisterBroker {
         node_id: i32,
         host: String,
         port: i32,
         rack: Option<String>,
+        /// Random per broker process start.
+        #[serde(default)]
+        incarnation_id: Option<Uuid>,
+        /// The broker epoch; `None` (as the controller writes it): the
+        /// offset of the entry that holds this record.
+        #[serde(default)]
+        epoch: Option<i64>,
+        #[serde(default = "registered_fenced")]
+        fenced: bool,
+    },
+    /// The broker's session ended (heartbeats stopped, or it shut down):
+    /// it is offered to no client and leads nothing.
+    FenceBroker {
+        node_id: i32,
+        epoch: i64,
+    },
+    /// The broker caught up with the metadata log and serves.
+    UnfenceBroker {
+        node_id: i32,
+        epoch: i64,
+    },
+    /// The broker asked to shut down: its leaderships move away, and it is
+    /// chosen for no new ones.
+    BrokerShuttingDown {
+        node_id: i32,
+        epoch: i64,
     },
     Topic {
         name: String,
@@ -38,6 +67,10 @@ pub enum MetadataRecord {
         isr: Vec<i32>,
         leader: i32,
         leader_epoch: i32,
+        /// Bumped by every change to the partition's replicas, ISR or
+        /// leader (what AlterPartition requests are checked against).
+        #[serde(default)]
+        partition_epoch: i32,
     },
     /// Sets (`Some`) or removes (`None`) a config override.
     Config {
@@ -54,6 +87,10 @@ pub enum MetadataRecord {
         node_id: i32,
         next_producer_id: i64,
     },
+}
+
+fn registered_fenced() -> bool {
+    true
 }
 
 impl MetadataRecord {

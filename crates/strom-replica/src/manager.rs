@@ -336,8 +336,7 @@ impl ReplicaManager {
             if let Some(hosted) = self.get(&tp.topic, tp.partition) {
                 if hosted.topic_id() == topic.id {
                     hosted.update_config(log_config.clone(), rules.clone());
-                    hosted.set_leader_epoch(p.leader_epoch);
-                    hosted.set_leader(p.leader);
+                    hosted.set_leader(p.leader, p.leader_epoch, self.node_id);
                     continue;
                 }
             }
@@ -351,7 +350,7 @@ impl ReplicaManager {
                 log_config.clone(),
                 rules.clone(),
             )?;
-            opened.set_leader(p.leader);
+            opened.set_leader(p.leader, p.leader_epoch, self.node_id);
             self.write().insert(tp, Arc::new(opened));
         }
         Ok(())

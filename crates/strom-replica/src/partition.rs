@@ -10,7 +10,8 @@ use strom_producer::{BatchInfo, CompletedTxn, ProducerEntry, ProducerStateManage
 use strom_protocol::records::{self, Batch, BatchProducer, ControlMarker};
 use strom_protocol::ErrorCode;
 use strom_storage::{
-    AbortedTxn, CleanStats, CleanerSettings, Dirtiness, Log, LogConfig, StorageError, Throttle,
+    AbortedTxn, CleanStats, CleanerSettings, Dirtiness, LeaderEpochCache, Log, LogConfig,
+    StorageError, Throttle,
 };
 use tokio::sync::watch;
 use tracing::{error, info};
@@ -129,6 +130,8 @@ struct State {
     /// Verification guards by producer id (see [`Partition::start_verification`]).
     verifying: HashMap<i64, u64>,
     next_guard: u64,
+    /// Where each leader epoch began in this log.
+    epochs: LeaderEpochCache,
 }
 
 pub struct Partition {
@@ -233,6 +236,7 @@ impl Partition {
                 "producer state rebuilt"
             );
         }
+        let epochs = LeaderEpochCache::open(dir, log.log_start_offset(), end)?;
         let (high_watermark, _) = watch::channel(end);
         Ok(Partition {
             topic: topic.to_owned(),
@@ -247,6 +251,7 @@ impl Partition {
                 closed: false,
                 verifying: HashMap::new(),
                 next_guard: 0,
+                epochs,
             }),
             rules: RwLock::new(rules),
             high_watermark,
@@ -279,15 +284,29 @@ impl Partition {
     pub fn leader_epoch(&self) -> i32 {
         self.leader_epoch.load(Ordering::Acquire)
     }
-    pub(crate) fn set_leader_epoch(&self, epoch: i32) {
-        self.leader_epoch.store(epoch, Ordering::Release);
-    }
     /// The leader's node id as the metadata says.
     pub fn leader(&self) -> i32 {
         self.leader.load(Ordering::Acquire)
     }
-    pub(crate) fn set_leader(&self, leader: i32) {
+    /// Takes the leadership and epoch the metadata gives: a leader records
+    /// where its epoch begins (its log end), so OffsetForLeaderEpoch can
+    /// say where every earlier epoch ended.
+    pub(crate) fn set_leader(&self, leader: i32, epoch: i32, me: i32) {
+        let mut s = self.lock();
+        self.leader_epoch.store(epoch, Ordering::Release);
         self.leader.store(leader, Ordering::Release);
+        if leader == me && !s.closed {
+            let end = s.log.log_end_offset();
+            s.epochs.assign(epoch, end);
+        }
+    }
+
+    /// Where the log of leader epoch `requested` ends here: the epoch no
+    /// newer than it and the offset the next began at, the log end for the
+    /// latest, `(-1, -1)` for an epoch unknown here.
+    pub fn end_offset_for_epoch(&self, requested: i32) -> (i32, i64) {
+        let s = self.lock();
+        s.epochs.end_offset_for(requested, s.log.log_end_offset())
     }
     pub fn high_watermark(&self) -> i64 {
         *self.high_watermark.borrow()
@@ -332,9 +351,12 @@ impl Partition {
         if offset < 0 || offset > high_watermark {
             return Err(ErrorCode::OffsetOutOfRange);
         }
-        s.log
+        let start = s
+            .log
             .advance_log_start(offset, now_ms)
-            .map_err(storage_error)
+            .map_err(storage_error)?;
+        s.epochs.truncate_from_start(start).map_err(storage_error)?;
+        Ok(start)
     }
 
     /// The topic's `min.insync.replicas`, as its configs stand.
@@ -494,6 +516,13 @@ impl Partition {
         now_ms: i64,
     ) -> Result<AppendResult, (ErrorCode, String)> {
         let epoch = self.leader_epoch();
+        // The epoch's start is on disk before anything written in it.
+        s.epochs.flush().map_err(|e| {
+            (
+                storage_error(e),
+                "cannot write the leader-epoch checkpoint".into(),
+            )
+        })?;
         let appended = s
             .log
             .append(&mut owned, epoch, now_ms)
@@ -678,8 +707,9 @@ impl Partition {
         let mut s = self.lock();
         s.log.flush_if_due(now_ms)?;
         s.log.remove_deleted_files(now_ms);
-        if retention {
-            s.log.enforce_retention(now_ms)?;
+        if retention && s.log.enforce_retention(now_ms)? > 0 {
+            let start = s.log.log_start_offset();
+            s.epochs.truncate_from_start(start)?;
         }
         Ok(())
     }

@@ -19,6 +19,7 @@ use tracing::{error, info, warn};
 use crate::dir_lock::{DirLock, LockError};
 use crate::fetch_sessions::FetchSessions;
 use crate::internal::{self, InternalTopicLog, Loaded, OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC};
+use crate::lifecycle::{Lifecycle, Refused};
 use crate::memory::MemoryPool;
 use crate::meta::{MetaError, MetaProperties};
 use crate::metrics::Metrics;
@@ -74,6 +75,8 @@ pub struct Broker {
     pub(crate) node_id: i32,
     pub(crate) cluster_id: String,
     pub(crate) controller: Arc<Controller>,
+    /// Registration, heartbeats and controlled shutdown.
+    pub(crate) lifecycle: Arc<Lifecycle>,
     pub(crate) replicas: Arc<ReplicaManager>,
     pub(crate) groups: Arc<GroupCoordinator>,
     pub(crate) txns: TxnCoordinator,
@@ -133,19 +136,19 @@ impl Broker {
             port: i32::from(opts.advertised_port),
             rack: opts.rack.clone(),
             cluster_id: recorded.as_ref().map(|m| m.cluster_id.clone()),
+            incarnation_id: strom_metadata::Uuid::new_v4(),
         };
-        // Until a quorum of voters is up there is no controller to register
-        // with: wait for one, as Kafka's brokers do.
-        let cluster_id = loop {
-            match controller.register_broker(registration.clone()).await {
-                Ok(Ok(cluster_id)) => break cluster_id,
-                Ok(Err(refused)) => return Err(BrokerError::Refused(refused.message)),
-                Err(e) => {
-                    info!(error = %e, "waiting for the controller quorum to register this broker");
-                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                }
-            }
-        };
+        let lifecycle = Arc::new(Lifecycle::new(
+            controller.clone(),
+            registration,
+            std::time::Duration::from_millis(
+                opts.config.get_i64("broker.heartbeat.interval.ms").max(1) as u64,
+            ),
+        ));
+        let cluster_id = lifecycle
+            .register()
+            .await
+            .map_err(|Refused(why)| BrokerError::Refused(why))?;
         let meta = MetaProperties {
             node_id: opts.node_id,
             cluster_id,
@@ -182,7 +185,15 @@ impl Broker {
         }
         // Opening and recovering partitions, and loading the coordinators,
         // read files: off the runtime's async threads.
-        tokio::task::block_in_place(move || Self::open_partitions(opts, meta, dir_lock, controller))
+        let broker = tokio::task::block_in_place(move || {
+            Self::open_partitions(opts, meta, dir_lock, controller, lifecycle)
+        })?;
+        // Serving, it may lead: the controller unfences it now.
+        broker.lifecycle.wait_unfenced().await;
+        broker
+            .sync_replicas()
+            .map_err(|e| BrokerError::Refused(e.message))?;
+        Ok(broker)
     }
 
     /// What [`Broker::open`] does once the controller is open.
@@ -191,6 +202,7 @@ impl Broker {
         meta: MetaProperties,
         dir_lock: DirLock,
         controller: Arc<Controller>,
+        lifecycle: Arc<Lifecycle>,
     ) -> Result<Arc<Broker>, BrokerError> {
         let replicas = Arc::new(ReplicaManager::new(
             opts.node_id,
@@ -294,6 +306,7 @@ impl Broker {
             node_id: opts.node_id,
             cluster_id: meta.cluster_id,
             controller,
+            lifecycle,
             metrics: Metrics::new(replicas.clone(), groups.clone()),
             replicas,
             groups,
@@ -396,6 +409,23 @@ impl Broker {
         self.replicas.maintain(now);
         self.groups.expire_offsets(now);
         self.txns.tick(now);
+    }
+
+    /// Moves this broker's leaderships away through the controller, before
+    /// it stops (what SIGTERM does first): whether the controller let it go
+    /// within `controller.quorum.request.timeout.ms` twice over.
+    pub async fn controlled_shutdown(&self) -> bool {
+        let timeout = self
+            .config
+            .get_i64("controller.quorum.request.timeout.ms")
+            .max(1) as u64;
+        let done = self
+            .lifecycle
+            .controlled_shutdown(std::time::Duration::from_millis(2 * timeout))
+            .await;
+        // What it leads no more is in effect here before connections close.
+        let _ = self.sync_replicas();
+        done
     }
 
     /// Stops the log cleaner and closes every partition cleanly.

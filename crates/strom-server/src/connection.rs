@@ -210,6 +210,10 @@ pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Futu
             }
         })
     };
+    // Heartbeats to the active controller and, while this node is it,
+    // fencing of brokers whose heartbeats stopped.
+    let heartbeats = tokio::spawn(broker.lifecycle.clone().run());
+    let sessions = tokio::spawn(broker.controller.clone().run_sessions());
     tokio::pin!(shutdown);
     let limits = Arc::new(Limits::of(&broker));
     // As metadata is published (decided here or by another node's
@@ -261,6 +265,9 @@ pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Futu
     }
     info!("shutting down");
     drop(listener);
+    // Clients still connected are told where the leaderships went.
+    heartbeats.abort();
+    broker.controlled_shutdown().await;
     let _ = stop_tx.send(true);
     let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
         while connections.join_next().await.is_some() {}
@@ -272,6 +279,7 @@ pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Futu
     maintenance.abort();
     group_timer.abort();
     follower.abort();
+    sessions.abort();
     let controller = broker.controller.clone();
     let _ = tokio::task::spawn_blocking(move || broker.shutdown()).await;
     controller.shutdown().await;

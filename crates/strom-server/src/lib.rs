@@ -17,6 +17,7 @@ mod fetch_sessions;
 pub mod handlers;
 mod http;
 mod internal;
+mod lifecycle;
 mod memory;
 mod meta;
 mod metrics;

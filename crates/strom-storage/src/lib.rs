@@ -5,6 +5,7 @@
 //! - [`segment`] is one `.log` file with its in-memory indexes.
 //! - [`index`] holds the on-disk format of the offset and time indexes.
 //! - [`txn_index`] is the aborted-transaction index of a segment.
+//! - [`epochs`] is the leader-epoch cache (`leader-epoch-checkpoint`).
 //! - [`cleaner`] compacts logs: the latest record of each key stays.
 //!
 //! Invariants: offsets in the log are strictly increasing, and dense across
@@ -15,6 +16,7 @@
 
 pub mod cleaner;
 mod config;
+pub mod epochs;
 mod error;
 mod file_pool;
 pub mod index;
@@ -24,6 +26,7 @@ pub mod txn_index;
 
 pub use cleaner::{CleanJob, CleanStats, Cleaned, CleanerSettings, Dirtiness, Throttle};
 pub use config::LogConfig;
+pub use epochs::{EpochEntry, LeaderEpochCache};
 pub use error::StorageError;
 pub use file_pool::{open_files as open_segment_files, set_capacity as set_open_segment_files};
 pub use log::{

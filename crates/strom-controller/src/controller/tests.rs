@@ -13,10 +13,7 @@ async fn controller(dir: &std::path::Path) -> Controller {
     )
     .await
     .unwrap();
-    c.register_broker(registration(1, None))
-        .await
-        .unwrap()
-        .unwrap();
+    join(&c, registration(1, None)).await;
     c
 }
 
@@ -24,10 +21,39 @@ fn registration(node_id: i32, cluster_id: Option<&str>) -> BrokerRegistration {
     BrokerRegistration {
         node_id,
         host: "127.0.0.1".into(),
-        port: 9092,
+        port: 9092 + node_id,
         rack: None,
         cluster_id: cluster_id.map(str::to_owned),
+        incarnation_id: Uuid::new_v4(),
     }
+}
+
+fn heartbeat(node_id: i32, broker_epoch: i64, metadata_offset: i64) -> BrokerHeartbeat {
+    BrokerHeartbeat {
+        node_id,
+        broker_epoch,
+        metadata_offset,
+        want_shutdown: false,
+    }
+}
+
+/// Registers `b` and heartbeats until it is unfenced: its broker epoch.
+async fn join(c: &Controller, b: BrokerRegistration) -> i64 {
+    let node = b.node_id;
+    let epoch = c.register_broker(b).await.unwrap().unwrap().broker_epoch;
+    assert!(
+        c.image().broker(node).unwrap().fenced,
+        "a broker registers fenced"
+    );
+    let offset = c.image().offset;
+    let reply = c
+        .heartbeat(heartbeat(node, epoch, offset))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!reply.is_fenced && !reply.should_shutdown);
+    assert!(c.image().is_active(node));
+    epoch
 }
 
 fn topic(name: &str, partitions: i32) -> CreateTopicRequest {
@@ -456,6 +482,9 @@ async fn a_single_node_metadata_log_is_carried_into_the_quorum_once() {
             host: "127.0.0.1".into(),
             port: 9092,
             rack: None,
+            incarnation_id: None,
+            epoch: None,
+            fenced: false,
         }],
         vec![
             MetadataRecord::Topic {
@@ -469,6 +498,7 @@ async fn a_single_node_metadata_log_is_carried_into_the_quorum_once() {
                 isr: vec![1],
                 leader: 1,
                 leader_epoch: 0,
+                partition_epoch: 0,
             },
         ],
         vec![MetadataRecord::ProducerIds {
@@ -513,9 +543,9 @@ async fn the_first_registration_records_the_cluster_id_and_a_foreign_one_is_refu
     assert_eq!(id.len(), 22, "16 bytes in URL-safe base64: {id}");
     // Registering again, with or without the id, answers the same id.
     let again = c.register_broker(registration(2, None)).await.unwrap();
-    assert_eq!(again.unwrap(), id);
+    assert_eq!(again.unwrap().cluster_id, id);
     let same = c.register_broker(registration(1, Some(&id))).await.unwrap();
-    assert_eq!(same.unwrap(), id);
+    assert_eq!(same.unwrap().cluster_id, id);
     let refused = c
         .register_broker(registration(3, Some("another-cluster")))
         .await
@@ -541,7 +571,8 @@ async fn a_single_nodes_cluster_id_is_kept() {
         .register_broker(registration(1, Some("kept-from-meta")))
         .await
         .unwrap()
-        .unwrap();
+        .unwrap()
+        .cluster_id;
     assert_eq!(id, "kept-from-meta");
     c.shutdown().await;
 }

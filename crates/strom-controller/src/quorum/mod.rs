@@ -125,15 +125,20 @@ pub enum QuorumError {
 }
 
 /// A voter's progress, as the leader sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct VoterState {
     pub node_id: i32,
     /// The offset after the last entry the voter holds (-1: unknown).
     pub log_end_offset: i64,
+    /// When the leader last heard it answer (ms since the epoch; -1: never
+    /// or not known here).
+    pub last_fetch_ms: i64,
+    /// When it last held the leader's whole log (-1 likewise).
+    pub last_caught_up_ms: i64,
 }
 
 /// The quorum's state, for DescribeQuorum and metrics.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QuorumStatus {
     pub node_id: i32,
     pub leader: Option<i32>,
@@ -154,6 +159,8 @@ pub struct Quorum {
     machine: Machine,
     voters: BTreeMap<i32, String>,
     write_timeout: Duration,
+    shut_down: std::sync::atomic::AtomicBool,
+    contacts: Arc<network::Contacts>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -203,9 +210,11 @@ impl Quorum {
         }
         .validate()
         .map_err(|e| unavailable(&e))?;
+        let contacts = Arc::new(network::Contacts::default());
         let network = network::Network {
             transport,
             voters: config.voters.clone(),
+            contacts: contacts.clone(),
         };
         let raft = Raft::new(
             config.node_id as u64,
@@ -216,6 +225,7 @@ impl Quorum {
         )
         .await
         .map_err(|e| unavailable(&e))?;
+        let _ = contacts.metrics.set(raft.metrics());
         let members: BTreeMap<u64, BasicNode> = config
             .voters
             .iter()
@@ -254,6 +264,8 @@ impl Quorum {
             machine,
             voters: config.voters,
             write_timeout: config.write_timeout,
+            shut_down: std::sync::atomic::AtomicBool::new(false),
+            contacts,
         })
     }
 
@@ -274,6 +286,16 @@ impl Quorum {
     /// Follows the image as committed records are applied.
     pub fn subscribe(&self) -> watch::Receiver<Arc<MetadataImage>> {
         self.machine.images()
+    }
+
+    /// The Raft term this node is in.
+    pub fn term(&self) -> u64 {
+        self.raft.metrics().borrow().current_term
+    }
+
+    /// Whether [`Quorum::shutdown`] was called.
+    pub fn is_shut_down(&self) -> bool {
+        self.shut_down.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The active controller, if this node knows one.
@@ -348,13 +370,21 @@ impl Quorum {
                     .as_ref()
                     .and_then(|r| r.get(&(*id as u64)))
                     .map(|l| end(l.map(|l| l.index)));
+                let me = *id == self.node_id;
+                let (last_fetch_ms, last_caught_up_ms) = match (me, is_leader) {
+                    (true, _) => (network::now_ms(), network::now_ms()),
+                    (false, true) => self.contacts.of(*id as u64),
+                    (false, false) => (-1, -1),
+                };
                 VoterState {
                     node_id: *id,
-                    log_end_offset: match (progress, *id == self.node_id) {
+                    log_end_offset: match (progress, me) {
                         (_, true) => end(m.last_log_index),
                         (Some(p), false) => p,
                         (None, false) => -1,
                     },
+                    last_fetch_ms,
+                    last_caught_up_ms,
                 }
             })
             .collect();
@@ -384,6 +414,8 @@ impl Quorum {
 
     /// Stops taking part in the quorum.
     pub async fn shutdown(&self) {
+        self.shut_down
+            .store(true, std::sync::atomic::Ordering::Release);
         let _ = self.raft.shutdown().await;
     }
 }

@@ -1,7 +1,7 @@
 //! openraft's network, over the server's [`Transport`].
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
@@ -11,19 +11,62 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use openraft::BasicNode;
+use openraft::{BasicNode, RaftMetrics};
+use tokio::sync::watch;
 
 use super::{PeerMessage, PeerReply, Transport, Types};
 
 pub(super) struct Network {
     pub(super) transport: Arc<dyn Transport>,
     pub(super) voters: BTreeMap<i32, String>,
+    pub(super) contacts: Arc<Contacts>,
+}
+
+/// When, as the leader, this node last heard each voter answer an append
+/// (Kafka's last fetch) and last heard it answer one that left it holding
+/// the leader's whole log (last caught up), in wall-clock milliseconds.
+#[derive(Default)]
+pub(super) struct Contacts {
+    heard: Mutex<HashMap<u64, (i64, i64)>>,
+    /// The leader's own metrics: its log end, to tell caught up.
+    pub(super) metrics: OnceLock<watch::Receiver<RaftMetrics<u64, BasicNode>>>,
+}
+
+impl Contacts {
+    fn heard(&self, peer: u64, matched: Option<u64>) {
+        let now = now_ms();
+        let last = self.metrics.get().and_then(|m| m.borrow().last_log_index);
+        let caught_up = matched >= last;
+        let mut heard = self.heard.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = heard.entry(peer).or_insert((-1, -1));
+        entry.0 = now;
+        if caught_up {
+            entry.1 = now;
+        }
+    }
+
+    /// (last fetch, last caught up) of `peer`; -1 where never.
+    pub(super) fn of(&self, peer: u64) -> (i64, i64) {
+        self.heard
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&peer)
+            .copied()
+            .unwrap_or((-1, -1))
+    }
+}
+
+pub(super) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 pub(super) struct Peer {
     transport: Arc<dyn Transport>,
     target: u64,
     address: String,
+    contacts: Arc<Contacts>,
 }
 
 impl RaftNetworkFactory<Types> for Network {
@@ -39,6 +82,7 @@ impl RaftNetworkFactory<Types> for Network {
             transport: self.transport.clone(),
             target,
             address,
+            contacts: self.contacts.clone(),
         }
     }
 }
@@ -79,8 +123,16 @@ impl RaftNetwork<Types> for Peer {
         rpc: AppendEntriesRequest<Types>,
         _option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, Failure<RaftError<u64>>> {
+        let matched = rpc
+            .entries
+            .last()
+            .map(|e| e.log_id.index)
+            .or(rpc.prev_log_id.map(|l| l.index));
         match self.call(PeerMessage::Append(rpc)).await? {
             PeerReply::Append(r) => {
+                if matches!(r, Ok(AppendEntriesResponse::Success)) {
+                    self.contacts.heard(self.target, matched);
+                }
                 r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
             }
             _ => Err(self.unexpected()),

@@ -28,7 +28,7 @@ pub(super) fn handle(broker: &Broker, req: &DescribeClusterRequest) -> DescribeC
         ))
         .with_brokers(
             image
-                .brokers()
+                .unfenced_brokers()
                 .map(|b| {
                     DescribeClusterBroker::default()
                         .with_broker_id(BrokerId(b.node_id))

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use strom_controller::{validate_topic_name, CreateTopicRequest, CLUSTER_METADATA_TOPIC};
-use strom_metadata::{MetadataImage, TopicImage};
+use strom_metadata::{MetadataImage, PartitionImage, TopicImage, NO_LEADER};
 use strom_protocol::messages::metadata_request::MetadataRequestTopic;
 use strom_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
@@ -16,7 +16,37 @@ use uuid::Uuid;
 use super::{operations, str_bytes};
 use crate::broker::Broker;
 
-fn describe_topic(t: &TopicImage, include_ops: bool) -> MetadataResponseTopic {
+/// A partition as Kafka describes it: with no live leader, the error
+/// LEADER_NOT_AVAILABLE and leader -1; the replicas on brokers that are
+/// fenced or gone as offline.
+fn describe_partition(image: &MetadataImage, p: &PartitionImage) -> MetadataResponsePartition {
+    let live = |r: i32| image.broker(r).is_some_and(|b| !b.fenced);
+    let (error, leader) = if p.leader != NO_LEADER && image.broker(p.leader).is_some() {
+        (0, p.leader)
+    } else {
+        (ErrorCode::LeaderNotAvailable.code(), NO_LEADER)
+    };
+    MetadataResponsePartition::default()
+        .with_error_code(error)
+        .with_partition_index(p.partition)
+        .with_leader_id(BrokerId(leader))
+        .with_leader_epoch(p.leader_epoch)
+        .with_replica_nodes(p.replicas.iter().map(|r| BrokerId(*r)).collect())
+        .with_isr_nodes(p.isr.iter().map(|r| BrokerId(*r)).collect())
+        .with_offline_replicas(
+            p.replicas
+                .iter()
+                .filter(|r| !live(**r))
+                .map(|r| BrokerId(*r))
+                .collect(),
+        )
+}
+
+fn describe_topic(
+    image: &MetadataImage,
+    t: &TopicImage,
+    include_ops: bool,
+) -> MetadataResponseTopic {
     MetadataResponseTopic::default()
         .with_name(Some(TopicName(str_bytes(&t.name))))
         .with_topic_id(t.id)
@@ -25,14 +55,7 @@ fn describe_topic(t: &TopicImage, include_ops: bool) -> MetadataResponseTopic {
         .with_partitions(
             t.partitions
                 .values()
-                .map(|p| {
-                    MetadataResponsePartition::default()
-                        .with_partition_index(p.partition)
-                        .with_leader_id(BrokerId(p.leader))
-                        .with_leader_epoch(p.leader_epoch)
-                        .with_replica_nodes(p.replicas.iter().map(|r| BrokerId(*r)).collect())
-                        .with_isr_nodes(p.isr.iter().map(|r| BrokerId(*r)).collect())
-                })
+                .map(|p| describe_partition(image, p))
                 .collect(),
         )
 }
@@ -90,7 +113,7 @@ pub(super) async fn handle(
         None => image
             .topics()
             .into_iter()
-            .map(|t| describe_topic(t, include_ops))
+            .map(|t| describe_topic(&image, t, include_ops))
             .collect(),
         Some(requested) => {
             let mut topics = Vec::with_capacity(requested.len());
@@ -106,7 +129,7 @@ pub(super) async fn handle(
     MetadataResponse::default()
         .with_brokers(
             image
-                .brokers()
+                .unfenced_brokers()
                 .map(|b| {
                     MetadataResponseBroker::default()
                         .with_node_id(BrokerId(b.node_id))
@@ -138,7 +161,7 @@ async fn describe_requested(
         Some(name) => {
             let name = name.0.as_str().to_owned();
             if let Some(t) = image.topic(&name) {
-                return describe_topic(t, include_ops);
+                return describe_topic(image, t, include_ops);
             }
             if validate_topic_name(&name).is_err() {
                 return topic_error(Some(&name), Uuid::nil(), ErrorCode::InvalidTopicException);
@@ -153,14 +176,14 @@ async fn describe_requested(
                     *image = newer;
                     image.topic(&name).map_or_else(
                         || topic_error(Some(&name), Uuid::nil(), ErrorCode::LeaderNotAvailable),
-                        |t| describe_topic(t, include_ops),
+                        |t| describe_topic(image, t, include_ops),
                     )
                 }
                 Err(code) => topic_error(Some(&name), Uuid::nil(), code),
             }
         }
         None => match image.topic_by_id(&r.topic_id) {
-            Some(t) => describe_topic(t, include_ops),
+            Some(t) => describe_topic(image, t, include_ops),
             None => topic_error(None, r.topic_id, ErrorCode::UnknownTopicId),
         },
     }

@@ -33,13 +33,7 @@ pub(super) fn handle(
                         check_leader_epoch(p.current_leader_epoch, ours)?;
                         // Leadership never changes on a single node, so the
                         // current epoch spans the whole log.
-                        Ok::<_, ErrorCode>(if p.leader_epoch == ours {
-                            (ours, partition.log_end_offset())
-                        } else if p.leader_epoch < ours && p.leader_epoch >= 0 {
-                            (p.leader_epoch, partition.log_start_offset())
-                        } else {
-                            (-1, -1)
-                        })
+                        Ok::<_, ErrorCode>(partition.end_offset_for_epoch(p.leader_epoch))
                     })();
                     match result {
                         Ok((epoch, end)) => base.with_leader_epoch(epoch).with_end_offset(end),
