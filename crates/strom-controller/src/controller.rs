@@ -511,14 +511,15 @@ impl Controller {
         move |t: &TopicImage| t.configs.get(KEY).map_or(default, |v| v == "true")
     }
 
-    /// Whether `node` was heard from within a session timeout.
+    /// Whether `node`'s session lasts (a controller that just became
+    /// active gives every broker a whole one).
     fn session_live(&self, node: i32) -> bool {
         let timeout = self.session_timeout();
         let term = self.quorum.term();
         self.sessions
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .heard_within(term, node, std::time::Instant::now(), timeout)
+            .is_live(term, node, std::time::Instant::now(), timeout)
     }
 
     fn renew_session(&self, node: i32) {
@@ -943,7 +944,7 @@ fn new_partition(
         isr: vec![leader],
         leader,
         leader_epoch: 0,
-        partition_epoch: 0,
+        partition_epoch: Some(0),
     }
 }
 

@@ -50,7 +50,7 @@ impl PartitionImage {
             isr: self.isr.clone(),
             leader: self.leader,
             leader_epoch: self.leader_epoch,
-            partition_epoch: self.partition_epoch,
+            partition_epoch: Some(self.partition_epoch),
         }
     }
 }
@@ -339,15 +339,19 @@ impl MetadataImage {
                 partition_epoch,
             } => {
                 if let Some(t) = self.topics.get_mut(topic_id) {
+                    let isr = match partition_epoch {
+                        None if isr.contains(leader) => vec![*leader],
+                        _ => isr.clone(),
+                    };
                     Arc::make_mut(t).partitions.insert(
                         *partition,
                         PartitionImage {
                             partition: *partition,
                             replicas: replicas.clone(),
-                            isr: isr.clone(),
+                            isr,
                             leader: *leader,
                             leader_epoch: *leader_epoch,
-                            partition_epoch: *partition_epoch,
+                            partition_epoch: partition_epoch.unwrap_or(0),
                         },
                     );
                 }
@@ -409,7 +413,7 @@ mod tests {
             isr: vec![1],
             leader: 1,
             leader_epoch: 0,
-            partition_epoch: 0,
+            partition_epoch: Some(0),
         }));
         v
     }
@@ -598,14 +602,27 @@ mod tests {
         let img = MetadataImage::empty().apply(3, &[r]);
         let b = img.broker(1).unwrap();
         assert!(b.fenced && b.epoch == 3 && b.incarnation_id.is_none());
-        let old = br#"{"type":"partition","topic_id":"00000000-0000-0000-0000-000000000001","partition":0,"replicas":[1],"isr":[1],"leader":1,"leader_epoch":0}"#;
+        // Before followers replicate, an old record's ISR of every replica
+        // is the leader alone: only it holds the records.
+        let topic = MetadataRecord::Topic {
+            name: "t".into(),
+            topic_id: Uuid::from_u128(1),
+        };
+        let old = br#"{"type":"partition","topic_id":"00000000-0000-0000-0000-000000000001","partition":0,"replicas":[1,2,3],"isr":[1,2,3],"leader":2,"leader_epoch":0}"#;
+        let old = MetadataRecord::from_json(old).unwrap();
         assert!(matches!(
-            MetadataRecord::from_json(old).unwrap(),
+            old,
             MetadataRecord::Partition {
-                partition_epoch: 0,
+                partition_epoch: None,
                 ..
             }
         ));
+        let img = MetadataImage::empty().apply(4, &[topic, old]);
+        let p = &img.topic("t").unwrap().partitions[&0];
+        assert_eq!(
+            (p.isr.as_slice(), p.leader, p.partition_epoch),
+            (&[2][..], 2, 0)
+        );
     }
 
     #[test]

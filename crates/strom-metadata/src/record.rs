@@ -69,8 +69,11 @@ pub enum MetadataRecord {
         leader_epoch: i32,
         /// Bumped by every change to the partition's replicas, ISR or
         /// leader (what AlterPartition requests are checked against).
+        /// Absent from records written before it existed, whose ISR named
+        /// every replica though only the leader held the records: those
+        /// replay with the leader alone in the ISR.
         #[serde(default)]
-        partition_epoch: i32,
+        partition_epoch: Option<i32>,
     },
     /// Sets (`Some`) or removes (`None`) a config override.
     Config {

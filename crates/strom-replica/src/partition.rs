@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Mutex, MutexGuard, RwLock};
 
 use bytes::Bytes;
@@ -143,6 +143,9 @@ pub struct Partition {
     leader_epoch: AtomicI32,
     /// The leader's node id in the image applied last (-1: none yet).
     leader: AtomicI32,
+    /// Whether that leader is this node; changed and read under the state
+    /// lock, so no append is accepted once the metadata moved leadership.
+    leads: AtomicBool,
     state: Mutex<State>,
     /// Apart from the state, so batches are validated without its lock.
     rules: RwLock<ProduceRules>,
@@ -245,6 +248,7 @@ impl Partition {
             index,
             leader_epoch: AtomicI32::new(leader_epoch),
             leader: AtomicI32::new(-1),
+            leads: AtomicBool::new(false),
             state: Mutex::new(State {
                 log,
                 producers,
@@ -295,6 +299,7 @@ impl Partition {
         let mut s = self.lock();
         self.leader_epoch.store(epoch, Ordering::Release);
         self.leader.store(leader, Ordering::Release);
+        self.leads.store(leader == me, Ordering::Release);
         if leader == me && !s.closed {
             let end = s.log.log_end_offset();
             s.epochs.assign(epoch, end);
@@ -433,6 +438,10 @@ impl Partition {
         let s = self
             .serving()
             .map_err(|c| (c, "partition is closed".to_owned()))?;
+        if !self.leads.load(Ordering::Acquire) {
+            let message = format!("this node does not lead {}", self.name);
+            return Err((ErrorCode::NotLeaderOrFollower, message).into());
+        }
         let batch = Batch::parse(records).expect("validated");
         if let Some(info) = BatchInfo::of(&batch) {
             match s.producers.check(&info) {

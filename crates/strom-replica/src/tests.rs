@@ -57,7 +57,7 @@ fn image(topic: &str, id: u128, configs: &[(&str, &str)]) -> MetadataImage {
         isr: vec![1],
         leader: 1,
         leader_epoch: 0,
-        partition_epoch: 0,
+        partition_epoch: Some(0),
     });
     MetadataImage::empty().apply(0, &records)
 }

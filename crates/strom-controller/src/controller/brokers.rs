@@ -76,15 +76,7 @@ impl Sessions {
 
     /// Whether `node`'s session lasts: a broker not yet heard from in this
     /// term has a whole session from the first time it is asked about.
-    fn is_live(&mut self, term: u64, node: i32, now: Instant, timeout: Duration) -> bool {
-        self.follow(term);
-        let last = *self.last.entry(node).or_insert(now);
-        now.duration_since(last) < timeout
-    }
-
-    /// Whether a heartbeat or registration of `node` was heard in this
-    /// term within `timeout` (no grace for a broker not heard from).
-    pub(crate) fn heard_within(
+    pub(crate) fn is_live(
         &mut self,
         term: u64,
         node: i32,
@@ -92,9 +84,8 @@ impl Sessions {
         timeout: Duration,
     ) -> bool {
         self.follow(term);
-        self.last
-            .get(&node)
-            .is_some_and(|last| now.duration_since(*last) < timeout)
+        let last = *self.last.entry(node).or_insert(now);
+        now.duration_since(last) < timeout
     }
 
     /// The unfenced brokers of `image` not heard from within `timeout`.
@@ -327,7 +318,9 @@ pub(crate) fn decide_heartbeat(
         return Ok((reply, records));
     }
     let mut is_fenced = broker.fenced;
-    if broker.fenced && hb.metadata_offset >= broker.epoch {
+    // A broker that shut down stays fenced until it registers again (a
+    // heartbeat sent before its shutdown began may arrive after it).
+    if broker.fenced && !broker.in_controlled_shutdown && hb.metadata_offset >= broker.epoch {
         let unfence = MetadataRecord::UnfenceBroker { node_id, epoch };
         let mut next = image.clone();
         next.apply_mut(image.offset, std::slice::from_ref(&unfence));
@@ -422,7 +415,7 @@ mod tests {
                 isr: isr.to_vec(),
                 leader: isr[0],
                 leader_epoch: 0,
-                partition_epoch: 0,
+                partition_epoch: Some(0),
             });
         }
         MetadataImage::empty().apply(0, &records)
@@ -514,6 +507,11 @@ mod tests {
         let (again, more) =
             decide_heartbeat(&after, &beat(1, 0, after.offset, true), NEVER).unwrap();
         assert!(again.should_shutdown && more.is_empty());
+        // A heartbeat sent before the shutdown began, decided after it,
+        // does not bring the broker back.
+        let (late, none) =
+            decide_heartbeat(&after, &beat(1, 0, after.offset, false), NEVER).unwrap();
+        assert!(late.is_fenced && none.is_empty());
     }
 
     #[test]

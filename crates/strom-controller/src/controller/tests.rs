@@ -480,7 +480,8 @@ async fn a_single_node_metadata_log_is_carried_into_the_quorum_once() {
         vec![MetadataRecord::RegisterBroker {
             node_id: 1,
             host: "127.0.0.1".into(),
-            port: 9092,
+            // Where registration(1, ..) says it is: the same node.
+            port: 9093,
             rack: None,
             incarnation_id: None,
             epoch: None,
@@ -498,7 +499,7 @@ async fn a_single_node_metadata_log_is_carried_into_the_quorum_once() {
                 isr: vec![1],
                 leader: 1,
                 leader_epoch: 0,
-                partition_epoch: 0,
+                partition_epoch: Some(0),
             },
         ],
         vec![MetadataRecord::ProducerIds {

@@ -1,9 +1,10 @@
 //! ElectLeaders (v0+), as Kafka's controller decides it: a preferred
 //! election is needed where the leader is not the first replica, an unclean
-//! one where a partition has no leader. Every partition of Strom's single
-//! node is led by its only replica, so each existing partition answers
-//! ELECTION_NOT_NEEDED, and an election over every partition (no topics
-//! named) reports none of them, as Kafka leaves out those not needed.
+//! one where a partition has no leader. A partition led by its preferred
+//! replica answers ELECTION_NOT_NEEDED, and an election over every
+//! partition (no topics named) reports none of them, as Kafka leaves out
+//! those not needed. Where one is needed nothing is elected yet (until
+//! followers replicate, no other replica holds the records).
 
 use strom_metadata::MetadataImage;
 use strom_protocol::messages::elect_leaders_request::TopicPartitions;

@@ -21,7 +21,7 @@ use crate::broker::Broker;
 /// fenced or gone as offline.
 fn describe_partition(image: &MetadataImage, p: &PartitionImage) -> MetadataResponsePartition {
     let live = |r: i32| image.broker(r).is_some_and(|b| !b.fenced);
-    let (error, leader) = if p.leader != NO_LEADER && image.broker(p.leader).is_some() {
+    let (error, leader) = if p.leader != NO_LEADER && live(p.leader) {
         (0, p.leader)
     } else {
         (ErrorCode::LeaderNotAvailable.code(), NO_LEADER)

@@ -25,14 +25,11 @@ pub(super) fn handle(
                 .map(|p| {
                     let base = EpochEndOffset::default().with_partition(p.partition);
                     let result = (|| {
-                        let partition = broker
-                            .replicas
-                            .get(&name, p.partition)
-                            .ok_or(ErrorCode::UnknownTopicOrPartition)?;
+                        // Answered by the leader only: a replica's cache does
+                        // not know the epochs it did not lead.
+                        let partition = broker.replicas.leading(&name, p.partition)?;
                         let ours = partition.leader_epoch();
                         check_leader_epoch(p.current_leader_epoch, ours)?;
-                        // Leadership never changes on a single node, so the
-                        // current epoch spans the whole log.
                         Ok::<_, ErrorCode>(partition.end_offset_for_epoch(p.leader_epoch))
                     })();
                     match result {
