@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use strom_controller::{BoxFuture, Controller, Transport};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn, Instrument};
@@ -26,7 +26,7 @@ const IDLE_PER_PEER: usize = 4;
 /// How long connecting to a peer may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
-async fn read_frame(stream: &mut TcpStream, max: usize) -> io::Result<Vec<u8>> {
+async fn read_frame(stream: &mut (impl AsyncRead + Unpin), max: usize) -> io::Result<Vec<u8>> {
     let len = stream.read_u32().await? as usize;
     if len > max {
         return Err(io::Error::new(
@@ -39,7 +39,7 @@ async fn read_frame(stream: &mut TcpStream, max: usize) -> io::Result<Vec<u8>> {
     Ok(buf)
 }
 
-async fn write_frame(stream: &mut TcpStream, bytes: &[u8]) -> io::Result<()> {
+async fn write_frame(stream: &mut (impl AsyncWrite + Unpin), bytes: &[u8]) -> io::Result<()> {
     let len = u32::try_from(bytes.len())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "message too large"))?;
     stream.write_u32(len).await?;
@@ -170,5 +170,73 @@ impl Transport for TcpTransport {
         let inner = self.inner.clone();
         let address = address.to_owned();
         Box::pin(async move { inner.call(&address, &message).await })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    /// Every frame in `bytes` as the reader takes them, up to the first
+    /// error.
+    fn frames(mut bytes: &[u8], max: usize) -> (Vec<Vec<u8>>, io::Result<()>) {
+        block_on(async {
+            let mut out = Vec::new();
+            loop {
+                match read_frame(&mut bytes, max).await {
+                    Ok(f) => out.push(f),
+                    Err(e) => return (out, Err(e)),
+                }
+            }
+        })
+    }
+
+    proptest! {
+        /// Any bytes a peer sends read as whole frames within the bound, or
+        /// end in an error (EOF, or a frame too large, refused before its
+        /// body is buffered): never a panic, never a frame above `max`.
+        #[test]
+        fn arbitrary_bytes_read_as_bounded_frames_or_an_error(
+            bytes in proptest::collection::vec(any::<u8>(), 0..200),
+            max in 0usize..64,
+        ) {
+            let (read, end) = frames(&bytes, max);
+            prop_assert!(read.iter().all(|f| f.len() <= max));
+            let consumed: usize = read.iter().map(|f| 4 + f.len()).sum();
+            prop_assert!(consumed <= bytes.len());
+            let e = end.unwrap_err();
+            prop_assert!(matches!(e.kind(), io::ErrorKind::UnexpectedEof | io::ErrorKind::InvalidData), "{e}");
+        }
+
+        /// What write_frame writes, read_frame reads back whole, in order.
+        #[test]
+        fn written_frames_read_back(messages in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..100), 0..8)) {
+            let mut wire = Vec::new();
+            block_on(async {
+                for m in &messages {
+                    write_frame(&mut wire, m).await.unwrap();
+                }
+            });
+            let (read, end) = frames(&wire, 100);
+            prop_assert_eq!(read, messages);
+            prop_assert_eq!(end.unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
+        }
+    }
+
+    #[test]
+    fn a_frame_above_the_bound_is_refused_before_its_body() {
+        let mut wire = 1_000_000u32.to_be_bytes().to_vec();
+        wire.extend([0u8; 8]);
+        let (read, end) = frames(&wire, 1000);
+        assert!(read.is_empty());
+        assert_eq!(end.unwrap_err().kind(), io::ErrorKind::InvalidData);
     }
 }
