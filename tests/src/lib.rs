@@ -35,13 +35,32 @@ pub fn strom_bin() -> PathBuf {
     bin
 }
 
-/// A free loopback port (bound, then released).
+/// A free loopback port (bound, then released), below the kernel's
+/// ephemeral range (32768 and up): a port the system picked for us could be
+/// handed out again as the source port of some outgoing connection (the
+/// cluster nodes' own, say) before the process that is to listen on it
+/// binds it. Ports are drawn from a sequence that starts at a point set by
+/// the process id and the clock, so test processes running side by side
+/// start far apart, and no port is given out twice by one process.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 10_000;
+    const SPAN: u32 = 32_768 - LOW;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let start = {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        (std::process::id().wrapping_mul(7919) ^ nanos) % SPAN
+    };
+    let _ = NEXT.compare_exchange(u32::MAX, start, Ordering::SeqCst, Ordering::SeqCst);
+    for _ in 0..SPAN {
+        let port = (LOW + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port below 32768")
 }
 
 /// A running (or stopped) broker process with its own data directory.
