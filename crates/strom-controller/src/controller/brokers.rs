@@ -99,8 +99,6 @@ impl Sessions {
         image
             .unfenced_brokers()
             .map(|b| b.node_id)
-            .collect::<Vec<_>>()
-            .into_iter()
             .filter(|&b| !self.is_live(term, b, now, timeout))
             .collect()
     }
