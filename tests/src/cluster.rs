@@ -30,6 +30,16 @@ impl Cluster {
     /// Starts `n` nodes with `config` added to each one's settings, and
     /// waits until every one serves.
     pub fn start(n: usize, config: &[(&str, &str)]) -> Cluster {
+        Cluster::start_with(n, config, |_| Vec::new())
+    }
+
+    /// As [`Cluster::start`], with `per_node(node_id)` added to that node's
+    /// settings last (e.g. its `broker.rack`).
+    pub fn start_with(
+        n: usize,
+        config: &[(&str, &str)],
+        per_node: impl Fn(i32) -> Vec<(String, String)>,
+    ) -> Cluster {
         let seed = std::env::var("STROM_TEST_SEED")
             .ok()
             .and_then(|s| s.parse().ok())
@@ -62,7 +72,14 @@ impl Cluster {
                     ("controller.listener.names".into(), "CONTROLLER".into()),
                     ("controller.quorum.voters".into(), voters.clone()),
                 ];
-                for (k, v) in TEST_TIMINGS.iter().chain(config) {
+                let own = per_node(i as i32 + 1);
+                let own = own.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+                for (k, v) in TEST_TIMINGS
+                    .iter()
+                    .copied()
+                    .chain(config.iter().copied())
+                    .chain(own)
+                {
                     settings.retain(|(name, _)| name != k);
                     settings.push((k.to_string(), v.to_string()));
                 }

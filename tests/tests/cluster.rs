@@ -503,3 +503,50 @@ fn describe_quorum_from_any_node_shows_the_leaders_view_of_every_voter() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn replicas_are_spread_across_racks_when_brokers_name_them() {
+    // Two brokers in rack "east", one in "west": with two replicas, every
+    // partition must keep one in each rack, whatever the round robin says.
+    let racks = ["east", "east", "west"];
+    let cluster = Cluster::start_with(3, &[], |id| {
+        vec![("broker.rack".into(), racks[id as usize - 1].into())]
+    });
+    cluster.wait_for_controller(1, &[], Duration::from_secs(10));
+    assert_eq!(create(&cluster, 2, "racked", 6, 2, &[]), NONE);
+    let m = cluster.wait_for_metadata(1, "the racked topic", Duration::from_secs(10), |m| {
+        topic_names(m) == ["racked"] && m.brokers.len() == 3
+    });
+    let rack_of = |id: i32| {
+        m.brokers
+            .iter()
+            .find(|b| b.node_id.0 == id)
+            .and_then(|b| b.rack.as_ref())
+            .map(|r| r.to_string())
+            .unwrap_or_else(|| panic!("broker {id} with its rack in {m:?}"))
+    };
+    for id in 1..=3 {
+        assert_eq!(rack_of(id), racks[id as usize - 1], "broker {id}'s rack");
+    }
+    let racked = topic(&m, "racked");
+    assert_eq!(racked.partitions.len(), 6);
+    let mut leaders = std::collections::BTreeMap::<i32, usize>::new();
+    for p in &racked.partitions {
+        let replicas: Vec<i32> = p.replica_nodes.iter().map(|b| b.0).collect();
+        let mut spanned: Vec<String> = replicas.iter().map(|r| rack_of(*r)).collect();
+        spanned.sort();
+        assert_eq!(
+            spanned,
+            ["east", "west"],
+            "partition {} on {replicas:?}; seed {}",
+            p.partition_index,
+            cluster.seed
+        );
+        *leaders.entry(p.leader_id.0).or_default() += 1;
+    }
+    assert_eq!(
+        leaders.values().copied().collect::<Vec<_>>(),
+        [2, 2, 2],
+        "each broker leads two of the six partitions: {leaders:?}"
+    );
+}

@@ -823,7 +823,7 @@ impl Controller {
                     format!("Unable to replicate the partition {rf} time(s): The target replication factor of {rf} cannot be reached because only {} broker(s) are registered.", brokers.len()),
                 ));
             }
-            place(&brokers, 0, partitions, rf as usize)
+            placement::place(&brokers, 0, partitions, rf as usize)
         };
         let configs =
             validate_topic_configs(req.configs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -884,11 +884,11 @@ impl Controller {
 }
 
 /// The brokers new replicas go to: unfenced and not shutting down.
-fn active_brokers(image: &MetadataImage) -> Vec<i32> {
+fn active_brokers(image: &MetadataImage) -> Vec<placement::Candidate<'_>> {
     image
         .brokers()
         .filter(|b| b.is_active())
-        .map(|b| b.node_id)
+        .map(|b| (b.node_id, b.rack.as_deref()))
         .collect()
 }
 
@@ -946,15 +946,6 @@ fn new_partition(
         leader_epoch: 0,
         partition_epoch: Some(0),
     }
-}
-
-/// Round-robin placement starting at a rotating broker, as Kafka does
-/// without racks.
-fn place(brokers: &[i32], first_partition: i32, count: i32, rf: usize) -> Vec<Vec<i32>> {
-    let n = brokers.len();
-    (first_partition..first_partition + count)
-        .map(|p| (0..rf).map(|r| brokers[(p as usize + r) % n]).collect())
-        .collect()
 }
 
 /// Grows topics to a new partition count.
@@ -1017,7 +1008,7 @@ fn decide_create_partitions(
                         format!("Unable to replicate the partition {rf} time(s): The target replication factor of {rf} cannot be reached because only {} broker(s) are registered.", brokers.len()),
                     ));
                 }
-                None => place(&brokers, current, added, rf),
+                None => placement::place(&brokers, current, added, rf),
             };
             if !validate_only {
                 records.extend(placement.iter().enumerate().map(|(i, replicas)| {
@@ -1033,6 +1024,7 @@ fn decide_create_partitions(
 
 mod brokers;
 mod configs;
+mod placement;
 use brokers::{decide_fencing, decide_heartbeat, decide_registration, Sessions};
 pub use brokers::{BrokerHeartbeat, HeartbeatReply, Registered};
 pub use configs::{AlterConfigsRequest, ConfigOp};
