@@ -19,6 +19,9 @@ const TEST_TIMINGS: &[(&str, &str)] = &[
     ("controller.quorum.heartbeat.interval.ms", "100"),
 ];
 
+/// `process.roles` of a node that is both broker and controller.
+pub const COMBINED: &str = "broker,controller";
+
 pub struct Cluster {
     /// Node `k` (its `node.id`) is `nodes[k - 1]`.
     pub nodes: Vec<Broker>,
@@ -40,6 +43,19 @@ impl Cluster {
         config: &[(&str, &str)],
         per_node: impl Fn(i32) -> Vec<(String, String)>,
     ) -> Cluster {
+        Cluster::start_roles(&vec![COMBINED; n], config, per_node)
+    }
+
+    /// Node `k` has `process.roles` `roles[k - 1]` (`"broker"`,
+    /// `"controller"` or [`COMBINED`]); the voters are the nodes with the
+    /// controller role. A broker-only node has no controller listener, a
+    /// controller-only node no client listener.
+    pub fn start_roles(
+        roles: &[&str],
+        config: &[(&str, &str)],
+        per_node: impl Fn(i32) -> Vec<(String, String)>,
+    ) -> Cluster {
+        let n = roles.len();
         let seed = std::env::var("STROM_TEST_SEED")
             .ok()
             .and_then(|s| s.parse().ok())
@@ -54,6 +70,7 @@ impl Cluster {
         let voters = ports
             .iter()
             .enumerate()
+            .filter(|(i, _)| roles[*i].contains("controller"))
             .map(|(i, (_, c))| format!("{}@127.0.0.1:{c}", i + 1))
             .collect::<Vec<_>>()
             .join(",");
@@ -61,14 +78,18 @@ impl Cluster {
             .iter()
             .enumerate()
             .map(|(i, (client, controller))| {
+                let role = roles[i];
+                let mut listeners = Vec::new();
+                if role.contains("broker") {
+                    listeners.push(format!("PLAINTEXT://127.0.0.1:{client}"));
+                }
+                if role.contains("controller") {
+                    listeners.push(format!("CONTROLLER://127.0.0.1:{controller}"));
+                }
                 let mut settings: Vec<(String, String)> = vec![
                     ("node.id".into(), (i + 1).to_string()),
-                    (
-                        "listeners".into(),
-                        format!(
-                            "PLAINTEXT://127.0.0.1:{client},CONTROLLER://127.0.0.1:{controller}"
-                        ),
-                    ),
+                    ("process.roles".into(), role.into()),
+                    ("listeners".into(), listeners.join(",")),
                     ("controller.listener.names".into(), "CONTROLLER".into()),
                     ("controller.quorum.voters".into(), voters.clone()),
                 ];
@@ -83,7 +104,9 @@ impl Cluster {
                     settings.retain(|(name, _)| name != k);
                     settings.push((k.to_string(), v.to_string()));
                 }
-                Broker::stopped(*client, settings)
+                let mut node = Broker::stopped(*client, settings);
+                node.controller_only = !role.contains("broker");
+                node
             })
             .collect();
         let mut cluster = Cluster {

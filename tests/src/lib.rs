@@ -71,7 +71,14 @@ pub struct Broker {
     config: Vec<(String, String)>,
     /// An open-files limit (soft and hard) to start the process with.
     pub nofile: Option<u64>,
+    /// `process.roles=controller`: no client listener (`addr` unused);
+    /// ready once it logs that it is.
+    pub controller_only: bool,
+    /// How many times the log said "ready" before the last launch.
+    readies: usize,
 }
+
+const CONTROLLER_READY: &str = "strom controller is ready";
 
 impl Broker {
     /// Starts a broker with Kafka-named settings passed through a TOML file.
@@ -102,6 +109,8 @@ impl Broker {
             dir: tempfile::tempdir().unwrap(),
             config,
             nofile: None,
+            controller_only: false,
+            readies: 0,
         }
     }
 
@@ -119,6 +128,7 @@ impl Broker {
             .map(|(k, v)| format!("\"{k}\" = \"{v}\"\n"))
             .collect();
         std::fs::write(&cfg_path, toml).unwrap();
+        self.readies = self.log().matches(CONTROLLER_READY).count();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -136,9 +146,10 @@ impl Broker {
             }
             None => Command::new(strom_bin()),
         };
+        if !self.controller_only {
+            command.arg("--listen").arg(self.addr.to_string());
+        }
         let child = command
-            .arg("--listen")
-            .arg(self.addr.to_string())
             .arg("--http-listen")
             .arg("127.0.0.1:0")
             .arg("--data-dir")
@@ -179,11 +190,16 @@ impl Broker {
         assert!(status.success(), "kill {which} {pid}");
     }
 
-    /// Waits until the broker answers ApiVersions.
+    /// Waits until the broker answers ApiVersions (a controller-only node:
+    /// until it logs that it is ready).
     pub fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok(mut c) = Client::connect(self.addr) {
+            if self.controller_only {
+                if self.log().matches(CONTROLLER_READY).count() > self.readies {
+                    return;
+                }
+            } else if let Ok(mut c) = Client::connect(self.addr) {
                 if c.api_versions().is_ok() {
                     return;
                 }

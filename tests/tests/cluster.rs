@@ -550,3 +550,81 @@ fn replicas_are_spread_across_racks_when_brokers_name_them() {
         "each broker leads two of the six partitions: {leaders:?}"
     );
 }
+
+#[test]
+fn controller_only_and_broker_only_nodes_form_one_cluster() {
+    use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
+    use kafka_protocol::messages::{DescribeQuorumRequest, TopicName};
+    // Nodes 1-3 vote and host nothing; 4 and 5 host partitions and follow
+    // the metadata as observers.
+    let roles = ["controller", "controller", "controller", "broker", "broker"];
+    let mut cluster = Cluster::start_roles(&roles, &[], |_| Vec::new());
+    let controller = cluster.wait_for_controller(4, &[], Duration::from_secs(10));
+    assert!((1..=3).contains(&controller), "controller {controller}");
+    let m = cluster.wait_for_metadata(4, "both brokers", Duration::from_secs(10), |m| {
+        broker_ids(m) == [4, 5]
+    });
+    assert_eq!(m.controller_id.0, controller);
+
+    assert_eq!(create(&cluster, 4, "two", 4, 2, &[]), NONE);
+    assert_eq!(
+        create(&cluster, 5, "three", 1, 3, &[]),
+        INVALID_REPLICATION_FACTOR,
+        "controllers take no replicas"
+    );
+    let m = cluster.wait_for_metadata(5, "the topic", Duration::from_secs(10), |m| {
+        topic_names(m) == ["two"]
+    });
+    for p in &topic(&m, "two").partitions {
+        let mut replicas: Vec<i32> = p.replica_nodes.iter().map(|b| b.0).collect();
+        replicas.sort();
+        assert_eq!(replicas, [4, 5]);
+    }
+    let p = &topic(&m, "two").partitions[0];
+    let mut leader = cluster.node(p.leader_id.0).client();
+    assert_eq!(
+        strom_tests::produce(&mut leader, "two", p.partition_index, &["v".to_string()]),
+        0
+    );
+
+    // The active controller lists the brokers as observers.
+    let request = DescribeQuorumRequest::default().with_topics(vec![TopicData::default()
+        .with_topic_name(TopicName(StrBytes::from_static_str("__cluster_metadata")))
+        .with_partitions(vec![PartitionData::default().with_partition_index(0)])]);
+    let r = cluster.node(5).client().request(2, &request).unwrap();
+    let p = &r.topics[0].partitions[0];
+    assert_eq!((p.error_code, p.leader_id.0), (NONE, controller), "{r:?}");
+    let mut voters: Vec<i32> = p.current_voters.iter().map(|v| v.replica_id.0).collect();
+    voters.sort();
+    assert_eq!(voters, [1, 2, 3]);
+    let mut observers: Vec<i32> = p.observers.iter().map(|v| v.replica_id.0).collect();
+    observers.sort();
+    assert_eq!(observers, [4, 5], "{r:?}");
+
+    // The active controller dies: the brokers follow the new one, and a
+    // broker that restarts with no metadata of its own is sent all of it.
+    cluster.kill9(controller);
+    let next = cluster.wait_for_controller(4, &[controller], Duration::from_secs(15));
+    assert!((1..=3).contains(&next) && next != controller);
+    cluster.kill9(5);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match create(&cluster, 4, "after", 1, 1, &[]) {
+            NONE => break,
+            REQUEST_TIMED_OUT | NOT_CONTROLLER if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50))
+            }
+            code => panic!(
+                "creating through a broker after failover: {code}; seed {}",
+                cluster.seed
+            ),
+        }
+    }
+    cluster.restart(5);
+    cluster.wait_for_metadata(
+        5,
+        "every topic after a restart",
+        Duration::from_secs(15),
+        |m| topic_names(m) == ["after", "two"] && m.controller_id.0 == next,
+    );
+}

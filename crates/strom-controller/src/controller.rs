@@ -254,7 +254,7 @@ impl Controller {
         let Some(legacy) = log::read_legacy(dir).map_err(io)? else {
             return Ok(());
         };
-        if self.quorum.voters().len() > 1 {
+        if self.quorum.voters().len() > 1 || !self.quorum.is_voter() {
             return Err(ControllerError::Unavailable(format!(
                 "{} holds the metadata log of a single-node Strom; start this node once as a single node (without controller.quorum.voters) so that its metadata moves into the quorum's log, then start it with the cluster's voters",
                 dir.display()

@@ -103,6 +103,36 @@ pub(crate) fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// Opens this node's controller: a voter of the quorum when it is one
+/// of the voters (or the only node, with none), else an observer of them;
+/// a voter serves its peers on `listener`.
+pub(crate) async fn open_controller(
+    opts: &BrokerOptions,
+    listener: Option<tokio::net::TcpListener>,
+) -> Result<Arc<Controller>, BrokerError> {
+    let quorum_dir = opts.data_dir.join("__cluster_metadata-0");
+    let mut quorum = QuorumConfig::single(opts.node_id, quorum_dir);
+    if !opts.voters.is_empty() {
+        quorum.voters = opts.voters.clone();
+    }
+    let ms = |name: &str| opts.config.get_i64(name).max(1) as u64;
+    quorum.election_timeout_ms = ms("controller.quorum.election.timeout.ms");
+    quorum.heartbeat_interval_ms = ms("controller.quorum.heartbeat.interval.ms");
+    quorum.snapshot_entries = ms("controller.quorum.snapshot.entries");
+    quorum.write_timeout =
+        std::time::Duration::from_millis(ms("controller.quorum.request.timeout.ms"));
+    let controller =
+        Arc::new(Controller::open(quorum, opts.transport.clone(), opts.config.clone()).await?);
+    if let Some(listener) = listener {
+        tokio::spawn(crate::peer::serve(
+            listener,
+            controller.clone(),
+            opts.config.get_i64("socket.request.max.bytes") as usize,
+        ));
+    }
+    Ok(controller)
+}
+
 impl Broker {
     /// Opens the data directory: identity, this node's part of the
     /// controller quorum, broker registration, then every hosted partition
@@ -110,26 +140,8 @@ impl Broker {
     pub async fn open(mut opts: BrokerOptions) -> Result<Arc<Broker>, BrokerError> {
         let dir_lock = DirLock::acquire(&opts.data_dir)?;
         let recorded = MetaProperties::load(&opts.data_dir, opts.node_id)?;
-        let quorum_dir = opts.data_dir.join("__cluster_metadata-0");
-        let mut quorum = QuorumConfig::single(opts.node_id, quorum_dir);
-        if !opts.voters.is_empty() {
-            quorum.voters = opts.voters.clone();
-        }
-        let ms = |name: &str| opts.config.get_i64(name).max(1) as u64;
-        quorum.election_timeout_ms = ms("controller.quorum.election.timeout.ms");
-        quorum.heartbeat_interval_ms = ms("controller.quorum.heartbeat.interval.ms");
-        quorum.snapshot_entries = ms("controller.quorum.snapshot.entries");
-        quorum.write_timeout =
-            std::time::Duration::from_millis(ms("controller.quorum.request.timeout.ms"));
-        let controller =
-            Arc::new(Controller::open(quorum, opts.transport.clone(), opts.config.clone()).await?);
-        if let Some(listener) = opts.controller_listener.take() {
-            tokio::spawn(crate::peer::serve(
-                listener,
-                controller.clone(),
-                opts.config.get_i64("socket.request.max.bytes") as usize,
-            ));
-        }
+        let listener = opts.controller_listener.take();
+        let controller = open_controller(&opts, listener).await?;
         let registration = BrokerRegistration {
             node_id: opts.node_id,
             host: opts.advertised_host.clone(),

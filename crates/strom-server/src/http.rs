@@ -15,6 +15,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::warn;
 
+use strom_controller::Controller;
+
 use crate::broker::Broker;
 
 /// The Prometheus text format's content type.
@@ -26,6 +28,9 @@ const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
 #[derive(Clone)]
 pub struct HttpState {
     broker: Arc<OnceLock<Arc<Broker>>>,
+    /// A controller-only node, once open: ready while its quorum has a
+    /// leader; no metrics yet.
+    controller: Arc<OnceLock<Arc<Controller>>>,
     /// True once shutdown began: no longer ready.
     stopping: watch::Receiver<bool>,
 }
@@ -35,6 +40,7 @@ impl HttpState {
     pub fn new(stopping: watch::Receiver<bool>) -> HttpState {
         HttpState {
             broker: Arc::new(OnceLock::new()),
+            controller: Arc::new(OnceLock::new()),
             stopping,
         }
     }
@@ -42,6 +48,11 @@ impl HttpState {
     /// The node is open: metrics and readiness answer from now on.
     pub fn opened(&self, broker: Arc<Broker>) {
         let _ = self.broker.set(broker);
+    }
+
+    /// A controller-only node is open.
+    pub fn opened_controller(&self, controller: Arc<Controller>) {
+        let _ = self.controller.set(controller);
     }
 }
 
@@ -61,6 +72,10 @@ pub async fn serve_http(listener: TcpListener, state: HttpState) {
 
 async fn metrics(State(node): State<HttpState>) -> Response {
     let Some(broker) = node.broker.get().cloned() else {
+        if node.controller.get().is_some() {
+            // Nothing is measured on a controller-only node yet.
+            return (StatusCode::OK, [(header::CONTENT_TYPE, TEXT_FORMAT)], "").into_response();
+        }
         return (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response();
     };
     // Reading thousands of partitions is work: off the async workers.
@@ -80,8 +95,14 @@ async fn live() -> &'static str {
 }
 
 async fn ready(State(node): State<HttpState>) -> (StatusCode, &'static str) {
-    if node.broker.get().is_none() {
+    let controller_waits = node
+        .controller
+        .get()
+        .is_some_and(|c| c.quorum().leader().is_none());
+    if node.broker.get().is_none() && node.controller.get().is_none() {
         (StatusCode::SERVICE_UNAVAILABLE, "starting\n")
+    } else if controller_waits {
+        (StatusCode::SERVICE_UNAVAILABLE, "no active controller\n")
     } else if *node.stopping.borrow() {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
     } else {

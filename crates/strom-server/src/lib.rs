@@ -12,6 +12,7 @@
 
 mod broker;
 mod connection;
+mod controller_node;
 mod dir_lock;
 mod fetch_sessions;
 pub mod handlers;
@@ -27,6 +28,7 @@ mod txns;
 
 pub use broker::{Broker, BrokerOptions};
 pub use connection::run;
+pub use controller_node::ControllerNode;
 pub use dir_lock::{DirLock, LockError};
 pub use http::{serve_http, HttpState};
 pub use meta::MetaProperties;

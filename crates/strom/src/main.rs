@@ -1,4 +1,5 @@
-//! `strom`: one node of a Strom cluster (today: a single combined node).
+//! `strom`: one node of a Strom cluster: a broker, a controller, or both
+//! (the default, and with no configuration a single node).
 //!
 //! Configuration, lowest precedence first: a TOML file of Kafka-named keys
 //! (`--config`), `STROM_*` environment variables (`STROM_LOG_SEGMENT_BYTES`
@@ -14,7 +15,7 @@ use clap::Parser;
 use std::sync::Arc;
 use strom_metadata::config::{broker_config_names, StaticConfig};
 
-use strom_server::{Broker, BrokerOptions, HttpState, TcpTransport};
+use strom_server::{Broker, BrokerOptions, ControllerNode, HttpState, TcpTransport};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -129,6 +130,72 @@ fn split_listeners(
     Ok((client, controller))
 }
 
+/// `process.roles`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Roles {
+    broker: bool,
+    controller: bool,
+}
+
+fn parse_roles(value: &str) -> Result<Roles> {
+    let mut roles: Vec<&str> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .collect();
+    roles.sort_unstable();
+    roles.dedup();
+    let (broker, controller) = match roles.as_slice() {
+        ["broker", "controller"] => (true, true),
+        ["broker"] => (true, false),
+        ["controller"] => (false, true),
+        _ => bail!("process.roles={value}: the roles are broker, controller, or both"),
+    };
+    Ok(Roles { broker, controller })
+}
+
+/// The checks Kafka makes of a node's roles against its voters and
+/// listeners (with its messages).
+fn check_node(
+    roles: Roles,
+    node_id: i32,
+    voters: &BTreeMap<i32, String>,
+    has_client_listener: bool,
+    has_controller_listener: bool,
+    controller_name: &str,
+) -> Result<()> {
+    let ids: Vec<i32> = voters.keys().copied().collect();
+    if !roles.controller {
+        if has_controller_listener {
+            bail!("controller.listener.names must not contain a value appearing in the 'listeners' configuration when running with just the broker role");
+        }
+        if voters.is_empty() {
+            bail!("process.roles=broker needs controller.quorum.voters: the controllers this broker follows");
+        }
+        if voters.contains_key(&node_id) {
+            bail!("if process.roles contains just the 'broker' role, the node id {node_id} must not be included in the set of voters controller.quorum.voters={ids:?}");
+        }
+        return Ok(());
+    }
+    if !roles.broker {
+        if has_client_listener {
+            bail!("the listeners config must only contain controller listeners from controller.listener.names when process.roles=controller");
+        }
+        if voters.is_empty() {
+            bail!("process.roles=controller needs controller.quorum.voters");
+        }
+    }
+    if !voters.is_empty() {
+        if !voters.contains_key(&node_id) {
+            bail!("if process.roles contains the 'controller' role, the node id {node_id} must be included in the set of voters controller.quorum.voters={ids:?}");
+        }
+        if !has_controller_listener {
+            bail!("controller.quorum.voters is set, but listeners names no controller listener ({controller_name}://HOST:PORT)");
+        }
+    }
+    Ok(())
+}
+
 /// `controller.quorum.voters`: `1@host:port,2@host:port,...`.
 fn parse_voters(value: &str) -> Result<BTreeMap<i32, String>> {
     let mut voters = BTreeMap::new();
@@ -193,21 +260,11 @@ fn main() -> Result<()> {
         .clone()
         .or_else(|| settings.remove("log.dirs").map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("strom-data"));
-    let roles = settings
-        .remove("process.roles")
-        .unwrap_or_else(|| "broker,controller".into());
-    let mut roles: Vec<&str> = roles
-        .split(',')
-        .map(str::trim)
-        .filter(|r| !r.is_empty())
-        .collect();
-    roles.sort_unstable();
-    if roles != ["broker", "controller"] {
-        bail!(
-            "process.roles={}: only combined nodes (broker,controller, the default) are supported yet",
-            roles.join(",")
-        );
-    }
+    let roles = parse_roles(
+        &settings
+            .remove("process.roles")
+            .unwrap_or_else(|| "broker,controller".into()),
+    )?;
     let controller_names: Vec<String> = settings
         .remove("controller.listener.names")
         .unwrap_or_else(|| "CONTROLLER".into())
@@ -218,6 +275,7 @@ fn main() -> Result<()> {
         Some(l) => split_listeners(&l, &controller_names).context("listeners")?,
         None => (None, None),
     };
+    let has_client_listener = client_listener.is_some() || args.listen.is_some();
     let listen = args
         .listen
         .clone()
@@ -238,17 +296,16 @@ fn main() -> Result<()> {
         Some(v) => parse_voters(&v)?,
         None => BTreeMap::new(),
     };
-    if !voters.is_empty() {
-        if !voters.contains_key(&node_id) {
-            bail!("node.id {node_id} is not one of controller.quorum.voters ({voters:?}); every node is a controller yet");
-        }
-        if controller_listen.is_none() {
-            bail!(
-                "controller.quorum.voters is set, but listeners names no controller listener ({}://HOST:PORT)",
-                controller_names.first().map_or("CONTROLLER", String::as_str)
-            );
-        }
-    }
+    check_node(
+        roles,
+        node_id,
+        &voters,
+        has_client_listener,
+        controller_listen.is_some(),
+        controller_names
+            .first()
+            .map_or("CONTROLLER", String::as_str),
+    )?;
     let rack = settings.remove("broker.rack").filter(|r| !r.is_empty());
     let http_listen = args
         .http_listen
@@ -277,8 +334,6 @@ fn main() -> Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let listener = TcpListener::bind(&listen).await.with_context(|| format!("binding {listen}"))?;
-        let bound: SocketAddr = listener.local_addr()?;
         let http = TcpListener::bind(&http_listen)
             .await
             .with_context(|| format!("binding the HTTP listener {http_listen}"))?;
@@ -288,17 +343,6 @@ fn main() -> Result<()> {
         let (stopping_tx, mut stopping) = watch::channel(false);
         let http_state = HttpState::new(stopping.clone());
         let http = tokio::spawn(strom_server::serve_http(http, http_state.clone()));
-        let (host, port) = match advertise {
-            Some(a) => {
-                let (h, p) = a.rsplit_once(':').with_context(|| format!("--advertise {a:?} is not HOST:PORT"))?;
-                (h.to_owned(), p.parse::<u16>().with_context(|| format!("port of --advertise {a:?}"))?)
-            }
-            None if bound.ip().is_unspecified() => {
-                warn!(%bound, "listening on all interfaces without --advertise; advertising 127.0.0.1");
-                ("127.0.0.1".to_owned(), bound.port())
-            }
-            None => (bound.ip().to_string(), bound.port()),
-        };
         let controller_listener = match &controller_listen {
             Some(address) => {
                 let l = TcpListener::bind(address)
@@ -310,18 +354,50 @@ fn main() -> Result<()> {
             None => None,
         };
         let max_frame = config.get_i64("socket.request.max.bytes") as usize;
-        let broker = Broker::open(BrokerOptions {
+        let mut options = BrokerOptions {
             node_id,
             data_dir: data_dir.clone(),
-            advertised_host: host.clone(),
-            advertised_port: port,
+            // Set below, for a broker, once its listener is bound.
+            advertised_host: String::new(),
+            advertised_port: 0,
             config,
             open_files_limit,
             rack,
             voters,
             transport: Arc::new(TcpTransport::new(max_frame)),
             controller_listener,
-        })
+        };
+        if !roles.broker {
+            let node = ControllerNode::open(options)
+            .await
+            .with_context(|| format!("opening data directory {}", data_dir.display()))?;
+            info!(data_dir = %data_dir.display(), node_id, "strom controller is ready");
+            http_state.opened_controller(node.controller().clone());
+            node.run(async move {
+                shutdown_signal().await;
+                let _ = stopping_tx.send(true);
+            })
+            .await;
+            http.abort();
+            info!("stopped");
+            return Ok(());
+        }
+        let listener = TcpListener::bind(&listen).await.with_context(|| format!("binding {listen}"))?;
+        let bound: SocketAddr = listener.local_addr()?;
+        let (host, port) = match advertise {
+            Some(a) => {
+                let (h, p) = a.rsplit_once(':').with_context(|| format!("--advertise {a:?} is not HOST:PORT"))?;
+                (h.to_owned(), p.parse::<u16>().with_context(|| format!("port of --advertise {a:?}"))?)
+            }
+            None if bound.ip().is_unspecified() => {
+                warn!(%bound, "listening on all interfaces without --advertise; advertising 127.0.0.1");
+                ("127.0.0.1".to_owned(), bound.port())
+            }
+            None => (bound.ip().to_string(), bound.port()),
+        };
+        options.advertised_host = host.clone();
+        options.advertised_port = port;
+        let broker = Broker::open(options)
         .await
         .with_context(|| format!("opening data directory {}", data_dir.display()))?;
         info!(listen = %bound, advertise = %format!("{host}:{port}"), data_dir = %data_dir.display(), node_id, "strom is ready");
@@ -339,4 +415,54 @@ fn main() -> Result<()> {
         info!("stopped");
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn voters(ids: &[i32]) -> BTreeMap<i32, String> {
+        ids.iter()
+            .map(|id| (*id, format!("127.0.0.1:{}", 9093 + id)))
+            .collect()
+    }
+
+    #[test]
+    fn roles_are_broker_controller_or_both() {
+        let both = Roles {
+            broker: true,
+            controller: true,
+        };
+        assert_eq!(parse_roles("broker,controller").unwrap(), both);
+        assert_eq!(parse_roles(" controller , broker ").unwrap(), both);
+        assert!(!parse_roles("broker").unwrap().controller);
+        assert!(!parse_roles("controller").unwrap().broker);
+        for bad in ["", "broker,zookeeper", "leader"] {
+            assert!(parse_roles(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_nodes_roles_must_agree_with_its_voters_and_listeners() {
+        let broker = parse_roles("broker").unwrap();
+        let controller = parse_roles("controller").unwrap();
+        let both = parse_roles("broker,controller").unwrap();
+        let check = |roles, id, v: &[i32], client, ctl| {
+            check_node(roles, id, &voters(v), client, ctl, "CONTROLLER")
+        };
+        // The single node of today: no voters, no controller listener.
+        assert!(check(both, 1, &[], true, false).is_ok());
+        assert!(check(both, 1, &[1, 2, 3], true, true).is_ok());
+        assert!(check(both, 4, &[1, 2, 3], true, true).is_err());
+        assert!(check(both, 1, &[1, 2, 3], true, false).is_err());
+        assert!(check(broker, 4, &[1, 2, 3], true, false).is_ok());
+        assert!(check(broker, 1, &[1, 2, 3], true, false).is_err());
+        assert!(check(broker, 4, &[], true, false).is_err());
+        assert!(check(broker, 4, &[1, 2, 3], true, true).is_err());
+        assert!(check(controller, 1, &[1, 2, 3], false, true).is_ok());
+        assert!(check(controller, 1, &[1, 2, 3], true, true).is_err());
+        assert!(check(controller, 4, &[1, 2, 3], false, true).is_err());
+        assert!(check(controller, 1, &[], false, true).is_err());
+        assert!(check(controller, 1, &[1, 2, 3], false, false).is_err());
+    }
 }

@@ -2,6 +2,7 @@
 //! `MetadataImage`, published to whoever follows it, and snapshots of that
 //! image (`snapshot.json`, replaced whole) that bound the Raft log.
 
+use std::collections::VecDeque;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -38,11 +39,35 @@ impl SnapshotFile {
     }
 }
 
+/// How many recent proposals are kept for observers, which are sent the
+/// whole image when they are further behind.
+/// (A few in tests, so that they reach the whole-image path.)
+const RECENT_PROPOSALS: usize = if cfg!(test) { 8 } else { 4096 };
+
+/// What an observer (a broker that is not a voter) is sent to catch up
+/// from its image's offset.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct CatchUp {
+    /// The whole image (its offset and the records that rebuild it), when
+    /// the recent proposals do not reach back far enough.
+    pub(crate) image: Option<(i64, Vec<MetadataRecord>)>,
+    /// Committed proposals after the observer's offset, in order.
+    pub(crate) proposals: Vec<(i64, Vec<MetadataRecord>)>,
+}
+
 struct State {
     image: Arc<MetadataImage>,
     last_applied: Option<LogId<NodeId>>,
     membership: StoredMembership<NodeId, openraft::BasicNode>,
     snapshots_built: u64,
+    /// The last applied proposals (offset, records): every proposal at
+    /// or after `recent_from` is here.
+    recent: VecDeque<(i64, Vec<MetadataRecord>)>,
+    recent_from: i64,
+}
+
+fn after(last: Option<LogId<NodeId>>) -> i64 {
+    last.map_or(0, |l| l.index as i64 + 1)
 }
 
 /// The metadata state machine; clones share it.
@@ -89,6 +114,8 @@ impl Machine {
                 last_applied,
                 membership,
                 snapshots_built: 0,
+                recent: VecDeque::new(),
+                recent_from: after(last_applied),
             })),
             publisher: Arc::new(publisher),
         })
@@ -104,6 +131,22 @@ impl Machine {
 
     pub(crate) fn image(&self) -> Arc<MetadataImage> {
         self.publisher.borrow().clone()
+    }
+
+    /// What an observer whose image is at `offset` needs to be current.
+    pub(crate) fn catch_up(&self, offset: i64) -> CatchUp {
+        let state = self.lock();
+        if offset + 1 < state.recent_from {
+            return CatchUp {
+                image: Some((state.image.offset, state.image.to_records())),
+                proposals: Vec::new(),
+            };
+        }
+        let start = state.recent.partition_point(|(o, _)| *o <= offset);
+        CatchUp {
+            image: None,
+            proposals: state.recent.range(start..).cloned().collect(),
+        }
     }
 }
 
@@ -167,7 +210,15 @@ impl RaftStateMachine<Types> for Machine {
             let index = entry.log_id.index as i64;
             match entry.payload {
                 EntryPayload::Blank => {}
-                EntryPayload::Normal(proposal) => image.apply_mut(index, &proposal.records),
+                EntryPayload::Normal(proposal) => {
+                    image.apply_mut(index, &proposal.records);
+                    if state.recent.len() == RECENT_PROPOSALS {
+                        if let Some((oldest, _)) = state.recent.pop_front() {
+                            state.recent_from = oldest + 1;
+                        }
+                    }
+                    state.recent.push_back((index, proposal.records));
+                }
                 EntryPayload::Membership(m) => {
                     state.membership = StoredMembership::new(Some(entry.log_id), m)
                 }
@@ -204,6 +255,8 @@ impl RaftStateMachine<Types> for Machine {
         state.image = image.clone();
         state.last_applied = meta.last_log_id;
         state.membership = meta.last_membership.clone();
+        state.recent.clear();
+        state.recent_from = after(meta.last_log_id);
         self.publisher.send_replace(image);
         Ok(())
     }

@@ -11,6 +11,7 @@
 
 mod machine;
 mod network;
+mod observer;
 mod store;
 #[cfg(test)]
 mod tests;
@@ -150,17 +151,31 @@ pub struct QuorumStatus {
     pub is_leader: bool,
     /// The voters; their progress is known only on the leader.
     pub voters: Vec<VoterState>,
+    /// Nodes that follow the metadata without voting (brokers that are not
+    /// controllers), as this voter heard from them lately; their last
+    /// caught-up time is not known (-1).
+    #[serde(default)]
+    pub observers: Vec<VoterState>,
 }
 
-/// The controller quorum as the rest of Strom sees it.
+/// The controller quorum as the rest of Strom sees it: on a voter its
+/// part of the Raft quorum, on any other node an observer of what the
+/// voters commit.
 pub struct Quorum {
     node_id: i32,
-    raft: Raft<Types>,
-    machine: Machine,
+    role: Role,
     voters: BTreeMap<i32, String>,
     write_timeout: Duration,
     shut_down: std::sync::atomic::AtomicBool,
-    contacts: Arc<network::Contacts>,
+}
+
+enum Role {
+    Voter {
+        raft: Raft<Types>,
+        machine: Machine,
+        contacts: Arc<network::Contacts>,
+    },
+    Observer(Arc<observer::Observer>),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -168,6 +183,13 @@ enum PeerMessage {
     Append(openraft::raft::AppendEntriesRequest<Types>),
     Vote(openraft::raft::VoteRequest<u64>),
     Snapshot(openraft::raft::InstallSnapshotRequest<Types>),
+    /// An observer at `offset` asks for what was committed after it,
+    /// waiting up to `wait_ms` for something new.
+    Observe {
+        node_id: i32,
+        offset: i64,
+        wait_ms: u64,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -180,6 +202,11 @@ enum PeerReply {
             RaftError<u64, openraft::error::InstallSnapshotError>,
         >,
     ),
+    Observed {
+        leader: Option<i32>,
+        term: u64,
+        catch_up: machine::CatchUp,
+    },
     /// The message could not be read.
     Refused(String),
 }
@@ -189,10 +216,15 @@ impl Quorum {
     /// from `config.dir`, the voters from `config.voters`. A node whose log
     /// is empty records the voter set as the first entry (every voter
     /// writes the same one), so no separate format step is needed.
+    ///
+    /// A node that is not one of the voters observes them instead.
     pub async fn open(
         config: QuorumConfig,
         transport: Arc<dyn Transport>,
     ) -> Result<Quorum, QuorumError> {
+        if !config.voters.contains_key(&config.node_id) {
+            return Quorum::observe(config, transport);
+        }
         let unavailable = |e: &dyn std::fmt::Display| QuorumError::Unavailable(e.to_string());
         let store = LogStore::open(&config.dir).map_err(|e| unavailable(&e))?;
         let machine = Machine::open(&config.dir).map_err(|e| unavailable(&e))?;
@@ -260,13 +292,58 @@ impl Quorum {
         }
         Ok(Quorum {
             node_id: config.node_id,
-            raft,
-            machine,
+            role: Role::Voter {
+                raft,
+                machine,
+                contacts,
+            },
             voters: config.voters,
             write_timeout: config.write_timeout,
             shut_down: std::sync::atomic::AtomicBool::new(false),
-            contacts,
         })
+    }
+
+    /// An observer of `config.voters`, following them from now on.
+    fn observe(config: QuorumConfig, transport: Arc<dyn Transport>) -> Result<Quorum, QuorumError> {
+        if config.voters.is_empty() {
+            return Err(QuorumError::Unavailable(
+                "a node that is not a controller needs controller.quorum.voters".into(),
+            ));
+        }
+        let observer = Arc::new(observer::Observer::new());
+        tokio::spawn(observer.clone().run(
+            config.node_id,
+            config.voters.clone(),
+            transport,
+            config.write_timeout,
+        ));
+        info!(voters = ?config.voters.keys().collect::<Vec<_>>(), "observing the controller quorum");
+        Ok(Quorum {
+            node_id: config.node_id,
+            role: Role::Observer(observer),
+            voters: config.voters,
+            write_timeout: config.write_timeout,
+            shut_down: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    #[cfg(test)]
+    fn raft(&self) -> &Raft<Types> {
+        match &self.role {
+            Role::Voter { raft, .. } => raft,
+            Role::Observer(_) => panic!("an observer has no Raft"),
+        }
+    }
+
+    /// Whether this node is one of the voters.
+    pub fn is_voter(&self) -> bool {
+        matches!(self.role, Role::Voter { .. })
+    }
+
+    fn not_leader(&self) -> QuorumError {
+        QuorumError::NotLeader {
+            leader: self.leader(),
+        }
     }
 
     pub fn node_id(&self) -> i32 {
@@ -280,17 +357,26 @@ impl Quorum {
 
     /// The image after every record this node has applied.
     pub fn image(&self) -> Arc<MetadataImage> {
-        self.machine.image()
+        match &self.role {
+            Role::Voter { machine, .. } => machine.image(),
+            Role::Observer(o) => o.images.borrow().clone(),
+        }
     }
 
     /// Follows the image as committed records are applied.
     pub fn subscribe(&self) -> watch::Receiver<Arc<MetadataImage>> {
-        self.machine.images()
+        match &self.role {
+            Role::Voter { machine, .. } => machine.images(),
+            Role::Observer(o) => o.images.subscribe(),
+        }
     }
 
-    /// The Raft term this node is in.
+    /// The Raft term this node is in (an observer: the last it heard of).
     pub fn term(&self) -> u64 {
-        self.raft.metrics().borrow().current_term
+        match &self.role {
+            Role::Voter { raft, .. } => raft.metrics().borrow().current_term,
+            Role::Observer(o) => o.term.load(std::sync::atomic::Ordering::Acquire),
+        }
     }
 
     /// Whether [`Quorum::shutdown`] was called.
@@ -300,11 +386,10 @@ impl Quorum {
 
     /// The active controller, if this node knows one.
     pub fn leader(&self) -> Option<i32> {
-        self.raft
-            .metrics()
-            .borrow()
-            .current_leader
-            .map(|l| l as i32)
+        match &self.role {
+            Role::Voter { raft, .. } => raft.metrics().borrow().current_leader.map(|l| l as i32),
+            Role::Observer(o) => *o.leader.borrow(),
+        }
     }
 
     /// The voters' controller addresses.
@@ -314,18 +399,31 @@ impl Quorum {
 
     /// Waits until some node leads, at most `timeout`.
     pub async fn wait_for_leader(&self, timeout: Duration) -> Result<i32, QuorumError> {
-        self.raft
-            .wait(Some(timeout))
-            .metrics(|m| m.current_leader.is_some(), "a leader")
-            .await
-            .map_err(|_| QuorumError::Timeout)
-            .map(|m| m.current_leader.expect("waited for") as i32)
+        match &self.role {
+            Role::Voter { raft, .. } => raft
+                .wait(Some(timeout))
+                .metrics(|m| m.current_leader.is_some(), "a leader")
+                .await
+                .map_err(|_| QuorumError::Timeout)
+                .map(|m| m.current_leader.expect("waited for") as i32),
+            Role::Observer(o) => {
+                let mut leader = o.leader.subscribe();
+                let found = tokio::time::timeout(timeout, leader.wait_for(Option::is_some))
+                    .await
+                    .ok()
+                    .and_then(|l| l.ok().and_then(|l| *l));
+                found.ok_or(QuorumError::Timeout)
+            }
+        }
     }
 
     /// On the leader: waits until everything committed before now is
     /// applied here, so that a decision sees every earlier one.
     pub async fn ensure_current(&self) -> Result<(), QuorumError> {
-        match tokio::time::timeout(self.write_timeout, self.raft.ensure_linearizable()).await {
+        let Role::Voter { raft, .. } = &self.role else {
+            return Err(self.not_leader());
+        };
+        match tokio::time::timeout(self.write_timeout, raft.ensure_linearizable()).await {
             Err(_) => Err(QuorumError::Timeout),
             Ok(Ok(_)) => Ok(()),
             Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => {
@@ -343,7 +441,10 @@ impl Quorum {
     /// On the leader: proposes `records` as one entry and returns its
     /// offset once it is committed and applied here.
     pub async fn propose(&self, records: Vec<MetadataRecord>) -> Result<i64, QuorumError> {
-        let write = self.raft.client_write(Proposal { records });
+        let Role::Voter { raft, .. } = &self.role else {
+            return Err(self.not_leader());
+        };
+        let write = raft.client_write(Proposal { records });
         match tokio::time::timeout(self.write_timeout, write).await {
             Err(_) => Err(QuorumError::Timeout),
             Ok(Ok(response)) => Ok(response.data),
@@ -358,7 +459,29 @@ impl Quorum {
 
     /// The quorum's state as this node knows it.
     pub fn status(&self) -> QuorumStatus {
-        let m = self.raft.metrics().borrow().clone();
+        let (raft, contacts) = match &self.role {
+            Role::Voter { raft, contacts, .. } => (raft, contacts),
+            Role::Observer(_) => {
+                let image = self.image();
+                let unknown = |node_id| VoterState {
+                    node_id,
+                    log_end_offset: -1,
+                    last_fetch_ms: -1,
+                    last_caught_up_ms: -1,
+                };
+                return QuorumStatus {
+                    node_id: self.node_id,
+                    leader: self.leader(),
+                    term: self.term(),
+                    applied_end: image.offset + 1,
+                    log_end: image.offset + 1,
+                    is_leader: false,
+                    voters: self.voters.keys().map(|id| unknown(*id)).collect(),
+                    observers: Vec::new(),
+                };
+            }
+        };
+        let m = raft.metrics().borrow().clone();
         let is_leader = m.state == ServerState::Leader;
         let end = |l: Option<u64>| l.map_or(0, |i| i as i64 + 1);
         let voters = self
@@ -373,7 +496,7 @@ impl Quorum {
                 let me = *id == self.node_id;
                 let (last_fetch_ms, last_caught_up_ms) = match (me, is_leader) {
                     (true, _) => (network::now_ms(), network::now_ms()),
-                    (false, true) => self.contacts.of(*id as u64),
+                    (false, true) => contacts.of(*id as u64),
                     (false, false) => (-1, -1),
                 };
                 VoterState {
@@ -396,17 +519,43 @@ impl Quorum {
             log_end: end(m.last_log_index),
             is_leader,
             voters,
+            observers: contacts.observers(),
         }
     }
 
     /// Answers a message a peer's [`Transport`] sent.
     pub async fn handle_peer(&self, message: &[u8]) -> Vec<u8> {
+        let Role::Voter {
+            raft,
+            machine,
+            contacts,
+        } = &self.role
+        else {
+            let refused = PeerReply::Refused(format!(
+                "node {} is not a controller (process.roles=broker)",
+                self.node_id
+            ));
+            return serde_json::to_vec(&refused).expect("replies always serialise");
+        };
         let reply = match serde_json::from_slice::<PeerMessage>(message) {
             Err(e) => PeerReply::Refused(e.to_string()),
-            Ok(PeerMessage::Append(rpc)) => PeerReply::Append(self.raft.append_entries(rpc).await),
-            Ok(PeerMessage::Vote(rpc)) => PeerReply::Vote(self.raft.vote(rpc).await),
-            Ok(PeerMessage::Snapshot(rpc)) => {
-                PeerReply::Snapshot(self.raft.install_snapshot(rpc).await)
+            Ok(PeerMessage::Append(rpc)) => PeerReply::Append(raft.append_entries(rpc).await),
+            Ok(PeerMessage::Vote(rpc)) => PeerReply::Vote(raft.vote(rpc).await),
+            Ok(PeerMessage::Snapshot(rpc)) => PeerReply::Snapshot(raft.install_snapshot(rpc).await),
+            Ok(PeerMessage::Observe {
+                node_id,
+                offset,
+                wait_ms,
+            }) => {
+                contacts.observed(node_id, offset + 1);
+                let wait = Duration::from_millis(wait_ms).min(observer::POLL_WAIT * 2);
+                let mut images = machine.images();
+                let _ = tokio::time::timeout(wait, images.wait_for(|i| i.offset > offset)).await;
+                PeerReply::Observed {
+                    leader: self.leader(),
+                    term: self.term(),
+                    catch_up: machine.catch_up(offset),
+                }
             }
         };
         serde_json::to_vec(&reply).expect("replies always serialise")
@@ -416,6 +565,11 @@ impl Quorum {
     pub async fn shutdown(&self) {
         self.shut_down
             .store(true, std::sync::atomic::Ordering::Release);
-        let _ = self.raft.shutdown().await;
+        match &self.role {
+            Role::Voter { raft, .. } => {
+                let _ = raft.shutdown().await;
+            }
+            Role::Observer(o) => o.stop(),
+        }
     }
 }

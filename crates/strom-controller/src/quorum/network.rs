@@ -28,6 +28,8 @@ pub(super) struct Network {
 #[derive(Default)]
 pub(super) struct Contacts {
     heard: Mutex<HashMap<u64, (i64, i64)>>,
+    /// Observers: node id -> (log end, when last heard).
+    observers: Mutex<BTreeMap<i32, (i64, i64)>>,
     /// The leader's own metrics: its log end, to tell caught up.
     pub(super) metrics: OnceLock<watch::Receiver<RaftMetrics<u64, BasicNode>>>,
 }
@@ -45,6 +47,28 @@ impl Contacts {
         }
     }
 
+    /// An observer asked for what follows `log_end`.
+    pub(super) fn observed(&self, node: i32, log_end: i64) {
+        let mut observers = self.observers.lock().unwrap_or_else(|p| p.into_inner());
+        observers.insert(node, (log_end, now_ms()));
+    }
+
+    /// The observers heard from within [`OBSERVER_SESSION_MS`].
+    pub(super) fn observers(&self) -> Vec<super::VoterState> {
+        let now = now_ms();
+        let mut observers = self.observers.lock().unwrap_or_else(|p| p.into_inner());
+        observers.retain(|_, (_, heard)| now - *heard <= OBSERVER_SESSION_MS);
+        observers
+            .iter()
+            .map(|(id, (log_end, heard))| super::VoterState {
+                node_id: *id,
+                log_end_offset: *log_end,
+                last_fetch_ms: *heard,
+                last_caught_up_ms: -1,
+            })
+            .collect()
+    }
+
     /// (last fetch, last caught up) of `peer`; -1 where never.
     pub(super) fn of(&self, peer: u64) -> (i64, i64) {
         self.heard
@@ -55,6 +79,10 @@ impl Contacts {
             .unwrap_or((-1, -1))
     }
 }
+
+/// How long an observer that stopped asking is still listed (Kafka's
+/// observer session).
+const OBSERVER_SESSION_MS: i64 = 300_000;
 
 pub(super) fn now_ms() -> i64 {
     std::time::SystemTime::now()

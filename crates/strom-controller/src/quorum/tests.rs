@@ -254,7 +254,7 @@ async fn a_node_down_long_catches_up_from_a_snapshot() {
         lead.propose(producer_ids(n * 1000)).await.unwrap();
     }
     wait_for("the leader to purge its log", || {
-        lead.raft
+        lead.raft()
             .metrics()
             .borrow()
             .purged
@@ -267,11 +267,104 @@ async fn a_node_down_long_catches_up_from_a_snapshot() {
     })
     .await;
     assert!(
-        back.raft.metrics().borrow().snapshot.is_some(),
+        back.raft().metrics().borrow().snapshot.is_some(),
         "it caught up from a snapshot"
     );
     back.shutdown().await;
     for q in &nodes {
+        q.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_observer_follows_the_voters_through_whole_images_and_proposals() {
+    let mesh = Arc::new(Mesh::default());
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut nodes = Vec::new();
+    for (i, d) in dirs.iter().enumerate() {
+        nodes.push(start(&mesh, i as i32 + 1, d.path()).await);
+    }
+    let leader = settled_leader(&nodes).await;
+    let lead = nodes
+        .iter()
+        .find(|q| q.node_id() == leader)
+        .unwrap()
+        .clone();
+    lead.ensure_current().await.unwrap();
+    // More proposals than the voters keep for observers: a new observer is
+    // sent the whole image.
+    for n in 1..=20 {
+        lead.propose(producer_ids(n * 1000)).await.unwrap();
+    }
+    let observer_dir = tempfile::tempdir().unwrap();
+    let transport = Arc::new(MeshTransport {
+        mesh: mesh.clone(),
+        from: "node-4".into(),
+    });
+    let observer = Quorum::open(config(4, &[1, 2, 3], observer_dir.path()), transport)
+        .await
+        .unwrap();
+    assert!(!observer.is_voter());
+    assert_eq!(
+        observer
+            .wait_for_leader(Duration::from_secs(10))
+            .await
+            .unwrap(),
+        leader
+    );
+    wait_for("the observer to hold the whole image", || {
+        observer.image().next_producer_id == 20_000
+    })
+    .await;
+    assert_eq!(observer.image().offset, lead.image().offset);
+    // Then each new proposal, in order, from the long poll.
+    let mut images = observer.subscribe();
+    for n in 21..=25 {
+        lead.propose(producer_ids(n * 1000)).await.unwrap();
+    }
+    let seen = images
+        .wait_for(|i| i.next_producer_id == 25_000)
+        .await
+        .unwrap()
+        .offset;
+    assert_eq!(seen, lead.image().offset);
+    // It decides nothing, and says who does.
+    assert_eq!(
+        observer.propose(producer_ids(1)).await,
+        Err(QuorumError::NotLeader {
+            leader: Some(leader)
+        })
+    );
+    // The leader lists it among the observers, at its log end.
+    wait_for("the leader to list the observer", || {
+        lead.status()
+            .observers
+            .iter()
+            .any(|o| o.node_id == 4 && o.log_end_offset == lead.image().offset + 1)
+    })
+    .await;
+    // The leader goes: the observer follows the next one.
+    lead.shutdown().await;
+    mesh.nodes.lock().unwrap().remove(&format!("node-{leader}"));
+    let rest: Vec<_> = nodes
+        .iter()
+        .filter(|q| q.node_id() != leader)
+        .cloned()
+        .collect();
+    let next = settled_leader(&rest).await;
+    wait_for("the observer to follow the new leader", || {
+        observer.leader() == Some(next)
+    })
+    .await;
+    let new_lead = rest.iter().find(|q| q.node_id() == next).unwrap();
+    new_lead.ensure_current().await.unwrap();
+    new_lead.propose(producer_ids(30_000)).await.unwrap();
+    wait_for("the observer to see the new leader's proposal", || {
+        observer.image().next_producer_id == 30_000
+    })
+    .await;
+    observer.shutdown().await;
+    for q in &rest {
         q.shutdown().await;
     }
 }

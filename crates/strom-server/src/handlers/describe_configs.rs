@@ -101,7 +101,7 @@ fn describe_broker(
     };
     // What the command line sets, as Kafka lists what server.properties
     // sets: the node's id (broker.id with Kafka's default of -1), the data
-    // directory and the roles of the one combined node.
+    // directory and the node's roles (a broker that votes is a controller).
     let dir = broker.replicas.dir();
     let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
     let dir = dir.to_string_lossy().into_owned();
@@ -113,11 +113,16 @@ fn describe_broker(
         ty: strom_metadata::config::ConfigType::List,
         ..identity
     };
+    let roles = if broker.controller.quorum().is_voter() {
+        "broker,controller"
+    } else {
+        "broker"
+    };
     let statics: [(&str, &ConfigDef, &str, Option<&str>); 4] = [
         ("node.id", &identity, &id, None),
         ("broker.id", &identity, &id, Some("-1")),
         ("log.dirs", &string, &dir, None),
-        ("process.roles", &list, "broker,controller", None),
+        ("process.roles", &list, roles, None),
     ];
     let mut out: Vec<DescribeConfigsResourceResult> = statics
         .into_iter()

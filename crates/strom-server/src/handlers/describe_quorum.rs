@@ -64,24 +64,23 @@ fn partition_error(req: &DescribeQuorumRequest, code: ErrorCode) -> DescribeQuor
 }
 
 fn describe(status: &QuorumStatus, broker: &Broker) -> DescribeQuorumResponse {
-    let voters = status
-        .voters
-        .iter()
-        .map(|v| {
-            ReplicaState::default()
-                .with_replica_id(BrokerId(v.node_id))
-                .with_replica_directory_id(Uuid::nil())
-                .with_log_end_offset(v.log_end_offset)
-                .with_last_fetch_timestamp(v.last_fetch_ms)
-                .with_last_caught_up_timestamp(v.last_caught_up_ms)
-        })
-        .collect();
+    let replica = |v: &strom_controller::VoterState| {
+        ReplicaState::default()
+            .with_replica_id(BrokerId(v.node_id))
+            .with_replica_directory_id(Uuid::nil())
+            .with_log_end_offset(v.log_end_offset)
+            .with_last_fetch_timestamp(v.last_fetch_ms)
+            .with_last_caught_up_timestamp(v.last_caught_up_ms)
+    };
+    let voters = status.voters.iter().map(replica).collect();
+    let observers = status.observers.iter().map(replica).collect();
     let partition = PartitionData::default()
         .with_partition_index(0)
         .with_leader_id(BrokerId(status.node_id))
         .with_leader_epoch(i32::try_from(status.term).unwrap_or(i32::MAX))
         .with_high_watermark(status.applied_end)
-        .with_current_voters(voters);
+        .with_current_voters(voters)
+        .with_observers(observers);
     let nodes = broker
         .controller
         .quorum()
