@@ -186,6 +186,35 @@ fn last_stable_offset(producers: &ProducerStateManager, high_watermark: i64) -> 
         .map_or(high_watermark, |o| o.min(high_watermark))
 }
 
+/// The producer state at the log end: the newest snapshot at or below it
+/// (those above are deleted) plus the log after it, and where that replay
+/// began. Aborted transactions met on the way are (re)indexed: an entry
+/// may have been lost with a crash right after its marker was written.
+fn load_producers(log: &mut Log) -> Result<(i64, ProducerStateManager), StorageError> {
+    let dir = log.dir().to_path_buf();
+    let end = log.log_end_offset();
+    let snapshot_err = |e: strom_producer::SnapshotError| StorageError::Corrupt {
+        path: dir.clone(),
+        reason: e.to_string(),
+    };
+    strom_producer::delete_snapshots_above(&dir, end).map_err(snapshot_err)?;
+    let (from, mut producers) = strom_producer::latest_snapshot(&dir, end)
+        .map_err(snapshot_err)?
+        .unwrap_or((log.log_start_offset(), ProducerStateManager::new()));
+    let mut completed = Vec::new();
+    log.scan_batches(from, |b| {
+        if let Some(done) = producers.replay(&b) {
+            completed.push((done, producers.first_unstable_offset()));
+        }
+    })?;
+    for (done, unstable) in completed {
+        if done.aborted {
+            log.add_aborted(aborted_entry(&done, unstable));
+        }
+    }
+    Ok((from, producers))
+}
+
 impl Partition {
     /// Opens the partition's log in `dir` (recovering it) and rebuilds the
     /// producer state from the newest snapshot plus the log after it.
@@ -198,7 +227,7 @@ impl Partition {
         config: LogConfig,
         rules: ProduceRules,
     ) -> Result<Partition, StorageError> {
-        let log = Log::open(dir, config)?;
+        let mut log = Log::open(dir, config)?;
         std::fs::write(
             dir.join(PARTITION_METADATA),
             format!("version: 0\ntopic_id: {topic_id}\n"),
@@ -207,29 +236,7 @@ impl Partition {
             path: dir.join(PARTITION_METADATA),
             source,
         })?;
-        let end = log.log_end_offset();
-        let snapshot_err = |e: strom_producer::SnapshotError| StorageError::Corrupt {
-            path: dir.to_path_buf(),
-            reason: e.to_string(),
-        };
-        strom_producer::delete_snapshots_above(dir, end).map_err(snapshot_err)?;
-        let (from, mut producers) = strom_producer::latest_snapshot(dir, end)
-            .map_err(snapshot_err)?
-            .unwrap_or((log.log_start_offset(), ProducerStateManager::new()));
-        // Aborted transactions met on the way are (re)indexed: an entry may
-        // have been lost with a crash right after its marker was written.
-        let mut completed = Vec::new();
-        log.scan_batches(from, |b| {
-            if let Some(done) = producers.replay(&b) {
-                completed.push((done, producers.first_unstable_offset()));
-            }
-        })?;
-        let mut log = log;
-        for (done, unstable) in completed {
-            if done.aborted {
-                log.add_aborted(aborted_entry(&done, unstable));
-            }
-        }
+        let (from, producers) = load_producers(&mut log)?;
         if !producers.is_empty() {
             info!(
                 topic,
@@ -239,6 +246,7 @@ impl Partition {
                 "producer state rebuilt"
             );
         }
+        let end = log.log_end_offset();
         let epochs = LeaderEpochCache::open(dir, log.log_start_offset(), end)?;
         let (high_watermark, _) = watch::channel(end);
         Ok(Partition {
@@ -516,6 +524,126 @@ impl Partition {
         self.write(s, bytes.to_vec(), now_ms).map(|r| r.base_offset)
     }
 
+    /// Appends batches fetched from the leader, as it wrote them: offsets,
+    /// epochs and timestamps kept. The producer state, the aborted
+    /// transactions and the leader-epoch cache follow them as they do on a
+    /// leader, so that this replica can lead at any moment (deduplicate
+    /// retries, serve read_committed, end transactions). The high
+    /// watermark is not moved: a follower learns it from the leader.
+    /// Returns the new log end.
+    pub fn append_as_follower(
+        &self,
+        records: &[u8],
+        now_ms: i64,
+    ) -> Result<i64, (ErrorCode, String)> {
+        let mut s = self
+            .serving()
+            .map_err(|c| (c, "partition is closed".to_owned()))?;
+        if self.leads.load(Ordering::Acquire) {
+            let message = format!(
+                "this node leads {}: it takes no replicated batches",
+                self.name
+            );
+            return Err((ErrorCode::NotLeaderOrFollower, message));
+        }
+        // Where each new epoch starts, on disk before its batches.
+        for batch in records::batches(records) {
+            let batch = batch.map_err(|e| (ErrorCode::CorruptMessage, e.to_string()))?;
+            let epoch = batch.partition_leader_epoch();
+            if s.epochs.latest_epoch().is_none_or(|latest| epoch > latest) {
+                s.epochs.assign(epoch, batch.base_offset());
+            }
+        }
+        s.epochs.flush().map_err(|e| {
+            (
+                storage_error(e),
+                "cannot write the leader-epoch checkpoint".into(),
+            )
+        })?;
+        let end_before = s.log.log_end_offset();
+        let appended = s.log.append_as_follower(records, now_ms);
+        if appended.is_err() {
+            // Nothing was written: neither are the epochs it would start.
+            let _ = s.epochs.truncate_from_end(end_before);
+        }
+        let appended = appended.map_err(|e| match e {
+            StorageError::UnexpectedAppend(why) | StorageError::Corrupt { reason: why, .. } => {
+                (ErrorCode::CorruptMessage, why)
+            }
+            StorageError::InvalidBatch(e) => (ErrorCode::CorruptMessage, e.to_string()),
+            e => (storage_error(e), "replicated append failed".into()),
+        })?;
+        if let Some(at) = appended.rolled_to {
+            self.snapshot_producers(&s, at);
+        }
+        for batch in records::batches(records).flatten() {
+            Self::replay(&mut s, &batch);
+        }
+        Ok(s.log.log_end_offset())
+    }
+
+    /// Removes this replica's log from `offset` on, where it diverged from
+    /// the leader's (a batch holding `offset` goes whole): the producer
+    /// state is rebuilt to the new end, later leader epochs are forgotten,
+    /// and the high watermark comes down to the end should it be above.
+    /// Returns the new log end.
+    pub fn truncate_to(&self, offset: i64) -> Result<i64, (ErrorCode, String)> {
+        let mut s = self
+            .serving()
+            .map_err(|c| (c, "partition is closed".to_owned()))?;
+        let fail = |e: StorageError| (storage_error(e), "truncation failed".to_owned());
+        let end = s.log.truncate_to(offset).map_err(fail)?;
+        self.after_truncation(&mut s, end).map_err(fail)?;
+        Ok(end)
+    }
+
+    /// Empties this replica's log to start again at `offset` (a follower
+    /// whose log lies out of the leader's range).
+    pub fn truncate_fully_and_start_at(&self, offset: i64) -> Result<(), (ErrorCode, String)> {
+        let mut s = self
+            .serving()
+            .map_err(|c| (c, "partition is closed".to_owned()))?;
+        let fail = |e: StorageError| (storage_error(e), "truncation failed".to_owned());
+        s.log.truncate_fully_and_start_at(offset).map_err(fail)?;
+        s.epochs.truncate_from_start(offset).map_err(fail)?;
+        self.after_truncation(&mut s, offset).map_err(fail)
+    }
+
+    fn after_truncation(&self, s: &mut State, end: i64) -> Result<(), StorageError> {
+        s.epochs.truncate_from_end(end)?;
+        let (_, producers) = load_producers(&mut s.log)?;
+        s.producers = producers;
+        s.verifying.clear();
+        self.high_watermark.send_if_modified(|hw| {
+            let moved = *hw > end;
+            *hw = (*hw).min(end);
+            moved
+        });
+        Ok(())
+    }
+
+    /// A producer snapshot at `at` (a new segment's base offset): the state
+    /// before the batch that rolled the log.
+    fn snapshot_producers(&self, s: &State, at: i64) {
+        let dir = s.log.dir().to_path_buf();
+        if let Err(e) = strom_producer::write_snapshot(&dir, at, &s.producers)
+            .and_then(|_| strom_producer::retain_latest_snapshots(&dir, SNAPSHOTS_KEPT))
+        {
+            error!(partition = ?self, error = %e, "cannot write producer snapshot");
+        }
+    }
+
+    /// The producer state takes an appended batch in (and the
+    /// aborted-transaction index an abort marker).
+    fn replay(s: &mut State, batch: &Batch<'_>) {
+        if let Some(done) = s.producers.replay(batch) {
+            if done.aborted {
+                let entry = aborted_entry(&done, s.producers.first_unstable_offset());
+                s.log.add_aborted(entry);
+            }
+        }
+    }
+
     /// Appends validated bytes, updates the producer state (and the
     /// aborted-transaction index for an abort marker) and the high watermark.
     fn write(
@@ -537,22 +665,10 @@ impl Partition {
             .append(&mut owned, epoch, now_ms)
             .map_err(|e| (storage_error(e), "append failed".into()))?;
         if let Some(at) = appended.rolled_to {
-            // The snapshot holds the state before this batch, at the new
-            // segment's base offset.
-            let dir = s.log.dir().to_path_buf();
-            if let Err(e) = strom_producer::write_snapshot(&dir, at, &s.producers)
-                .and_then(|_| strom_producer::retain_latest_snapshots(&dir, SNAPSHOTS_KEPT))
-            {
-                error!(partition = ?self, error = %e, "cannot write producer snapshot");
-            }
+            self.snapshot_producers(&s, at);
         }
         let batch = Batch::parse(&owned).expect("appended");
-        if let Some(done) = s.producers.replay(&batch) {
-            if done.aborted {
-                let entry = aborted_entry(&done, s.producers.first_unstable_offset());
-                s.log.add_aborted(entry);
-            }
-        }
+        Self::replay(&mut s, &batch);
         let end = s.log.log_end_offset();
         let start = s.log.log_start_offset();
         // One replica: the high watermark follows the log end. It is

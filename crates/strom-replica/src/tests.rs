@@ -731,3 +731,172 @@ fn a_partition_that_could_not_be_opened_is_tried_again() {
         .append(&batch(-1, -1, 0, 1, 0), 0, None)
         .unwrap();
 }
+
+/// Topic `t` (partition 0) on brokers 1 and 2, led by `leader` in `epoch`.
+fn replicated(leader: i32, epoch: i32) -> MetadataImage {
+    let topic_id = Uuid::from_u128(9);
+    MetadataImage::empty().apply(
+        0,
+        &[
+            MetadataRecord::Topic {
+                name: "t".into(),
+                topic_id,
+            },
+            MetadataRecord::Config {
+                resource: strom_metadata::ConfigResource::Topic("t".into()),
+                name: "segment.bytes".into(),
+                value: Some("400".into()),
+            },
+            MetadataRecord::Partition {
+                topic_id,
+                partition: 0,
+                replicas: vec![1, 2],
+                isr: vec![1, 2],
+                leader,
+                leader_epoch: epoch,
+                partition_epoch: Some(epoch),
+            },
+        ],
+    )
+}
+
+#[test]
+fn a_follower_holds_what_its_leader_wrote_and_can_lead_in_its_place() {
+    let (ld, fd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let leader_rm = manager(ld.path());
+    leader_rm.apply_image(&replicated(1, 3)).unwrap();
+    let follower_rm =
+        ReplicaManager::new(2, fd.path(), StaticConfig::new(BTreeMap::new()).unwrap().0);
+    follower_rm.apply_image(&replicated(1, 3)).unwrap();
+    let (leader, follower) = (
+        leader_rm.get("t", 0).unwrap(),
+        follower_rm.get("t", 0).unwrap(),
+    );
+    // On the leader: an idempotent producer, an aborted transaction and an
+    // open one, across several segments.
+    for i in 0..6 {
+        leader
+            .append(&batch(7, 0, i * 2, 2, 100 + i64::from(i)), 0, None)
+            .unwrap();
+    }
+    leader
+        .append(
+            &txn_batch(5, 0, 0, 2),
+            0,
+            Some(leader.start_verification(5)),
+        )
+        .unwrap(); // 12..=13
+    leader
+        .append_marker(5, 0, ControlMarker::Abort, 4, 0)
+        .unwrap(); // 14
+    leader
+        .append(
+            &txn_batch(6, 0, 0, 1),
+            0,
+            Some(leader.start_verification(6)),
+        )
+        .unwrap(); // 15
+    assert_eq!(leader.log_end_offset(), 16);
+
+    // The follower may not append as the leader, and the leader takes no
+    // replicated batches.
+    assert_eq!(
+        follower
+            .append(&batch(-1, -1, 0, 1, 0), 0, None)
+            .unwrap_err()
+            .code,
+        ErrorCode::NotLeaderOrFollower
+    );
+    let fetched = |from: i64| {
+        let mut out = Vec::new();
+        let mut from = from;
+        while from < leader.log_end_offset() {
+            let r = leader
+                .read(from, 1 << 20, false, Isolation::ReadUncommitted)
+                .unwrap();
+            let last = strom_protocol::records::batches(&r.records)
+                .last()
+                .unwrap()
+                .unwrap();
+            from = last.last_offset() + 1;
+            out.push(r.records.to_vec());
+        }
+        out
+    };
+    assert_eq!(
+        leader.append_as_follower(&fetched(0)[0], 0).unwrap_err().0,
+        ErrorCode::NotLeaderOrFollower
+    );
+    for chunk in fetched(0) {
+        follower.append_as_follower(&chunk, 0).unwrap();
+    }
+    assert_eq!(follower.log_end_offset(), 16);
+    assert_eq!(follower.producers().unwrap(), leader.producers().unwrap());
+    assert_eq!(follower.end_offset_for_epoch(3), (3, 16));
+    assert_eq!(
+        follower.high_watermark(),
+        0,
+        "a follower learns it from the leader"
+    );
+
+    // Cut inside producer 5's batch: it goes whole, with all after it.
+    assert_eq!(follower.truncate_to(13).unwrap(), 12);
+    let ids = |p: &crate::Partition| {
+        p.producers()
+            .unwrap()
+            .iter()
+            .map(|s| s.producer_id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&follower), [7]);
+    for chunk in fetched(12) {
+        follower.append_as_follower(&chunk, 0).unwrap();
+    }
+    // Cut at the abort marker: producer 5's transaction is open again and
+    // producer 6 unknown.
+    assert_eq!(follower.truncate_to(14).unwrap(), 14);
+    let open: Vec<(i64, i64)> = follower
+        .producers()
+        .unwrap()
+        .iter()
+        .map(|s| (s.producer_id, s.current_txn_start_offset))
+        .collect();
+    assert_eq!(open, [(5, 12), (7, -1)]);
+    // And back in step.
+    for chunk in fetched(14) {
+        follower.append_as_follower(&chunk, 0).unwrap();
+    }
+    assert_eq!(follower.producers().unwrap(), leader.producers().unwrap());
+
+    // Restarted and made leader in epoch 4: a retry of the producer's last
+    // batch is a duplicate at its original offset, producer 6's open
+    // transaction can be ended, and the abort range is served.
+    drop((follower, follower_rm));
+    let follower_rm =
+        ReplicaManager::new(2, fd.path(), StaticConfig::new(BTreeMap::new()).unwrap().0);
+    follower_rm.apply_image(&replicated(2, 4)).unwrap();
+    let new_leader = follower_rm.get("t", 0).unwrap();
+    assert_eq!(
+        new_leader
+            .append(&batch(7, 0, 10, 2, 105), 0, None)
+            .unwrap()
+            .base_offset,
+        10
+    );
+    new_leader
+        .append_marker(6, 0, ControlMarker::Commit, 5, 0)
+        .unwrap(); // 16
+    assert_eq!(new_leader.end_offset_for_epoch(3), (3, 16));
+    assert_eq!(new_leader.last_stable_offset(), 17);
+    let r = new_leader
+        .read(12, 1 << 20, true, Isolation::ReadCommitted)
+        .unwrap();
+    let aborted = r.aborted.unwrap();
+    assert_eq!(
+        aborted
+            .iter()
+            .map(|t| (t.producer_id, t.first_offset))
+            .collect::<Vec<_>>(),
+        [(5, 12)]
+    );
+}

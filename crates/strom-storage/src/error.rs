@@ -13,6 +13,10 @@ pub enum StorageError {
     OffsetOutOfRange { offset: i64, start: i64, end: i64 },
     #[error("invalid batch: {0}")]
     InvalidBatch(#[from] strom_protocol::records::BatchError),
+    /// Replicated batches that do not continue the log (Kafka's
+    /// UnexpectedAppendOffsetException and the like).
+    #[error("unexpected append: {0}")]
+    UnexpectedAppend(String),
     #[error("corrupt data in {path}: {reason}")]
     Corrupt { path: PathBuf, reason: String },
 }

@@ -37,4 +37,6 @@ pub use txn_index::AbortedTxn;
 #[cfg(test)]
 mod cleaner_tests;
 #[cfg(test)]
+mod follower_tests;
+#[cfg(test)]
 mod tests;

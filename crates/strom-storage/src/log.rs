@@ -290,7 +290,28 @@ impl Log {
             count += view.records_count().max(0) as u64;
             pos += size;
         }
-        let rolled_to = self.maybe_roll(records.len() as u64, next - 1, max_timestamp, now_ms)?;
+        let rolled_to = self.write_batches(records, next - 1, max_timestamp, count, now_ms)?;
+        Ok(AppendInfo {
+            first_offset,
+            last_offset: next - 1,
+            log_append_time: self.config.log_append_time.then_some(now_ms),
+            rolled_to,
+        })
+    }
+
+    /// Writes checked batches ending at `last_offset` to the active segment
+    /// (rolled first if due) and counts them towards `flush.messages`:
+    /// where the log rolled to, if it did.
+    fn write_batches(
+        &mut self,
+        records: &[u8],
+        last_offset: i64,
+        max_timestamp: i64,
+        count: u64,
+        now_ms: i64,
+    ) -> Result<Option<i64>, StorageError> {
+        let rolled_to =
+            self.maybe_roll(records.len() as u64, last_offset, max_timestamp, now_ms)?;
         let interval = self.config.index_interval_bytes;
         self.active_mut().append(records, interval)?;
         self.unflushed_records += count;
@@ -298,12 +319,130 @@ impl Log {
         if self.unflushed_records >= self.config.flush_messages {
             self.flush()?;
         }
+        Ok(rolled_to)
+    }
+
+    /// Appends batches as a follower: as the leader wrote them, offsets,
+    /// leader epochs and timestamps kept. Each batch must be whole and
+    /// intact (CRC) and its offsets must go on from the log end (forward
+    /// gaps are allowed: a compacted leader's log has them); anything else
+    /// is refused before a byte is written.
+    pub fn append_as_follower(
+        &mut self,
+        records: &[u8],
+        now_ms: i64,
+    ) -> Result<AppendInfo, StorageError> {
+        let first_offset = self.log_end_offset();
+        let mut next = first_offset;
+        let mut pos = 0;
+        let mut count = 0u64;
+        let mut max_timestamp = -1i64;
+        let mut first = None;
+        while pos < records.len() {
+            let size = records::batch_size(&records[pos..])?;
+            if pos + size > records.len() {
+                return Err(StorageError::UnexpectedAppend(format!(
+                    "a batch of {size} bytes runs past the {} bytes fetched",
+                    records.len()
+                )));
+            }
+            let view = Batch::parse(&records[pos..pos + size])?;
+            view.verify()?;
+            if view.base_offset() < next || view.last_offset() < view.base_offset() {
+                return Err(StorageError::UnexpectedAppend(format!(
+                    "a replicated batch at offsets {}..={} does not follow the log end {next}",
+                    view.base_offset(),
+                    view.last_offset()
+                )));
+            }
+            first.get_or_insert(view.base_offset());
+            max_timestamp = max_timestamp.max(view.max_timestamp());
+            next = view.last_offset() + 1;
+            count += view.records_count().max(0) as u64;
+            pos += size;
+        }
+        let Some(first) = first else {
+            return Ok(AppendInfo {
+                first_offset,
+                last_offset: first_offset - 1,
+                log_append_time: None,
+                rolled_to: None,
+            });
+        };
+        // (A gap before `first` is kept: the segment's relative offsets
+        // reach it, and the roll starts a new segment where they would not.)
+        let rolled_to = self.write_batches(records, next - 1, max_timestamp, count, now_ms)?;
         Ok(AppendInfo {
-            first_offset,
+            first_offset: first,
             last_offset: next - 1,
-            log_append_time: self.config.log_append_time.then_some(now_ms),
+            log_append_time: None,
             rolled_to,
         })
+    }
+
+    /// Removes everything at and after `offset` (a batch that holds it goes
+    /// whole), as a follower does where its log diverged from the leader's:
+    /// later segments are deleted newest first, the one holding `offset` is
+    /// cut, and the aborted-transaction index drops what it no longer
+    /// holds. Returns the new log end. Below the log start, the log is
+    /// emptied and starts again at `offset`.
+    pub fn truncate_to(&mut self, offset: i64) -> Result<i64, StorageError> {
+        if offset >= self.log_end_offset() {
+            return Ok(self.log_end_offset());
+        }
+        if offset < self.log_start_offset {
+            return self.truncate_fully_and_start_at(offset);
+        }
+        self.sync_txn_indexes()?;
+        while let Some((&base, _)) = self.segments.iter().next_back() {
+            if base < offset || self.segments.len() == 1 {
+                break;
+            }
+            let seg = self.segments.remove(&base).expect("present");
+            seg.delete()?;
+            self.aborted.remove(&base);
+            let _ = std::fs::remove_file(txn_index::path(&self.dir, base));
+        }
+        let interval = self.config.index_interval_bytes;
+        self.active_mut().truncate_to(offset, interval)?;
+        let end = self.log_end_offset();
+        let base = self.active().base_offset();
+        if let Some(entries) = self.aborted.get_mut(&base) {
+            let before = entries.len();
+            entries.retain(|t| t.last_offset < end);
+            if entries.len() != before {
+                txn_index::rewrite(&self.dir, base, entries)?;
+            }
+        }
+        // Rolled segments still waiting for their fsync may be gone.
+        self.pending_flushes.retain(|(path, _)| path.exists());
+        self.first_dirty_offset = self.first_dirty_offset.min(end);
+        sync_dir(&self.dir)?;
+        info!(dir = %self.dir.display(), offset, end, "log truncated");
+        Ok(end)
+    }
+
+    /// Deletes every segment and starts the log empty at `offset`: a
+    /// follower whose log is out of the leader's range (below its log
+    /// start, say) starts again at the leader's log start.
+    pub fn truncate_fully_and_start_at(&mut self, offset: i64) -> Result<i64, StorageError> {
+        while let Some((&base, _)) = self.segments.iter().next_back() {
+            let seg = self.segments.remove(&base).expect("present");
+            seg.delete()?;
+            let _ = std::fs::remove_file(txn_index::path(&self.dir, base));
+        }
+        self.aborted.clear();
+        self.pending_flushes.clear();
+        self.segments
+            .insert(offset, Segment::create(&self.dir, offset)?);
+        self.aborted.insert(offset, Vec::new());
+        let path = self.dir.join(LOG_START_OFFSET);
+        segment::write_synced(&path, format!("{offset}\n").as_bytes())?;
+        sync_dir(&self.dir)?;
+        self.log_start_offset = offset;
+        self.first_dirty_offset = offset;
+        info!(dir = %self.dir.display(), offset, "log emptied, to start again");
+        Ok(offset)
     }
 
     /// Kafka's `shouldRoll`: the active segment rolls before an append that

@@ -415,6 +415,52 @@ impl Segment {
         Ok(())
     }
 
+    /// Removes every batch whose last offset is at or past `offset` (a batch
+    /// holding `offset` goes whole, as Kafka truncates). The index files go
+    /// first, so a crash before they are written again makes the next open
+    /// recover this segment by scanning it; the indexes in memory are
+    /// rebuilt from the headers of the batches that remain.
+    pub(crate) fn truncate_to(
+        &mut self,
+        offset: i64,
+        index_interval: u64,
+    ) -> Result<(), StorageError> {
+        let Some(Position { position }) = self.find(offset)? else {
+            return Ok(());
+        };
+        let (_, idx, tidx) = Self::paths(&self.dir, self.base_offset);
+        for p in [idx, tidx] {
+            match std::fs::remove_file(&p) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e).at(&p),
+                _ => {}
+            }
+        }
+        self.indexes_current = false;
+        let file = self.data()?;
+        file.set_len(position).at(&self.log_path())?;
+        file.sync_all().at(&self.log_path())?;
+        let mut ix = Indexing::new(self.base_offset);
+        let mut header = [0u8; HEADER_LEN];
+        let mut pos = 0u64;
+        while pos < position {
+            file.read_exact_at(&mut header, pos).at(&self.log_path())?;
+            let size =
+                records::batch_size(&header).map_err(|e| self.corrupt(e.to_string()))? as u64;
+            let view = HeaderView(&header);
+            ix.index_batch(
+                view.base_offset(),
+                view.last_offset(),
+                view.max_timestamp(),
+                size,
+                index_interval,
+            );
+            pos += size;
+        }
+        self.ix = ix;
+        self.ix.first_timestamp = self.read_first_timestamp();
+        Ok(())
+    }
+
     /// Finds the position of the batch that holds `offset` (or the first
     /// batch after it), scanning forward from the nearest index entry.
     pub(crate) fn find(&self, offset: i64) -> Result<Option<Position>, StorageError> {

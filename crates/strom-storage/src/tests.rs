@@ -9,7 +9,7 @@ use strom_protocol::records::{build_batch, BatchProducer, Compression, NewRecord
 use crate::{Log, LogConfig, StorageError};
 
 /// An encoded batch of `n` records of `size` bytes with timestamps from `ts`.
-fn batch(n: usize, size: usize, ts: i64) -> Vec<u8> {
+pub(crate) fn batch(n: usize, size: usize, ts: i64) -> Vec<u8> {
     let records: Vec<NewRecord> = (0..n)
         .map(|i| NewRecord {
             key: None,
