@@ -442,6 +442,17 @@ pub fn encode_batch(records: &[Record], compression: Compression) -> Bytes {
 
 /// Produces `values` (acks=all) and returns the base offset; panics on an error.
 pub fn produce(c: &mut Client, topic: &str, partition: i32, values: &[String]) -> i64 {
+    let (code, offset) = produce_answer(c, topic, partition, values);
+    assert_eq!(code, 0);
+    offset
+}
+
+/// As [`produce`] (acks=all), the error code of the answer.
+pub fn produce_code(c: &mut Client, topic: &str, partition: i32, values: &[String]) -> i16 {
+    produce_answer(c, topic, partition, values).0
+}
+
+fn produce_answer(c: &mut Client, topic: &str, partition: i32, values: &[String]) -> (i16, i64) {
     let resp = c
         .request(
             9,
@@ -456,8 +467,7 @@ pub fn produce(c: &mut Client, topic: &str, partition: i32, values: &[String]) -
         )
         .unwrap();
     let p = &resp.responses[0].partition_responses[0];
-    assert_eq!(p.error_code, 0);
-    p.base_offset
+    (p.error_code, p.base_offset)
 }
 
 /// Every value of the partition, fetched from offset 0 to the end.

@@ -15,6 +15,8 @@ use tracing::info;
 use crate::log;
 use crate::quorum::{Quorum, QuorumConfig, QuorumError, QuorumStatus, Transport};
 use crate::validate::{validate_topic_name, CLUSTER_METADATA_TOPIC};
+use alter_partition::decide_alter_partition;
+pub use alter_partition::{IsrOutcomes, IsrUpdate, IsrUpdated};
 
 /// Producer ids are handed to a broker this many at a time, like Kafka.
 pub const PRODUCER_ID_BLOCK_SIZE: i64 = 1000;
@@ -174,6 +176,12 @@ pub enum ControllerRequest {
     },
     /// The quorum's state as the active controller knows it.
     DescribeQuorum,
+    /// A leader's ISR changes.
+    AlterPartition {
+        broker_id: i32,
+        broker_epoch: i64,
+        updates: Vec<IsrUpdate>,
+    },
 }
 
 /// What the active controller answers to a [`ControllerRequest`].
@@ -191,6 +199,7 @@ pub enum ControllerReply {
         end: i64,
     },
     Quorum(QuorumStatus),
+    AlterPartition(Result<IsrOutcomes, ApiError>),
 }
 
 /// What a controller-to-controller message starts with: Raft's messages
@@ -476,6 +485,14 @@ impl Controller {
             ControllerRequest::DescribeQuorum => {
                 (ControllerReply::Quorum(self.quorum.status()), Vec::new())
             }
+            ControllerRequest::AlterPartition {
+                broker_id,
+                broker_epoch,
+                updates,
+            } => match decide_alter_partition(&image, broker_id, broker_epoch, &updates) {
+                Ok((outcomes, records)) => (ControllerReply::AlterPartition(Ok(outcomes)), records),
+                Err(e) => (ControllerReply::AlterPartition(Err(e)), Vec::new()),
+            },
             ControllerRequest::AllocateProducerIds { node_id } => {
                 let start = image.next_producer_id;
                 let end = start + PRODUCER_ID_BLOCK_SIZE;
@@ -676,6 +693,25 @@ impl Controller {
         };
         match self.submit(request).await? {
             ControllerReply::Items(r) => Ok(r),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Changes the ISRs a leader asks to change (AlterPartition): each
+    /// partition's outcome, or why the broker is refused as a whole.
+    pub async fn alter_partition(
+        &self,
+        broker_id: i32,
+        broker_epoch: i64,
+        updates: Vec<IsrUpdate>,
+    ) -> Result<Result<IsrOutcomes, ApiError>, ControllerError> {
+        let request = ControllerRequest::AlterPartition {
+            broker_id,
+            broker_epoch,
+            updates,
+        };
+        match self.submit(request).await? {
+            ControllerReply::AlterPartition(r) => Ok(r),
             other => Err(unexpected(&other)),
         }
     }
@@ -921,11 +957,8 @@ fn check_assignment(
 }
 
 /// The record of a new partition on `replicas`, led by the first active
-/// one.
-///
-/// Its ISR is that leader alone: until followers fetch from leaders (the
-/// replication issue), no other replica holds the partition's records, and
-/// an ISR naming them would let a failover elect a replica without them.
+/// one, with its active replicas in sync (an empty log is held by all of
+/// them alike), as Kafka creates partitions.
 fn new_partition(
     image: &MetadataImage,
     topic_id: Uuid,
@@ -937,11 +970,19 @@ fn new_partition(
         .copied()
         .find(|r| image.is_active(*r))
         .unwrap_or(replicas[0]);
+    let mut isr: Vec<i32> = replicas
+        .iter()
+        .copied()
+        .filter(|r| image.is_active(*r))
+        .collect();
+    if isr.is_empty() {
+        isr.push(leader);
+    }
     MetadataRecord::Partition {
         topic_id,
         partition,
         replicas: replicas.to_vec(),
-        isr: vec![leader],
+        isr,
         leader,
         leader_epoch: 0,
         partition_epoch: Some(0),
@@ -1022,6 +1063,7 @@ fn decide_create_partitions(
     (results, records)
 }
 
+mod alter_partition;
 mod brokers;
 mod configs;
 mod placement;

@@ -525,6 +525,69 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
     ),
     min(
         def(
+            "replica.lag.time.max.ms",
+            Long,
+            "30000",
+            "A follower that has not caught up with its leader's log end for this long leaves the ISR",
+        ),
+        0,
+    ),
+    min(
+        def(
+            "num.replica.fetchers",
+            Int,
+            "1",
+            "Fetcher tasks per leader a broker follows partitions from",
+        ),
+        1,
+    ),
+    min(
+        def(
+            "replica.fetch.wait.max.ms",
+            Int,
+            "500",
+            "How long a follower's fetch waits at the leader for new records",
+        ),
+        0,
+    ),
+    min(
+        def(
+            "replica.fetch.min.bytes",
+            Int,
+            "1",
+            "How many bytes a follower's fetch waits for",
+        ),
+        1,
+    ),
+    min(
+        def(
+            "replica.fetch.max.bytes",
+            Int,
+            "1048576",
+            "Bytes a follower fetches per partition (at least one batch)",
+        ),
+        0,
+    ),
+    min(
+        def(
+            "replica.fetch.response.max.bytes",
+            Int,
+            "10485760",
+            "Bytes a follower's fetch response may hold (at least one batch)",
+        ),
+        0,
+    ),
+    min(
+        def(
+            "replica.fetch.backoff.ms",
+            Int,
+            "1000",
+            "How long a follower waits after a failed fetch",
+        ),
+        0,
+    ),
+    min(
+        def(
             "broker.session.timeout.ms",
             Int,
             "9000",

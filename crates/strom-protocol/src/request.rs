@@ -165,6 +165,58 @@ pub fn unsupported_api_versions_frame(correlation_id: i32) -> Bytes {
         .expect("ApiVersions v0 always encodes")
 }
 
+/// A request this broker sends to another (a follower's Fetch), framed with
+/// its length prefix and the request header its version requires.
+pub fn encode_client_request<R: kafka_protocol::protocol::Request>(
+    version: i16,
+    correlation_id: i32,
+    client_id: &str,
+    body: &R,
+) -> Result<Bytes, EncodeError> {
+    let api_key = ApiKey::try_from(R::KEY).expect("a request type has a known key");
+    let err = |e: anyhow::Error| EncodeError {
+        api_key,
+        version,
+        reason: e.to_string(),
+    };
+    let mut out = BytesMut::with_capacity(128);
+    out.extend_from_slice(&[0, 0, 0, 0]);
+    RequestHeader::default()
+        .with_request_api_key(R::KEY)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(crate::StrBytes::from_string(client_id.to_owned())))
+        .encode(&mut out, api_key.request_header_version(version))
+        .map_err(err)?;
+    body.encode(&mut out, version).map_err(err)?;
+    Ok(finish_frame(out))
+}
+
+/// Decodes the answer (one frame, without its length prefix) to a request
+/// sent with [`encode_client_request`]: refused when its correlation id is
+/// not `correlation_id` or it does not decode whole.
+pub fn decode_client_response<R: kafka_protocol::protocol::Request>(
+    version: i16,
+    correlation_id: i32,
+    mut frame: Bytes,
+) -> Result<R::Response, String> {
+    use kafka_protocol::protocol::HeaderVersion;
+    let header = ResponseHeader::decode(&mut frame, R::Response::header_version(version))
+        .map_err(|e| format!("response header: {e}"))?;
+    if header.correlation_id != correlation_id {
+        return Err(format!(
+            "answer to request {} where {correlation_id} was expected",
+            header.correlation_id
+        ));
+    }
+    let response =
+        R::Response::decode(&mut frame, version).map_err(|e| format!("response body: {e}"))?;
+    if frame.has_remaining() {
+        return Err(format!("{} bytes after the response", frame.remaining()));
+    }
+    Ok(response)
+}
+
 /// Reads a big-endian `i16` error code from the front of a response body, for tests.
 pub fn peek_i16(mut b: &[u8]) -> Option<i16> {
     (b.remaining() >= 2).then(|| b.get_i16())
@@ -173,6 +225,36 @@ pub fn peek_i16(mut b: &[u8]) -> Option<i16> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_client_request_decodes_as_a_request_and_its_answer_back() {
+        use kafka_protocol::messages::{FetchRequest, FetchResponse};
+        let request = FetchRequest::default()
+            .with_max_wait_ms(500)
+            .with_min_bytes(1);
+        let framed = encode_client_request(12, 7, "strom-replica-fetcher-2", &request).unwrap();
+        let decoded = decode_request(framed.slice(4..)).unwrap();
+        assert_eq!(
+            (
+                decoded.api_key,
+                decoded.version,
+                decoded.header.correlation_id
+            ),
+            (ApiKey::Fetch, 12, 7)
+        );
+        let Body::Served(body) = decoded.body else {
+            panic!("served")
+        };
+        assert!(matches!(*body, RequestKind::Fetch(ref f) if f.max_wait_ms == 500));
+        let answer = ResponseKind::Fetch(FetchResponse::default().with_session_id(3));
+        let frame = encode_response(ApiKey::Fetch, 12, 7, &answer).unwrap();
+        let back = decode_client_response::<FetchRequest>(12, 7, frame.slice(4..)).unwrap();
+        assert_eq!(back.session_id, 3);
+        assert!(decode_client_response::<FetchRequest>(12, 8, frame.slice(4..)).is_err());
+        assert!(
+            decode_client_response::<FetchRequest>(12, 7, frame.slice(4..frame.len() - 1)).is_err()
+        );
+    }
     use kafka_protocol::messages::ApiVersionsRequest;
     use proptest::prelude::*;
 

@@ -1,15 +1,18 @@
 //! Partitions and the manager that hosts them.
 
 mod cleaner;
+mod fetcher;
 mod manager;
 mod partition;
+mod replication;
 mod validate;
 
 pub use cleaner::LogCleaner;
+pub use fetcher::{BoxFuture, FetcherConfig, LeaderLink, ReplicaFetchers, FETCH_VERSION};
 pub use manager::{ReplicaManager, TopicPartition};
 pub use partition::{
-    AppendResult, Isolation, ListOffsetResult, LogStats, OffsetSpec, Partition, ProducerSummary,
-    ReadResult,
+    AppendResult, FollowerRead, Isolation, IsrChange, ListOffsetResult, LogStats, OffsetSpec,
+    Partition, ProducerSummary, ReadResult,
 };
 pub use validate::{
     max_inflated_bytes, validate_produce_batch, Checked, ProduceError, ProduceRules, RecordError,

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use strom_metadata::config::StaticConfig;
-use strom_metadata::{MetadataImage, TopicChange, TopicImage};
+use strom_metadata::{MetadataImage, PartitionImage, TopicChange, TopicImage};
 use strom_protocol::ErrorCode;
 use strom_storage::{LogConfig, StorageError};
 use tracing::{debug, error, info, warn};
@@ -170,6 +170,13 @@ impl ReplicaManager {
     }
 
     /// Every hosted partition, in no particular order.
+    /// The ISR changes the partitions this node leads want (see
+    /// [`Partition::wanted_isr`]).
+    pub fn wanted_isrs(&self, now_ms: i64) -> Vec<crate::IsrChange> {
+        let hosted: Vec<Arc<Partition>> = self.read().values().cloned().collect();
+        hosted.iter().filter_map(|p| p.wanted_isr(now_ms)).collect()
+    }
+
     pub fn hosted(&self) -> Vec<Arc<Partition>> {
         self.read().values().cloned().collect()
     }
@@ -221,7 +228,16 @@ impl ReplicaManager {
             && (image.broker_configs(Some(self.node_id))
                 != last.broker_configs(Some(self.node_id))
                 || image.broker_configs(None) != last.broker_configs(None));
-        if dynamic_changed {
+        // A broker fenced or unfenced changes which replicas may join an
+        // ISR: every hosted topic hears of it.
+        let active = |i: &MetadataImage| -> Vec<i32> {
+            i.brokers()
+                .filter(|b| b.is_active())
+                .map(|b| b.node_id)
+                .collect()
+        };
+        let brokers_changed = !first && active(image) != active(last);
+        if dynamic_changed || brokers_changed {
             for t in image.topics_unordered() {
                 if !changed.iter().any(|c| c.id == t.id) {
                     changed.push(t.clone());
@@ -289,7 +305,7 @@ impl ReplicaManager {
         // Open new partitions, update existing ones.
         let mut first_error = None;
         for topic in changed {
-            match self.host_topic(&topic, &config) {
+            match self.host_topic(image, &topic, &config) {
                 Ok(()) => {
                     self.retry
                         .lock()
@@ -323,10 +339,13 @@ impl ReplicaManager {
     /// Opens the partitions of `topic` assigned here, or updates them.
     fn host_topic(
         &self,
+        image: &MetadataImage,
         topic: &Arc<TopicImage>,
         config: &StaticConfig,
     ) -> Result<(), StorageError> {
         let (log_config, rules) = topic_log_config(config, &topic.configs);
+        let lag_max_ms = config.get_i64("replica.lag.time.max.ms");
+        let now = wall_clock_ms();
         for p in topic
             .partitions
             .values()
@@ -336,7 +355,7 @@ impl ReplicaManager {
             if let Some(hosted) = self.get(&tp.topic, tp.partition) {
                 if hosted.topic_id() == topic.id {
                     hosted.update_config(log_config.clone(), rules.clone());
-                    hosted.set_leader(p.leader, p.leader_epoch, self.node_id);
+                    hosted.set_role(p, &eligible(image, p), self.node_id, lag_max_ms, now);
                     continue;
                 }
             }
@@ -350,7 +369,7 @@ impl ReplicaManager {
                 log_config.clone(),
                 rules.clone(),
             )?;
-            opened.set_leader(p.leader, p.leader_epoch, self.node_id);
+            opened.set_role(p, &eligible(image, p), self.node_id, lag_max_ms, now);
             self.write().insert(tp, Arc::new(opened));
         }
         Ok(())
@@ -464,4 +483,19 @@ impl ReplicaManager {
             }
         }
     }
+}
+
+/// The replicas of `p` on brokers that may join its ISR.
+fn eligible(image: &MetadataImage, p: &PartitionImage) -> Vec<i32> {
+    p.replicas
+        .iter()
+        .copied()
+        .filter(|r| image.is_active(*r))
+        .collect()
+}
+
+fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Mutex, MutexGuard, RwLock};
 
 use bytes::Bytes;
+use strom_metadata::PartitionImage;
 use strom_producer::{BatchInfo, CompletedTxn, ProducerEntry, ProducerStateManager, Verdict};
 use strom_protocol::records::{self, Batch, BatchProducer, ControlMarker};
 use strom_protocol::ErrorCode;
@@ -17,6 +18,7 @@ use tokio::sync::watch;
 use tracing::{error, info};
 use uuid::Uuid;
 
+use crate::replication::Leadership;
 use crate::validate::{validate_produce_batch, ProduceError, ProduceRules};
 
 /// How many producer snapshots a partition keeps.
@@ -29,6 +31,9 @@ pub(crate) const PARTITION_METADATA: &str = "partition.metadata";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppendResult {
     pub base_offset: i64,
+    /// The offset after the batch: an acks=all write is committed once the
+    /// high watermark reaches it.
+    pub next_offset: i64,
     /// -1 unless the topic uses LogAppendTime.
     pub log_append_time: i64,
     pub log_start_offset: i64,
@@ -43,6 +48,29 @@ pub struct ReadResult {
     /// For read_committed: the aborted transactions overlapping `records`;
     /// `None` for read_uncommitted.
     pub aborted: Option<Vec<AbortedTxn>>,
+}
+
+/// An ISR change a leader asks for, with the epochs it holds, so that the
+/// controller refuses it should the partition have changed since.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IsrChange {
+    pub topic_id: Uuid,
+    pub partition: i32,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+    pub isr: Vec<i32>,
+}
+
+/// A leader's answer to a follower's fetch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FollowerRead {
+    pub records: Bytes,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+    pub log_end_offset: i64,
+    /// Where the follower's log diverged: the epoch and the offset it ends
+    /// at here (the follower truncates there). No records with it.
+    pub diverging: Option<(i32, i64)>,
 }
 
 /// What [`Partition::log_stats`] reads.
@@ -132,6 +160,38 @@ struct State {
     next_guard: u64,
     /// Where each leader epoch began in this log.
     epochs: LeaderEpochCache,
+    /// While this node leads: its followers, and the leader epoch it
+    /// leads in.
+    leadership: Option<(i32, Leadership)>,
+    /// `replica.lag.time.max.ms`.
+    lag_max_ms: i64,
+    /// The high watermark in [`HW_CHECKPOINT`] (`None`: no such file).
+    hw_checkpoint: Option<i64>,
+}
+
+/// Where a replicated partition keeps its high watermark across restarts
+/// (Kafka keeps it in a log dir's replication-offset-checkpoint): one
+/// number. A partition without the file (it never had followers) starts
+/// with its high watermark at its log end, as every record it holds was
+/// committed when written; one with it starts no higher than it says, so
+/// a restarted replica never serves what its followers may not have.
+const HW_CHECKPOINT: &str = "high-watermark-checkpoint";
+
+/// The checkpointed high watermark: `None` without the file, the log
+/// start for a file that cannot be read (safe: it only moves up).
+fn read_hw_checkpoint(dir: &Path, log_start: i64) -> Option<i64> {
+    match std::fs::read_to_string(dir.join(HW_CHECKPOINT)) {
+        Ok(text) => Some(text.trim().parse().unwrap_or(log_start)),
+        Err(_) => None,
+    }
+}
+
+fn write_hw_checkpoint(dir: &Path, hw: i64) -> std::io::Result<()> {
+    // Unsynced: lost, the older (lower) value or an unreadable file stays,
+    // and both are safe.
+    let tmp = dir.join(format!("{HW_CHECKPOINT}.tmp"));
+    std::fs::write(&tmp, format!("{hw}\n"))?;
+    std::fs::rename(tmp, dir.join(HW_CHECKPOINT))
 }
 
 pub struct Partition {
@@ -150,6 +210,8 @@ pub struct Partition {
     /// Apart from the state, so batches are validated without its lock.
     rules: RwLock<ProduceRules>,
     high_watermark: watch::Sender<i64>,
+    /// The log end, for the followers' fetches that wait for appends.
+    log_end: watch::Sender<i64>,
 }
 
 impl std::fmt::Debug for Partition {
@@ -248,7 +310,10 @@ impl Partition {
         }
         let end = log.log_end_offset();
         let epochs = LeaderEpochCache::open(dir, log.log_start_offset(), end)?;
-        let (high_watermark, _) = watch::channel(end);
+        let hw_checkpoint = read_hw_checkpoint(dir, log.log_start_offset());
+        let hw = hw_checkpoint.map_or(end, |c| c.clamp(log.log_start_offset(), end));
+        let (high_watermark, _) = watch::channel(hw);
+        let (log_end, _) = watch::channel(end);
         Ok(Partition {
             topic: topic.to_owned(),
             name: format!("{topic}-{index}"),
@@ -264,9 +329,13 @@ impl Partition {
                 verifying: HashMap::new(),
                 next_guard: 0,
                 epochs,
+                leadership: None,
+                lag_max_ms: 30_000,
+                hw_checkpoint,
             }),
             rules: RwLock::new(rules),
             high_watermark,
+            log_end,
         })
     }
 
@@ -300,18 +369,105 @@ impl Partition {
     pub fn leader(&self) -> i32 {
         self.leader.load(Ordering::Acquire)
     }
-    /// Takes the leadership and epoch the metadata gives: a leader records
-    /// where its epoch begins (its log end), so OffsetForLeaderEpoch can
-    /// say where every earlier epoch ended.
-    pub(crate) fn set_leader(&self, leader: i32, epoch: i32, me: i32) {
+    /// Takes the role the metadata gives: leadership and epoch, and on the
+    /// leader the replicas, the ISR and which replicas may join it
+    /// (`eligible`). A leader records where its epoch begins (its log end),
+    /// so OffsetForLeaderEpoch can say where every earlier epoch ended; a
+    /// new leadership knows nothing of its followers until they fetch.
+    pub(crate) fn set_role(
+        &self,
+        p: &PartitionImage,
+        eligible: &[i32],
+        me: i32,
+        lag_max_ms: i64,
+        now_ms: i64,
+    ) {
         let mut s = self.lock();
-        self.leader_epoch.store(epoch, Ordering::Release);
-        self.leader.store(leader, Ordering::Release);
-        self.leads.store(leader == me, Ordering::Release);
-        if leader == me && !s.closed {
-            let end = s.log.log_end_offset();
-            s.epochs.assign(epoch, end);
+        self.leader_epoch.store(p.leader_epoch, Ordering::Release);
+        self.leader.store(p.leader, Ordering::Release);
+        self.leads.store(p.leader == me, Ordering::Release);
+        s.lag_max_ms = lag_max_ms;
+        if p.replicas.len() > 1 && s.hw_checkpoint.is_none() && !s.closed {
+            // From now on records may be written before they are committed.
+            self.checkpoint_high_watermark(&mut s);
         }
+        if p.leader != me || s.closed {
+            s.leadership = None;
+            return;
+        }
+        let end = s.log.log_end_offset();
+        s.epochs.assign(p.leader_epoch, end);
+        match &mut s.leadership {
+            Some((epoch, l)) if *epoch == p.leader_epoch => {
+                l.update(&p.replicas, &p.isr, eligible, p.partition_epoch, now_ms)
+            }
+            _ => {
+                let l =
+                    Leadership::new(me, &p.replicas, &p.isr, eligible, p.partition_epoch, now_ms);
+                s.leadership = Some((p.leader_epoch, l));
+            }
+        }
+        self.advance_high_watermark(&s, now_ms);
+    }
+
+    /// Writes the high watermark to its checkpoint if it moved since.
+    fn checkpoint_high_watermark(&self, s: &mut State) {
+        let hw = self.high_watermark();
+        if s.hw_checkpoint == Some(hw) {
+            return;
+        }
+        match write_hw_checkpoint(s.log.dir(), hw) {
+            Ok(()) => s.hw_checkpoint = Some(hw),
+            Err(e) => {
+                error!(partition = ?self, error = %e, "cannot write the high-watermark checkpoint")
+            }
+        }
+    }
+
+    /// The ISR this leader should ask the controller for (AlterPartition):
+    /// without the followers out of time for `replica.lag.time.max.ms`,
+    /// else with the eligible ones caught up to the high watermark (Kafka's
+    /// maybeShrinkIsr and maybeExpandIsr); `None` while the ISR stands or
+    /// this node does not lead.
+    pub fn wanted_isr(&self, now_ms: i64) -> Option<IsrChange> {
+        let s = self.lock();
+        let (epoch, l) = s.leadership.as_ref()?;
+        let isr = l
+            .shrunk_isr(now_ms, s.lag_max_ms)
+            .or_else(|| l.expanded_isr(self.high_watermark(), now_ms, s.lag_max_ms))?;
+        Some(IsrChange {
+            topic_id: self.topic_id,
+            partition: self.index,
+            leader_epoch: *epoch,
+            partition_epoch: l.partition_epoch,
+            isr,
+        })
+    }
+
+    /// Moves the high watermark up to what the ISR allows (never down).
+    /// It is published while the state lock is held, so it moves in the
+    /// order appends and fetches happened and never back (a reader that
+    /// saw it may fetch up to it at once).
+    fn advance_high_watermark(&self, s: &State, now_ms: i64) {
+        let Some((_, l)) = &s.leadership else {
+            return;
+        };
+        let end = s.log.log_end_offset();
+        let Some(hw) = l.high_watermark(end, self.min_insync_replicas(), now_ms, s.lag_max_ms)
+        else {
+            return;
+        };
+        self.high_watermark.send_if_modified(|current| {
+            let moved = hw > *current;
+            *current = (*current).max(hw);
+            moved
+        });
+    }
+
+    /// The newest leader epoch this log holds records of (-1: none), what a
+    /// follower names as its last fetched epoch.
+    pub fn latest_epoch(&self) -> i32 {
+        self.lock().epochs.latest_epoch().unwrap_or(-1)
     }
 
     /// Where the log of leader epoch `requested` ends here: the epoch no
@@ -327,6 +483,18 @@ impl Partition {
     /// Resolves when the high watermark moves: what a waiting fetch awaits.
     pub fn watch_high_watermark(&self) -> watch::Receiver<i64> {
         self.high_watermark.subscribe()
+    }
+    /// Resolves when the log end moves: what a follower's fetch awaits.
+    pub fn watch_log_end(&self) -> watch::Receiver<i64> {
+        self.log_end.subscribe()
+    }
+    fn publish_log_end(&self, s: &State) {
+        let end = s.log.log_end_offset();
+        self.log_end.send_if_modified(|e| {
+            let moved = *e != end;
+            *e = end;
+            moved
+        });
     }
     pub fn log_end_offset(&self) -> i64 {
         self.lock().log.log_end_offset()
@@ -457,6 +625,7 @@ impl Partition {
                 Ok(Verdict::Duplicate(m)) => {
                     return Ok(AppendResult {
                         base_offset: m.first_offset,
+                        next_offset: m.last_offset + 1,
                         log_append_time: -1,
                         log_start_offset: s.log.log_start_offset(),
                     })
@@ -579,7 +748,23 @@ impl Partition {
         for batch in records::batches(records).flatten() {
             Self::replay(&mut s, &batch);
         }
+        self.publish_log_end(&s);
         Ok(s.log.log_end_offset())
+    }
+
+    /// A follower learns the high watermark from its leader's fetch
+    /// answers: it takes it up to its own log end, never down.
+    pub fn follow_high_watermark(&self, leader_high_watermark: i64) {
+        let s = self.lock();
+        if self.leads.load(Ordering::Acquire) || s.closed {
+            return;
+        }
+        let hw = leader_high_watermark.min(s.log.log_end_offset());
+        self.high_watermark.send_if_modified(|current| {
+            let moved = hw > *current;
+            *current = (*current).max(hw);
+            moved
+        });
     }
 
     /// Removes this replica's log from `offset` on, where it diverged from
@@ -614,6 +799,7 @@ impl Partition {
         let (_, producers) = load_producers(&mut s.log)?;
         s.producers = producers;
         s.verifying.clear();
+        self.publish_log_end(s);
         self.high_watermark.send_if_modified(|hw| {
             let moved = *hw > end;
             *hw = (*hw).min(end);
@@ -669,20 +855,15 @@ impl Partition {
         }
         let batch = Batch::parse(&owned).expect("appended");
         Self::replay(&mut s, &batch);
-        let end = s.log.log_end_offset();
         let start = s.log.log_start_offset();
-        // One replica: the high watermark follows the log end. It is
-        // published while the state lock is held, so appends publish in
-        // the order they were written and the high watermark never moves
-        // back (a reader that saw it may fetch up to it at once).
-        self.high_watermark.send_if_modified(|hw| {
-            let moved = end > *hw;
-            *hw = (*hw).max(end);
-            moved
-        });
+        // With the leader alone in the ISR the high watermark follows the
+        // log end; with followers, their fetches move it.
+        self.publish_log_end(&s);
+        self.advance_high_watermark(&s, now_ms);
         drop(s);
         Ok(AppendResult {
             base_offset: appended.first_offset,
+            next_offset: appended.last_offset + 1,
             log_append_time: appended.log_append_time.unwrap_or(-1),
             log_start_offset: start,
         })
@@ -725,7 +906,10 @@ impl Partition {
     ) -> Result<ReadResult, ErrorCode> {
         let s = self.serving()?;
         let hw = self.high_watermark();
-        if offset > hw {
+        // Between the high watermark and the log end there is nothing to
+        // read yet (a new leader's high watermark may still be below what
+        // a consumer read from the old one), past the end nothing at all.
+        if offset > hw.max(s.log.log_end_offset()) {
             return Err(ErrorCode::OffsetOutOfRange);
         }
         let lso = last_stable_offset(&s.producers, hw);
@@ -733,10 +917,15 @@ impl Partition {
             Isolation::ReadUncommitted => hw,
             Isolation::ReadCommitted => lso,
         };
-        let data = s
-            .log
-            .read(offset, max_bytes, limit, min_one)
-            .map_err(storage_error)?;
+        let data = if offset >= limit {
+            strom_storage::FetchData {
+                records: Vec::new(),
+            }
+        } else {
+            s.log
+                .read(offset, max_bytes, limit, min_one)
+                .map_err(storage_error)?
+        };
         let aborted = (isolation == Isolation::ReadCommitted).then(|| {
             let upper = records::batches(&data.records)
                 .filter_map(Result::ok)
@@ -755,6 +944,61 @@ impl Partition {
             log_start_offset: s.log.log_start_offset(),
             aborted,
         })
+    }
+
+    /// Answers a follower's fetch (as its leader): where its log diverged
+    /// from this one, if it did (its last fetched epoch ends earlier here,
+    /// or is not known); else the batches from `offset` up to the log end
+    /// (not the high watermark), after its fetch offset was taken as its
+    /// log end, which may move the high watermark.
+    pub fn read_for_follower(
+        &self,
+        replica: i32,
+        offset: i64,
+        last_fetched_epoch: i32,
+        max_bytes: usize,
+        min_one: bool,
+        now_ms: i64,
+    ) -> Result<FollowerRead, ErrorCode> {
+        let mut s = self.serving()?;
+        if !self.leads.load(Ordering::Acquire) {
+            return Err(ErrorCode::NotLeaderOrFollower);
+        }
+        let end = s.log.log_end_offset();
+        let start = s.log.log_start_offset();
+        let answer = |records: Vec<u8>, diverging| FollowerRead {
+            records: Bytes::from(records),
+            high_watermark: self.high_watermark(),
+            log_start_offset: start,
+            log_end_offset: end,
+            diverging,
+        };
+        if last_fetched_epoch >= 0 {
+            let (epoch, epoch_end) = s.epochs.end_offset_for(last_fetched_epoch, end);
+            if epoch != last_fetched_epoch || epoch_end < offset {
+                return Ok(answer(Vec::new(), Some((epoch, epoch_end))));
+            }
+        }
+        if offset < start || offset > end {
+            return Err(ErrorCode::OffsetOutOfRange);
+        }
+        let recorded = match &mut s.leadership {
+            Some((_, l)) => l.record_fetch(replica, offset, end, now_ms),
+            None => false,
+        };
+        if !recorded {
+            return Err(ErrorCode::NotLeaderOrFollower);
+        }
+        self.advance_high_watermark(&s, now_ms);
+        let data = if offset < end {
+            s.log
+                .read(offset, max_bytes, i64::MAX, min_one)
+                .map_err(storage_error)?
+                .records
+        } else {
+            Vec::new()
+        };
+        Ok(answer(data, None))
     }
 
     /// Answers ListOffsets for this partition; read_committed sees up to
@@ -832,6 +1076,9 @@ impl Partition {
         let mut s = self.lock();
         s.log.flush_if_due(now_ms)?;
         s.log.remove_deleted_files(now_ms);
+        if s.hw_checkpoint.is_some() {
+            self.checkpoint_high_watermark(&mut s);
+        }
         if retention && s.log.enforce_retention(now_ms)? > 0 {
             let start = s.log.log_start_offset();
             s.epochs.truncate_from_start(start)?;
@@ -900,6 +1147,9 @@ impl Partition {
         let mut s = self.lock();
         if std::mem::replace(&mut s.closed, true) {
             return Ok(());
+        }
+        if s.hw_checkpoint.is_some() {
+            self.checkpoint_high_watermark(&mut s);
         }
         // Nothing written since the log opened: the snapshots on disk and
         // the log still rebuild exactly this state.

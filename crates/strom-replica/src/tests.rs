@@ -732,12 +732,28 @@ fn a_partition_that_could_not_be_opened_is_tried_again() {
         .unwrap();
 }
 
-/// Topic `t` (partition 0) on brokers 1 and 2, led by `leader` in `epoch`.
+/// Topic `t` (partition 0) on brokers 1 and 2 (both unfenced), led by
+/// `leader` in `epoch`.
 fn replicated(leader: i32, epoch: i32) -> MetadataImage {
+    replicated_isr(leader, epoch, &[1, 2])
+}
+
+fn replicated_isr(leader: i32, epoch: i32, isr: &[i32]) -> MetadataImage {
     let topic_id = Uuid::from_u128(9);
+    let broker = |node_id| MetadataRecord::RegisterBroker {
+        node_id,
+        host: "localhost".into(),
+        port: 9092 + node_id,
+        rack: None,
+        incarnation_id: None,
+        epoch: Some(1),
+        fenced: false,
+    };
     MetadataImage::empty().apply(
         0,
         &[
+            broker(1),
+            broker(2),
             MetadataRecord::Topic {
                 name: "t".into(),
                 topic_id,
@@ -751,7 +767,7 @@ fn replicated(leader: i32, epoch: i32) -> MetadataImage {
                 topic_id,
                 partition: 0,
                 replicas: vec![1, 2],
-                isr: vec![1, 2],
+                isr: isr.to_vec(),
                 leader,
                 leader_epoch: epoch,
                 partition_epoch: Some(epoch),
@@ -812,7 +828,7 @@ fn a_follower_holds_what_its_leader_wrote_and_can_lead_in_its_place() {
         let mut from = from;
         while from < leader.log_end_offset() {
             let r = leader
-                .read(from, 1 << 20, false, Isolation::ReadUncommitted)
+                .read_for_follower(2, from, -1, 1 << 20, false, 0)
                 .unwrap();
             let last = strom_protocol::records::batches(&r.records)
                 .last()
@@ -874,7 +890,10 @@ fn a_follower_holds_what_its_leader_wrote_and_can_lead_in_its_place() {
     drop((follower, follower_rm));
     let follower_rm =
         ReplicaManager::new(2, fd.path(), StaticConfig::new(BTreeMap::new()).unwrap().0);
-    follower_rm.apply_image(&replicated(2, 4)).unwrap();
+    // (Broker 1 is gone: the ISR is broker 2 alone.)
+    follower_rm
+        .apply_image(&replicated_isr(2, 4, &[2]))
+        .unwrap();
     let new_leader = follower_rm.get("t", 0).unwrap();
     assert_eq!(
         new_leader
@@ -899,4 +918,164 @@ fn a_follower_holds_what_its_leader_wrote_and_can_lead_in_its_place() {
             .collect::<Vec<_>>(),
         [(5, 12)]
     );
+}
+
+fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+#[test]
+fn the_leader_moves_its_high_watermark_with_follower_fetches_and_finds_divergence() {
+    let (ld, fd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let leader_rm = manager(ld.path());
+    let follower_rm =
+        ReplicaManager::new(2, fd.path(), StaticConfig::new(BTreeMap::new()).unwrap().0);
+    // Broker 2 leads in epoch 4 first and writes a batch no one copies.
+    let brokers = |img: MetadataImage| img;
+    follower_rm.apply_image(&brokers(replicated(2, 4))).unwrap();
+    let follower = follower_rm.get("t", 0).unwrap();
+    for _ in 0..3 {
+        follower.append(&batch(-1, -1, 0, 2, 0), 0, None).unwrap();
+    }
+    assert_eq!(follower.log_end_offset(), 6);
+    // Broker 1 leads in epoch 5: it never had broker 2's records.
+    leader_rm.apply_image(&replicated(1, 5)).unwrap();
+    follower_rm.apply_image(&replicated(1, 5)).unwrap();
+    let leader = leader_rm.get("t", 0).unwrap();
+    for _ in 0..2 {
+        leader.append(&batch(-1, -1, 0, 1, 0), 0, None).unwrap();
+    }
+    assert_eq!(
+        leader.high_watermark(),
+        0,
+        "the follower has not fetched: the high watermark waits for it"
+    );
+    let now = wall_ms();
+    // The follower's last epoch (4) is older than every epoch the leader
+    // has: its log diverges where the leader's next epoch (5) begins, 0.
+    let r = leader
+        .read_for_follower(2, 6, 4, 1 << 20, true, now)
+        .unwrap();
+    assert_eq!(r.diverging, Some((4, 0)));
+    assert!(r.records.is_empty());
+    assert_eq!(follower.truncate_to(0).unwrap(), 0);
+    assert_eq!(
+        follower.end_offset_for_epoch(4),
+        (-1, -1),
+        "epoch 4 is forgotten"
+    );
+    let r = leader
+        .read_for_follower(2, 0, -1, 1 << 20, true, now)
+        .unwrap();
+    assert_eq!(r.diverging, None);
+    assert_eq!(r.high_watermark, 0);
+    follower.append_as_follower(&r.records, now).unwrap();
+    assert_eq!(follower.log_end_offset(), 2);
+    // Its next fetch, from its log end, moves the leader's high watermark,
+    // which its answer carries back.
+    let r = leader
+        .read_for_follower(2, 2, 5, 1 << 20, true, now)
+        .unwrap();
+    assert_eq!((r.diverging, r.high_watermark), (None, 2));
+    follower.follow_high_watermark(r.high_watermark);
+    assert_eq!(follower.high_watermark(), 2);
+    assert_eq!(follower.end_offset_for_epoch(5), (5, 2));
+
+    // Past the leader's log end: a diverging epoch when the follower names
+    // its last epoch, else out of range; a broker that is not a replica:
+    // refused; the follower does not answer fetches.
+    let r = leader
+        .read_for_follower(2, 9, 5, 1 << 20, true, now)
+        .unwrap();
+    assert_eq!(r.diverging, Some((5, 2)));
+    assert_eq!(
+        leader
+            .read_for_follower(2, 9, -1, 1 << 20, true, now)
+            .unwrap_err(),
+        ErrorCode::OffsetOutOfRange
+    );
+    assert_eq!(
+        leader
+            .read_for_follower(7, 2, 5, 1 << 20, true, now)
+            .unwrap_err(),
+        ErrorCode::NotLeaderOrFollower
+    );
+    assert_eq!(
+        follower
+            .read_for_follower(1, 0, -1, 1 << 20, true, now)
+            .unwrap_err(),
+        ErrorCode::NotLeaderOrFollower
+    );
+
+    // A follower that stops fetching leaves the ISR after
+    // replica.lag.time.max.ms; caught up again, it is asked back in.
+    assert_eq!(leader.wanted_isr(now + 1_000), None);
+    let change = leader.wanted_isr(now + 31_000).unwrap();
+    assert_eq!((change.isr, change.leader_epoch), (vec![1], 5));
+    let mut shrunk = replicated(1, 5);
+    let topic_id = Uuid::from_u128(9);
+    shrunk = shrunk.apply(
+        1,
+        &[MetadataRecord::Partition {
+            topic_id,
+            partition: 0,
+            replicas: vec![1, 2],
+            isr: vec![1],
+            leader: 1,
+            leader_epoch: 5,
+            partition_epoch: Some(6),
+        }],
+    );
+    leader_rm.apply_image(&shrunk).unwrap();
+    leader.append(&batch(-1, -1, 0, 1, 0), 0, None).unwrap();
+    assert_eq!(
+        leader.high_watermark(),
+        2,
+        "the follower is still caught up: waited for"
+    );
+    let later = now + 31_000;
+    leader.append(&batch(-1, -1, 0, 1, 0), 0, None).unwrap();
+    let r = leader
+        .read_for_follower(2, 2, 5, 1 << 20, true, later)
+        .unwrap();
+    follower.append_as_follower(&r.records, later).unwrap();
+    let r = leader
+        .read_for_follower(2, 4, 5, 1 << 20, true, later)
+        .unwrap();
+    assert_eq!(r.high_watermark, 4);
+    let change = leader.wanted_isr(later).unwrap();
+    assert_eq!((change.isr, change.partition_epoch), (vec![1, 2], 6));
+}
+
+#[test]
+fn a_replicated_partition_restarts_at_its_checkpointed_high_watermark() {
+    let dir = tempfile::tempdir().unwrap();
+    let rm = manager(dir.path());
+    rm.apply_image(&replicated(1, 0)).unwrap();
+    let p = rm.get("t", 0).unwrap();
+    for _ in 0..3 {
+        p.append(&batch(-1, -1, 0, 1, 0), 0, None).unwrap();
+    }
+    // Committed up to 1 (the follower fetched from there), written to 3.
+    p.read_for_follower(2, 1, -1, 1 << 20, true, wall_ms())
+        .unwrap();
+    assert_eq!((p.high_watermark(), p.log_end_offset()), (1, 3));
+    rm.maintain(wall_ms());
+    drop((p, rm)); // unclean
+    let rm = manager(dir.path());
+    rm.apply_image(&replicated(1, 1)).unwrap();
+    let p = rm.get("t", 0).unwrap();
+    assert_eq!(
+        (p.high_watermark(), p.log_end_offset()),
+        (1, 3),
+        "not the log end: records 1 and 2 were never committed"
+    );
+    assert!(p
+        .read(1, 1 << 20, true, Isolation::ReadUncommitted)
+        .unwrap()
+        .records
+        .is_empty());
 }

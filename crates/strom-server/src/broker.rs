@@ -6,13 +6,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use strom_controller::{
-    ApiError, BrokerRegistration, Controller, ControllerError, QuorumConfig, Transport,
+    ApiError, BrokerRegistration, Controller, ControllerError, IsrUpdate, QuorumConfig, Transport,
 };
 use strom_coordinator::{GroupConfig, GroupCoordinator, TxnConfig, TxnCoordinator};
 use strom_metadata::config::StaticConfig;
 use strom_metadata::MetadataImage;
 use strom_protocol::ErrorCode;
-use strom_replica::{LogCleaner, ReplicaManager};
+use strom_replica::{FetcherConfig, LogCleaner, ReplicaFetchers, ReplicaManager};
 use strom_storage::StorageError;
 use tracing::{error, info, warn};
 
@@ -24,6 +24,7 @@ use crate::memory::MemoryPool;
 use crate::meta::{MetaError, MetaProperties};
 use crate::metrics::Metrics;
 use crate::producer_ids::ProducerIdAllocator;
+use crate::replica_link::KafkaLink;
 use crate::txns::LocalMarkers;
 
 /// What a node is started with.
@@ -86,6 +87,8 @@ pub struct Broker {
     pub(crate) memory: MemoryPool,
     /// Incremental fetch sessions (KIP-227).
     pub(crate) fetch_sessions: FetchSessions,
+    /// Fetchers for the partitions this node follows.
+    fetchers: ReplicaFetchers,
     /// What `/metrics` serves.
     pub(crate) metrics: Metrics,
     /// Serialises applying images to the replica manager.
@@ -317,7 +320,7 @@ impl Broker {
         Ok(Arc::new(Broker {
             node_id: opts.node_id,
             cluster_id: meta.cluster_id,
-            controller,
+            controller: controller.clone(),
             lifecycle,
             metrics: Metrics::new(replicas.clone(), groups.clone()),
             replicas,
@@ -329,6 +332,20 @@ impl Broker {
                 opts.config
                     .get_i64("max.incremental.fetch.session.cache.slots")
                     .max(0) as usize,
+            ),
+            fetchers: ReplicaFetchers::new(
+                opts.node_id,
+                Arc::new(KafkaLink::new(
+                    controller.clone(),
+                    opts.node_id,
+                    std::time::Duration::from_millis(
+                        opts.config
+                            .get_i64("controller.quorum.request.timeout.ms")
+                            .max(1) as u64,
+                    ),
+                    opts.config.get_i64("socket.request.max.bytes").max(1) as usize,
+                )),
+                FetcherConfig::from(&opts.config),
             ),
             config: opts.config,
             apply_lock: Mutex::new(()),
@@ -361,12 +378,16 @@ impl Broker {
     /// metadata is answered only once the change is in effect here.
     pub(crate) fn sync_replicas(&self) -> Result<(), ApiError> {
         let _guard = self.apply_lock.lock().unwrap_or_else(|p| p.into_inner());
-        self.replicas
+        let applied = self
+            .replicas
             .apply_image(&self.controller.image())
             .map_err(|e| {
                 error!(error = %e, "cannot apply metadata image");
                 ApiError::new(ErrorCode::KafkaStorageError, e.to_string())
-            })
+            });
+        // Partitions this node follows fetch from their leaders.
+        self.fetchers.reconcile(&self.replicas);
+        applied
     }
 
     /// Makes sure `__consumer_offsets` exists (created on first use).
@@ -450,7 +471,61 @@ impl Broker {
         {
             cleaner.stop();
         }
+        self.fetchers.shutdown();
         self.replicas.shutdown();
         info!("broker closed");
+    }
+}
+
+impl Broker {
+    /// Asks the active controller for the ISR changes this node's
+    /// leaderships want (AlterPartition): followers out of time leave,
+    /// caught-up ones join. The changes reach the partitions with the
+    /// metadata; one refused (a stale epoch) is asked again from the newer
+    /// state. Returns how many were asked for.
+    pub(crate) async fn alter_isrs(&self) -> usize {
+        let wanted = self.replicas.wanted_isrs(now_ms());
+        if wanted.is_empty() {
+            return 0;
+        }
+        let asked = wanted.len();
+        let updates = wanted
+            .into_iter()
+            .map(|c| IsrUpdate {
+                topic_id: c.topic_id,
+                partition: c.partition,
+                leader_epoch: c.leader_epoch,
+                partition_epoch: c.partition_epoch,
+                isr: c.isr,
+            })
+            .collect::<Vec<_>>();
+        let described: Vec<(i32, Vec<i32>)> = updates
+            .iter()
+            .map(|u| (u.partition, u.isr.clone()))
+            .collect();
+        match self
+            .controller
+            .alter_partition(self.node_id, self.lifecycle.epoch(), updates)
+            .await
+        {
+            Ok(Ok(outcomes)) => {
+                for ((partition, isr), outcome) in described.iter().zip(outcomes) {
+                    match outcome {
+                        Ok(done) => info!(
+                            partition,
+                            ?isr,
+                            partition_epoch = done.partition_epoch,
+                            "ISR changed"
+                        ),
+                        Err(e) => {
+                            info!(partition, ?isr, code = ?e.code, error = %e.message, "ISR change refused")
+                        }
+                    }
+                }
+            }
+            Ok(Err(e)) => warn!(code = ?e.code, error = %e.message, "AlterPartition refused"),
+            Err(e) => warn!(error = %e, "AlterPartition not answered"),
+        }
+        asked
     }
 }

@@ -25,6 +25,9 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(1);
 /// How often group timers (sessions, join phases) are checked.
 const GROUP_TICK: Duration = Duration::from_millis(100);
+/// How often this node's leaderships are checked for ISR changes (a
+/// follower out of time, one caught up).
+const ISR_CHECK: Duration = Duration::from_millis(250);
 /// The read buffer a connection starts with, and shrinks back to after a
 /// large frame.
 const READ_BUFFER: usize = 64 * 1024;
@@ -214,6 +217,19 @@ pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Futu
     // fencing of brokers whose heartbeats stopped.
     let heartbeats = tokio::spawn(broker.lifecycle.clone().run());
     let sessions = tokio::spawn(broker.controller.clone().run_sessions());
+    // ISR changes of this node's leaderships, as followers fall behind or
+    // catch up.
+    let isr_changes = {
+        let broker = broker.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(ISR_CHECK);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                broker.alter_isrs().await;
+            }
+        })
+    };
     tokio::pin!(shutdown);
     let limits = Arc::new(Limits::of(&broker));
     // As metadata is published (decided here or by another node's
@@ -267,6 +283,7 @@ pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Futu
     drop(listener);
     // Clients still connected are told where the leaderships went.
     heartbeats.abort();
+    isr_changes.abort();
     broker.controlled_shutdown().await;
     let _ = stop_tx.send(true);
     let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {

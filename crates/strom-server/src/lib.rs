@@ -24,6 +24,7 @@ mod meta;
 mod metrics;
 mod peer;
 mod producer_ids;
+mod replica_link;
 mod txns;
 
 pub use broker::{Broker, BrokerOptions};

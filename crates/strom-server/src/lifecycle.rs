@@ -42,6 +42,11 @@ impl Lifecycle {
         }
     }
 
+    /// The epoch of this process's registration (-1 before it).
+    pub(crate) fn epoch(&self) -> i64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
     /// Registers with the active controller, waiting until a quorum of
     /// voters is up (as Kafka's brokers do): the cluster's id.
     pub(crate) async fn register(&self) -> Result<String, Refused> {

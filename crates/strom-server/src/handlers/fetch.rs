@@ -12,7 +12,7 @@ use bytes::Bytes;
 use futures_util::future::select_all;
 use strom_metadata::MetadataImage;
 use strom_protocol::messages::fetch_response::{
-    AbortedTransaction, FetchableTopicResponse, PartitionData,
+    AbortedTransaction, EpochEndOffset, FetchableTopicResponse, PartitionData,
 };
 use strom_protocol::messages::{BrokerId, FetchRequest, FetchResponse, ProducerId, TopicName};
 use strom_protocol::ErrorCode;
@@ -95,6 +95,7 @@ fn read_all(
     targets: &[Target],
     max_bytes: usize,
     isolation: Isolation,
+    follower: Option<i32>,
 ) -> (Vec<PartitionData>, usize, bool) {
     let mut total = 0usize;
     let mut errors = false;
@@ -117,6 +118,41 @@ fn read_all(
             let budget = (w.params.max_bytes.max(0) as usize).min(max_bytes.saturating_sub(total));
             // Only the first data of the response may exceed the limits,
             // so that a batch larger than them still makes progress.
+            if let Some(replica) = follower {
+                return match p.read_for_follower(
+                    replica,
+                    w.params.fetch_offset,
+                    w.params.last_fetched_epoch,
+                    budget,
+                    total == 0,
+                    now_ms(),
+                ) {
+                    Ok(r) => {
+                        total += r.records.len();
+                        let answer = PartitionData::default()
+                            .with_partition_index(index)
+                            .with_high_watermark(r.high_watermark)
+                            .with_last_stable_offset(p.last_stable_offset())
+                            .with_log_start_offset(r.log_start_offset)
+                            .with_preferred_read_replica(BrokerId(-1))
+                            .with_records(Some(r.records));
+                        match r.diverging {
+                            Some((epoch, end_offset)) => answer.with_diverging_epoch(
+                                EpochEndOffset::default()
+                                    .with_epoch(epoch)
+                                    .with_end_offset(end_offset),
+                            ),
+                            None => answer,
+                        }
+                    }
+                    // The leader's log start goes with an out-of-range
+                    // answer: a follower behind it starts again there.
+                    Err(code) => {
+                        errors = true;
+                        partition_error(index, code).with_log_start_offset(p.log_start_offset())
+                    }
+                };
+            }
             match p.read(w.params.fetch_offset, budget, total == 0, isolation) {
                 Ok(r) => {
                     total += r.records.len();
@@ -300,15 +336,23 @@ pub(super) async fn handle(
             Err((code, session_id)) => session_error(code, session_id),
         }
     };
+    // A follower reads up to the log end, so its fetch waits for appends;
+    // a consumer's for the high watermark.
+    let follower = (replica_id >= 0).then_some(replica_id);
     loop {
         // Subscribe before reading, so an append between the read and the
         // wait is not missed.
         let mut watches: Vec<_> = targets
             .iter()
-            .filter_map(|t| t.partition.as_ref().ok().map(|p| p.watch_high_watermark()))
+            .filter_map(|t| {
+                t.partition.as_ref().ok().map(|p| match follower {
+                    Some(_) => p.watch_log_end(),
+                    None => p.watch_high_watermark(),
+                })
+            })
             .collect();
         let mut room = broker.memory.reserve(budget).await;
-        let (answers, total, errors) = read_all(&wanted, &targets, max_bytes, isolation);
+        let (answers, total, errors) = read_all(&wanted, &targets, max_bytes, isolation, follower);
         if total >= min_bytes || errors || watches.is_empty() || Instant::now() >= deadline {
             return finish(room, answers, total, held);
         }
@@ -317,7 +361,7 @@ pub(super) async fn handle(
         if tokio::time::timeout_at(deadline, changed).await.is_err() {
             // Time is up: answer with what there is (read again, cheaply).
             let room = broker.memory.reserve(budget).await;
-            let (answers, total, _) = read_all(&wanted, &targets, max_bytes, isolation);
+            let (answers, total, _) = read_all(&wanted, &targets, max_bytes, isolation, follower);
             return finish(room, answers, total, held);
         }
     }

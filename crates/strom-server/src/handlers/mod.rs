@@ -72,7 +72,7 @@ pub(crate) async fn dispatch(
         RequestKind::Metadata(r) => {
             ResponseKind::Metadata(metadata::handle(broker, r, version).await)
         }
-        RequestKind::Produce(r) => match produce::handle(broker, r, version) {
+        RequestKind::Produce(r) => match produce::handle(broker, r, version).await {
             Some(resp) => ResponseKind::Produce(resp),
             None => return Ok(None),
         },

@@ -3,13 +3,18 @@
 //! (Kafka's `transaction.partition.verification.enable`), which keeps a
 //! late batch of an ended transaction from hanging the partition's LSO.
 
+use std::sync::Arc;
+use std::time::Duration;
 use strom_protocol::messages::produce_response::{
     BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
 };
 use strom_protocol::messages::{ProduceRequest, ProduceResponse};
 use strom_protocol::records::Batch;
 use strom_protocol::ErrorCode;
+
+use strom_metadata::MetadataImage;
 use strom_replica::{Partition, ProduceError};
+use tokio::time::Instant;
 use tracing::debug;
 
 use super::str_bytes;
@@ -43,8 +48,19 @@ fn refused(index: i32, e: ProduceError) -> PartitionProduceResponse {
 /// Produce v7 brought zstd (KIP-110): older requests may not use it.
 const ZSTD_SINCE: i16 = 7;
 
+/// An acks=all write appended on the leader, waiting to be committed.
+struct Pending {
+    topic: usize,
+    partition: usize,
+    replica: Arc<Partition>,
+    next_offset: i64,
+}
+
+/// How often a waiting acks=all write checks that this node still leads.
+const LEADERSHIP_CHECK: Duration = Duration::from_millis(100);
+
 /// `None` for acks=0: the client expects no response.
-pub(super) fn handle(
+pub(super) async fn handle(
     broker: &Broker,
     req: ProduceRequest,
     version: i16,
@@ -52,15 +68,18 @@ pub(super) fn handle(
     let acks = req.acks;
     let image = broker.image();
     let now = now_ms();
-    let responses = req
+    let mut pending = Vec::new();
+    let mut responses: Vec<TopicProduceResponse> = req
         .topic_data
         .into_iter()
-        .map(|topic| {
+        .enumerate()
+        .map(|(topic_index, topic)| {
             let name = topic.name.0.as_str().to_owned();
             let partitions = topic
                 .partition_data
                 .into_iter()
-                .map(|p| {
+                .enumerate()
+                .map(|(partition_index, p)| {
                     if !matches!(acks, -1..=1) {
                         return error(p.index, ErrorCode::InvalidRequiredAcks, None);
                     }
@@ -72,10 +91,9 @@ pub(super) fn handle(
                         Err(code) => return error(p.index, code, None),
                     };
                     if acks == -1 {
-                        let isr = image.topic(&name).and_then(|t| t.partitions.get(&p.index)).map_or(0, |pi| pi.isr.len());
-                        let min_isr = partition.min_insync_replicas();
+                        let (isr, min_isr) = in_sync(&image, &partition);
                         if isr < min_isr {
-                            return error(p.index, ErrorCode::NotEnoughReplicas, Some(format!("{isr} in-sync replicas, min.insync.replicas is {min_isr}")));
+                            return error(p.index, ErrorCode::NotEnoughReplicas, Some(format!("The size of the current ISR : {isr} is insufficient to satisfy the min.isr requirement of {min_isr} for partition {name}-{}", p.index)));
                         }
                     }
                     let Some(records) = p.records else {
@@ -90,6 +108,9 @@ pub(super) fn handle(
                     };
                     match partition.append(&records, now, guard) {
                         Ok(r) => {
+                            if acks == -1 {
+                                pending.push(Pending { topic: topic_index, partition: partition_index, replica: partition.clone(), next_offset: r.next_offset });
+                            }
                             let count = Batch::parse(&records).map_or(0, |b| b.records_count().max(0) as u64);
                             broker.metrics.produced(&name, count, records.len() as u64);
                             PartitionProduceResponse::default()
@@ -110,7 +131,50 @@ pub(super) fn handle(
                 .with_partition_responses(partitions)
         })
         .collect();
+    if !pending.is_empty() {
+        let deadline = Instant::now() + Duration::from_millis(req.timeout_ms.max(0) as u64);
+        for w in pending {
+            if let Some(code) = committed(broker, &w, deadline).await {
+                let slot = &mut responses[w.topic].partition_responses[w.partition];
+                *slot = error(slot.index, code, None);
+            }
+        }
+    }
     (acks != 0).then(|| ProduceResponse::default().with_responses(responses))
+}
+
+/// The partition's ISR size and its effective min.insync.replicas (no
+/// more than its replicas, as Kafka counts it).
+fn in_sync(image: &MetadataImage, partition: &Partition) -> (usize, usize) {
+    let (isr, replicas) = image
+        .topic(partition.topic())
+        .and_then(|t| t.partitions.get(&partition.index()))
+        .map_or((0, 1), |p| (p.isr.len(), p.replicas.len()));
+    (isr, partition.min_insync_replicas().min(replicas).max(1))
+}
+
+/// Waits until an acks=all write is committed (the high watermark passed
+/// it), as Kafka's delayed produce does: `None` then, unless the ISR
+/// shrank below min.insync.replicas meanwhile
+/// (NOT_ENOUGH_REPLICAS_AFTER_APPEND); NOT_LEADER_OR_FOLLOWER once this
+/// node no longer leads; REQUEST_TIMED_OUT at the request's timeout.
+async fn committed(broker: &Broker, w: &Pending, deadline: Instant) -> Option<ErrorCode> {
+    let mut hw = w.replica.watch_high_watermark();
+    loop {
+        let step = deadline.min(Instant::now() + LEADERSHIP_CHECK);
+        match tokio::time::timeout_at(step, hw.wait_for(|h| *h >= w.next_offset)).await {
+            Ok(Ok(_)) => {
+                let (isr, min_isr) = in_sync(&broker.image(), &w.replica);
+                return (isr < min_isr).then_some(ErrorCode::NotEnoughReplicasAfterAppend);
+            }
+            Ok(Err(_)) => return Some(ErrorCode::NotLeaderOrFollower),
+            Err(_) if w.replica.leader() != broker.node_id => {
+                return Some(ErrorCode::NotLeaderOrFollower)
+            }
+            Err(_) if Instant::now() >= deadline => return Some(ErrorCode::RequestTimedOut),
+            Err(_) => {}
+        }
+    }
 }
 
 /// Checks that a transactional batch comes with its transactional id and

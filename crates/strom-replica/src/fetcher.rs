@@ -1,0 +1,335 @@
+//! Followers fetch from their leaders, as Kafka's replica fetchers do: for
+//! each leader broker, `num.replica.fetchers` tasks, each sending Fetch
+//! (with this node's replica id and each partition's last fetched epoch)
+//! for the partitions it follows from that leader, appending what comes
+//! back as the leader wrote it, taking the high watermark the leader sends,
+//! and truncating where the leader says the logs diverged.
+//!
+//! How a Fetch reaches a leader is the server's business ([`LeaderLink`]):
+//! nothing here knows about sockets.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::hash::{Hash, Hasher};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use strom_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use strom_protocol::messages::fetch_response::PartitionData;
+use strom_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
+use strom_protocol::ErrorCode;
+use strom_protocol::StrBytes;
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+use crate::manager::{ReplicaManager, TopicPartition};
+use crate::partition::Partition;
+
+/// A boxed future, for [`LeaderLink`].
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// How a follower sends a Fetch (version [`FETCH_VERSION`]) to broker
+/// `leader` and reads its answer.
+pub trait LeaderLink: Send + Sync + 'static {
+    fn fetch(
+        &self,
+        leader: i32,
+        request: FetchRequest,
+    ) -> BoxFuture<'static, std::io::Result<FetchResponse>>;
+}
+
+/// The Fetch version followers send: topics by name, the replica id in
+/// the request, and the last fetched epoch and diverging epoch (v12).
+pub const FETCH_VERSION: i16 = 12;
+
+/// `replica.fetch.*` and `num.replica.fetchers`, as Kafka names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FetcherConfig {
+    pub fetchers_per_leader: usize,
+    pub max_wait_ms: i32,
+    pub min_bytes: i32,
+    pub partition_max_bytes: i32,
+    pub response_max_bytes: i32,
+    pub backoff: Duration,
+}
+
+impl FetcherConfig {
+    pub fn from(config: &strom_metadata::config::StaticConfig) -> FetcherConfig {
+        let int = |k: &str| config.get_i64(k).clamp(0, i64::from(i32::MAX)) as i32;
+        FetcherConfig {
+            fetchers_per_leader: config.get_i64("num.replica.fetchers").max(1) as usize,
+            max_wait_ms: int("replica.fetch.wait.max.ms"),
+            min_bytes: int("replica.fetch.min.bytes").max(1),
+            partition_max_bytes: int("replica.fetch.max.bytes").max(1),
+            response_max_bytes: int("replica.fetch.response.max.bytes").max(1),
+            backoff: Duration::from_millis(config.get_i64("replica.fetch.backoff.ms").max(0) as u64),
+        }
+    }
+}
+
+type Followed = BTreeMap<TopicPartition, Arc<Partition>>;
+
+struct Fetcher {
+    partitions: watch::Sender<Followed>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// This node's fetchers, one set per leader it follows.
+pub struct ReplicaFetchers {
+    node_id: i32,
+    link: Arc<dyn LeaderLink>,
+    config: FetcherConfig,
+    runtime: tokio::runtime::Handle,
+    /// By (leader, fetcher index).
+    fetchers: Mutex<HashMap<(i32, usize), Fetcher>>,
+}
+
+impl ReplicaFetchers {
+    /// Must be created inside the tokio runtime its tasks run on.
+    pub fn new(node_id: i32, link: Arc<dyn LeaderLink>, config: FetcherConfig) -> ReplicaFetchers {
+        ReplicaFetchers {
+            node_id,
+            link,
+            config,
+            runtime: tokio::runtime::Handle::current(),
+            fetchers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Follows what `replicas` hosts as a follower, from each partition's
+    /// leader: fetchers start for new leaders, change their partitions, and
+    /// stop for leaders no longer followed.
+    pub fn reconcile(&self, replicas: &ReplicaManager) {
+        let mut wanted: HashMap<(i32, usize), Followed> = HashMap::new();
+        for p in replicas.hosted() {
+            let leader = p.leader();
+            if leader < 0 || leader == self.node_id {
+                continue;
+            }
+            let tp = TopicPartition::new(p.topic(), p.index());
+            let slot = fetcher_index(&tp, self.config.fetchers_per_leader);
+            wanted.entry((leader, slot)).or_default().insert(tp, p);
+        }
+        let mut fetchers = self.fetchers.lock().unwrap_or_else(|p| p.into_inner());
+        fetchers.retain(|key, f| {
+            let keep = wanted.contains_key(key);
+            if !keep {
+                f.task.abort();
+                info!(leader = key.0, fetcher = key.1, "replica fetcher stopped");
+            }
+            keep
+        });
+        for (key, partitions) in wanted {
+            match fetchers.get(&key) {
+                Some(f) => {
+                    f.partitions.send_if_modified(|current| {
+                        let changed = !same(current, &partitions);
+                        if changed {
+                            *current = partitions;
+                        }
+                        changed
+                    });
+                }
+                None => {
+                    let (tx, rx) = watch::channel(partitions);
+                    let run = FetchLoop {
+                        node_id: self.node_id,
+                        leader: key.0,
+                        link: self.link.clone(),
+                        config: self.config,
+                    };
+                    let task = self.runtime.spawn(run.run(rx));
+                    info!(leader = key.0, fetcher = key.1, "replica fetcher started");
+                    fetchers.insert(
+                        key,
+                        Fetcher {
+                            partitions: tx,
+                            task,
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    /// Stops every fetcher.
+    pub fn shutdown(&self) {
+        let mut fetchers = self.fetchers.lock().unwrap_or_else(|p| p.into_inner());
+        for (_, f) in fetchers.drain() {
+            f.task.abort();
+        }
+    }
+}
+
+fn same(a: &Followed, b: &Followed) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|((ka, pa), (kb, pb))| ka == kb && Arc::ptr_eq(pa, pb))
+}
+
+fn fetcher_index(tp: &TopicPartition, n: usize) -> usize {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    tp.hash(&mut h);
+    (h.finish() % n.max(1) as u64) as usize
+}
+
+struct FetchLoop {
+    node_id: i32,
+    leader: i32,
+    link: Arc<dyn LeaderLink>,
+    config: FetcherConfig,
+}
+
+impl FetchLoop {
+    async fn run(self, mut partitions: watch::Receiver<Followed>) {
+        loop {
+            let followed = partitions.borrow_and_update().clone();
+            if followed.is_empty() {
+                if partitions.changed().await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            let request = self.request(&followed);
+            match self.link.fetch(self.leader, request).await {
+                Ok(response) => {
+                    if !self.handle(&followed, response) {
+                        tokio::time::sleep(self.config.backoff).await;
+                    }
+                }
+                Err(e) => {
+                    debug!(leader = self.leader, error = %e, "replica fetch failed; backing off");
+                    tokio::select! {
+                        () = tokio::time::sleep(self.config.backoff) => {}
+                        _ = partitions.changed() => {}
+                    }
+                }
+            }
+        }
+    }
+
+    fn request(&self, followed: &Followed) -> FetchRequest {
+        let mut topics: Vec<FetchTopic> = Vec::new();
+        for (tp, p) in followed {
+            let partition = FetchPartition::default()
+                .with_partition(tp.partition)
+                .with_current_leader_epoch(p.leader_epoch())
+                .with_fetch_offset(p.log_end_offset())
+                .with_last_fetched_epoch(p.latest_epoch())
+                .with_log_start_offset(p.log_start_offset())
+                .with_partition_max_bytes(self.config.partition_max_bytes);
+            match topics.last_mut() {
+                Some(t) if t.topic.0.as_str() == tp.topic => t.partitions.push(partition),
+                _ => topics.push(
+                    FetchTopic::default()
+                        .with_topic(TopicName(StrBytes::from_string(tp.topic.clone())))
+                        .with_partitions(vec![partition]),
+                ),
+            }
+        }
+        FetchRequest::default()
+            .with_replica_id(BrokerId(self.node_id))
+            .with_max_wait_ms(self.config.max_wait_ms)
+            .with_min_bytes(self.config.min_bytes)
+            .with_max_bytes(self.config.response_max_bytes)
+            .with_session_id(0)
+            .with_session_epoch(-1)
+            .with_topics(topics)
+    }
+
+    /// Takes a leader's answer in; false when it was an error for every
+    /// partition (the fetcher then backs off).
+    fn handle(&self, followed: &Followed, response: FetchResponse) -> bool {
+        if response.error_code != 0 {
+            warn!(
+                leader = self.leader,
+                code = response.error_code,
+                "replica fetch refused"
+            );
+            return false;
+        }
+        let mut progress = response.responses.is_empty();
+        for topic in response.responses {
+            for data in topic.partitions {
+                let tp = TopicPartition::new(topic.topic.0.as_str(), data.partition_index);
+                let Some(p) = followed.get(&tp) else {
+                    continue;
+                };
+                if p.leader() != self.leader {
+                    continue;
+                }
+                progress |= follow(p, data, self.leader);
+            }
+        }
+        progress
+    }
+}
+
+/// Applies one partition's answer from `leader`: true unless it was an
+/// error.
+fn follow(p: &Partition, data: PartitionData, leader: i32) -> bool {
+    match ErrorCode::try_from_code(data.error_code) {
+        None if data.error_code == 0 => {}
+        Some(ErrorCode::OffsetOutOfRange) => {
+            // Behind the leader's log start (retention or DeleteRecords
+            // removed what it lacks): start again there.
+            if data.log_start_offset > p.log_end_offset() {
+                info!(partition = ?p, leader_start = data.log_start_offset, "behind the leader's log start; starting again there");
+                if let Err((code, why)) = p.truncate_fully_and_start_at(data.log_start_offset) {
+                    warn!(partition = ?p, ?code, %why, "cannot restart the log");
+                }
+                return true;
+            }
+            return false;
+        }
+        _ => {
+            debug!(partition = ?p, leader, code = data.error_code, "replica fetch error");
+            return false;
+        }
+    }
+    if data.diverging_epoch.epoch >= 0 || data.diverging_epoch.end_offset >= 0 {
+        let to = truncation_offset(
+            p,
+            data.diverging_epoch.epoch,
+            data.diverging_epoch.end_offset,
+        );
+        info!(partition = ?p, leader, epoch = data.diverging_epoch.epoch, leader_end = data.diverging_epoch.end_offset, to, "log diverged from the leader's; truncating");
+        if let Err((code, why)) = p.truncate_to(to) {
+            warn!(partition = ?p, ?code, %why, "cannot truncate");
+            return false;
+        }
+        return true;
+    }
+    if let Some(records) = data.records.filter(|r| !r.is_empty()) {
+        if let Err((code, why)) = p.append_as_follower(&records, now_ms()) {
+            warn!(partition = ?p, leader, ?code, %why, "cannot append what the leader sent");
+            return false;
+        }
+    }
+    p.follow_high_watermark(data.high_watermark);
+    true
+}
+
+/// Where to cut a log the leader says diverged: its epoch `epoch` ends at
+/// `leader_end` there; here that epoch (or the newest before it) ends at
+/// some offset; the log is kept to the smaller of the two (Kafka's
+/// truncation on a diverging epoch). The next fetch, with the epoch left
+/// last, has the leader check again.
+pub(crate) fn truncation_offset(p: &Partition, epoch: i32, leader_end: i64) -> i64 {
+    let end = p.log_end_offset();
+    if leader_end < 0 {
+        // The leader knows no epoch this old: only what is committed stays.
+        return p.high_watermark().min(end);
+    }
+    let (local_epoch, local_end) = p.end_offset_for_epoch(epoch);
+    let local = if local_epoch < 0 { end } else { local_end };
+    leader_end.min(local).min(end)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
