@@ -80,6 +80,20 @@ fn produce_all(cluster: &Cluster, leader: i32, topic: &str, values: &[String]) {
     }
 }
 
+/// What node `id` serves of partition 0 of `r`, read again until it is
+/// `expected` (a new leader's high watermark catches up with its followers'
+/// first fetches) or 10 s have passed.
+fn read_until(cluster: &Cluster, id: i32, expected: &[String]) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let read = fetch_all(&mut cluster.node(id).client(), "r", 0);
+        if read == expected || Instant::now() >= deadline {
+            return read;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn acknowledged_records_survive_the_leaders_kill_9_and_a_returning_replica_rejoins() {
     let mut cluster = Cluster::start(3, FAST_FENCING);
@@ -105,8 +119,10 @@ fn acknowledged_records_survive_the_leaders_kill_9_and_a_returning_replica_rejoi
     });
     let second = p.leader_id.0;
     assert!(p.leader_epoch > 0, "{p:?}");
+    // (Its high watermark reaches what the first leader acknowledged once
+    // the remaining follower has fetched from it.)
     assert_eq!(
-        fetch_all(&mut cluster.node(second).client(), "r", 0),
+        read_until(&cluster, second, &before),
         before,
         "seed {}",
         cluster.seed
@@ -131,7 +147,7 @@ fn acknowledged_records_survive_the_leaders_kill_9_and_a_returning_replica_rejoi
     });
     let all: Vec<String> = before.iter().chain(&after).cloned().collect();
     assert_eq!(
-        fetch_all(&mut cluster.node(p.leader_id.0).client(), "r", 0),
+        read_until(&cluster, p.leader_id.0, &all),
         all,
         "seed {}",
         cluster.seed
