@@ -153,3 +153,194 @@ fn acknowledged_records_survive_the_leaders_kill_9_and_a_returning_replica_rejoi
         cluster.seed
     );
 }
+
+/// The coordinator of `group` as node `via` answers FindCoordinator, once
+/// it names a live node other than those in `not`.
+fn coordinator(cluster: &Cluster, via: i32, group: &str, not: &[i32]) -> i32 {
+    use kafka_protocol::messages::FindCoordinatorRequest;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let request = FindCoordinatorRequest::default()
+            .with_key(group.to_owned().into())
+            .with_key_type(0);
+        if let Ok(r) = cluster.node(via).client().request(3, &request) {
+            if r.error_code == 0 && r.node_id.0 > 0 && !not.contains(&r.node_id.0) {
+                return r.node_id.0;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no coordinator for {group} but {not:?}; seed {}",
+            cluster.seed
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Commits `offset` for partition 0 of `r` as a simple (member-less)
+/// group; the error code.
+fn commit_offset(cluster: &Cluster, id: i32, group: &str, offset: i64) -> i16 {
+    use kafka_protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::{GroupId, OffsetCommitRequest};
+    let request = OffsetCommitRequest::default()
+        .with_group_id(GroupId(group.to_owned().into()))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(vec![OffsetCommitRequestTopic::default()
+            .with_name(name("r"))
+            .with_partitions(vec![OffsetCommitRequestPartition::default()
+                .with_partition_index(0)
+                .with_committed_offset(offset)
+                .with_committed_leader_epoch(-1)])]);
+    let r = cluster.node(id).client().request(8, &request).unwrap();
+    r.topics[0].partitions[0].error_code
+}
+
+/// Commits until the coordinator answers without error, retrying what a
+/// client retries: COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE
+/// (its partition's followers not yet in sync), NOT_COORDINATOR (the
+/// leadership still moving).
+fn commit_until_ok(cluster: &Cluster, id: i32, group: &str, offset: i64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match commit_offset(cluster, id, group, offset) {
+            0 => return,
+            14..=16 if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            code => panic!("commit to {id}: error {code}; seed {}", cluster.seed),
+        }
+    }
+}
+
+/// The offset node `id` answers for partition 0 of `r`, and the error.
+fn fetch_offset(cluster: &Cluster, id: i32, group: &str) -> (i16, i64) {
+    use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+    use kafka_protocol::messages::{GroupId, OffsetFetchRequest};
+    let request = OffsetFetchRequest::default()
+        .with_group_id(GroupId(group.to_owned().into()))
+        .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+            .with_name(name("r"))
+            .with_partition_indexes(vec![0])]));
+    let r = cluster.node(id).client().request(7, &request).unwrap();
+    if r.error_code != 0 {
+        return (r.error_code, -1);
+    }
+    let p = &r.topics[0].partitions[0];
+    (p.error_code, p.committed_offset)
+}
+
+#[test]
+fn a_groups_committed_offsets_survive_its_coordinators_kill_9() {
+    let settings: Vec<(&str, &str)> = FAST_FENCING
+        .iter()
+        .copied()
+        .chain([("offsets.topic.num.partitions", "3")])
+        .collect();
+    let mut cluster = Cluster::start(3, &settings);
+    cluster.wait_for_controller(1, &[], Duration::from_secs(10));
+    create(&cluster, 1, "r", 1, 3);
+    partition(&cluster, 1, "r", "three in sync", |p| {
+        sorted(&p.isr_nodes) == [1, 2, 3]
+    });
+    // Every node names the same coordinator: the leader of the group's
+    // __consumer_offsets partition, which has three replicas.
+    let first = coordinator(&cluster, 1, "g", &[]);
+    for id in 1..=3 {
+        assert_eq!(coordinator(&cluster, id, "g", &[]), first);
+    }
+    let other = (1..=3).find(|n| *n != first).unwrap();
+    assert_eq!(
+        commit_offset(&cluster, other, "g", 7),
+        16,
+        "NOT_COORDINATOR from a node that does not coordinate the group"
+    );
+    commit_until_ok(&cluster, first, "g", 42);
+    assert_eq!(fetch_offset(&cluster, first, "g"), (0, 42));
+
+    // The coordinator dies: the partition's new leader coordinates the
+    // group and has the committed offset.
+    cluster.kill9(first);
+    let survivor = (1..=3).find(|n| *n != first).unwrap();
+    let second = coordinator(&cluster, survivor, "g", &[first]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let fetched = loop {
+        let fetched = fetch_offset(&cluster, second, "g");
+        if fetched.0 == 0 || Instant::now() >= deadline {
+            break fetched;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(fetched, (0, 42), "seed {}", cluster.seed);
+    commit_until_ok(&cluster, second, "g", 43);
+    assert_eq!(fetch_offset(&cluster, second, "g"), (0, 43));
+}
+
+#[test]
+fn paused_followers_leave_the_isr_then_acks_all_is_refused_and_they_rejoin() {
+    // One controller (so that pausing brokers leaves the quorum whole) and
+    // three brokers holding the partition.
+    let roles = ["controller", "broker", "broker", "broker"];
+    let mut cluster = Cluster::start_roles(&roles, FAST_FENCING, |_| Vec::new());
+    cluster.wait_for_controller(2, &[], Duration::from_secs(10));
+    create(&cluster, 2, "r", 1, 3);
+    let p = partition(&cluster, 2, "r", "three in sync", |p| {
+        sorted(&p.isr_nodes) == [2, 3, 4]
+    });
+    let leader = p.leader_id.0;
+    let followers: Vec<i32> = (2..=4).filter(|n| *n != leader).collect();
+    let mut acknowledged: Vec<String> = (0..5).map(|i| format!("a{i}")).collect();
+    produce_all(&cluster, leader, "r", &acknowledged);
+
+    // One follower stops: it leaves the ISR, and with two in sync
+    // (min.insync.replicas 2) acks=all goes on.
+    cluster.pause(followers[0]);
+    partition(&cluster, leader, "r", "two in sync", |p| {
+        p.isr_nodes.len() == 2
+    });
+    let more: Vec<String> = (5..10).map(|i| format!("a{i}")).collect();
+    produce_all(&cluster, leader, "r", &more);
+    acknowledged.extend(more);
+
+    // The other stops too: too few in sync, and acks=all is refused before
+    // anything is appended.
+    cluster.pause(followers[1]);
+    partition(&cluster, leader, "r", "the leader alone in sync", |p| {
+        p.isr_nodes.len() == 1
+    });
+    let mut c = cluster.node(leader).client();
+    assert_eq!(
+        strom_tests::produce_code(&mut c, "r", 0, &["refused".to_string()]),
+        19,
+        "NOT_ENOUGH_REPLICAS; seed {}",
+        cluster.seed
+    );
+    drop(c);
+
+    // Both return, catch up and rejoin the ISR; acks=all works again and
+    // the log holds exactly what was acknowledged.
+    cluster.resume(followers[0]);
+    cluster.resume(followers[1]);
+    partition(&cluster, leader, "r", "three in sync again", |p| {
+        sorted(&p.isr_nodes) == [2, 3, 4]
+    });
+    let last: Vec<String> = (10..15).map(|i| format!("a{i}")).collect();
+    produce_all(&cluster, leader, "r", &last);
+    acknowledged.extend(last);
+    assert_eq!(
+        read_until(&cluster, leader, &acknowledged),
+        acknowledged,
+        "seed {}",
+        cluster.seed
+    );
+    // And a returned follower that now leads has all of it.
+    cluster.kill9(leader);
+    let p = partition(&cluster, followers[0], "r", "a follower leading", |p| {
+        p.leader_id.0 > 0 && p.leader_id.0 != leader
+    });
+    assert_eq!(
+        read_until(&cluster, p.leader_id.0, &acknowledged),
+        acknowledged,
+        "seed {}",
+        cluster.seed
+    );
+}

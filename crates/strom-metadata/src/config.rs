@@ -12,6 +12,7 @@ pub enum ConfigType {
     Boolean = 1,
     String = 2,
     Int = 3,
+    Short = 4,
     Long = 5,
     Double = 6,
     List = 7,
@@ -86,7 +87,7 @@ const TIMESTAMP_TYPES: &[&str] = &["CreateTime", "LogAppendTime"];
 // In the order Kafka's message lists them.
 const CLEANUP: &[&str] = &["compact", "delete"];
 
-use ConfigType::{Boolean, Double, Int, List, Long};
+use ConfigType::{Boolean, Double, Int, List, Long, Short};
 const STRING: ConfigType = ConfigType::String;
 
 /// Topic-level configs Strom knows.
@@ -345,6 +346,24 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
     ),
     min(
         def(
+            "offsets.topic.replication.factor",
+            Short,
+            "3",
+            "Replicas of each __consumer_offsets partition (fewer while fewer brokers are live when it is created)",
+        ),
+        1,
+    ),
+    min(
+        def(
+            "offsets.commit.timeout.ms",
+            Int,
+            "5000",
+            "How long a coordinator waits for its records to be committed before it answers with an error",
+        ),
+        1,
+    ),
+    min(
+        def(
             "offsets.topic.segment.bytes",
             Int,
             "104857600",
@@ -376,6 +395,24 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
             Int,
             "50",
             "Partitions of __transaction_state",
+        ),
+        1,
+    ),
+    min(
+        def(
+            "transaction.state.log.replication.factor",
+            Short,
+            "3",
+            "Replicas of each __transaction_state partition (fewer while fewer brokers are live when it is created)",
+        ),
+        1,
+    ),
+    min(
+        def(
+            "transaction.state.log.min.isr",
+            Int,
+            "2",
+            "min.insync.replicas of __transaction_state (no more than its replicas)",
         ),
         1,
     ),
@@ -702,11 +739,17 @@ impl ConfigDef {
                 b @ ("true" | "false") => return Ok(b.to_owned()),
                 _ => return Err(bad("Expected value to be either true or false".into())),
             },
-            Int | Long => {
-                let kind = if self.ty == Int { "INT" } else { "LONG" };
+            Short | Int | Long => {
+                let kind = match self.ty {
+                    Short => "SHORT",
+                    Int => "INT",
+                    _ => "LONG",
+                };
                 let not_a_number = || bad(format!("Not a number of type {kind}"));
                 let n: i64 = v.parse().map_err(|_| not_a_number())?;
-                if self.ty == Int && i32::try_from(n).is_err() {
+                if self.ty == Int && i32::try_from(n).is_err()
+                    || self.ty == Short && i16::try_from(n).is_err()
+                {
                     return Err(not_a_number());
                 }
                 if let Some(m) = self.at_least {

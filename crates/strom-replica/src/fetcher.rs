@@ -21,10 +21,11 @@ use strom_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName}
 use strom_protocol::ErrorCode;
 use strom_protocol::StrBytes;
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::manager::{ReplicaManager, TopicPartition};
-use crate::partition::Partition;
+use crate::partition::{FetchPosition, Partition};
 
 /// A boxed future, for [`LeaderLink`].
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -182,21 +183,45 @@ struct FetchLoop {
     config: FetcherConfig,
 }
 
+/// A partition in one fetch: where its fetch started.
+type Fetching<'a> = Vec<(&'a TopicPartition, &'a Arc<Partition>, FetchPosition)>;
+
 impl FetchLoop {
+    /// Fetches until stopped. A partition whose answer was an error waits
+    /// `replica.fetch.backoff.ms` before it is fetched again while the
+    /// others go on (Kafka's delayed partitions); a fetch that failed as a
+    /// whole backs the fetcher off.
     async fn run(self, mut partitions: watch::Receiver<Followed>) {
+        let mut delayed: HashMap<TopicPartition, Instant> = HashMap::new();
         loop {
             let followed = partitions.borrow_and_update().clone();
-            if followed.is_empty() {
-                if partitions.changed().await.is_err() {
-                    return;
+            let now = Instant::now();
+            delayed.retain(|tp, until| *until > now && followed.contains_key(tp));
+            let fetching: Fetching<'_> = followed
+                .iter()
+                .filter(|(tp, _)| !delayed.contains_key(*tp))
+                .map(|(tp, p)| (tp, p, p.fetch_position()))
+                .collect();
+            if fetching.is_empty() {
+                match delayed.values().min().copied() {
+                    Some(wake) => tokio::select! {
+                        () = tokio::time::sleep_until(wake) => {}
+                        r = partitions.changed() => if r.is_err() { return },
+                    },
+                    None => {
+                        if partitions.changed().await.is_err() {
+                            return;
+                        }
+                    }
                 }
                 continue;
             }
-            let request = self.request(&followed);
+            let request = self.request(&fetching);
             match self.link.fetch(self.leader, request).await {
                 Ok(response) => {
-                    if !self.handle(&followed, response) {
-                        tokio::time::sleep(self.config.backoff).await;
+                    let until = Instant::now() + self.config.backoff;
+                    for tp in self.handle(&fetching, response) {
+                        delayed.insert(tp, until);
                     }
                 }
                 Err(e) => {
@@ -210,15 +235,15 @@ impl FetchLoop {
         }
     }
 
-    fn request(&self, followed: &Followed) -> FetchRequest {
+    fn request(&self, fetching: &Fetching<'_>) -> FetchRequest {
         let mut topics: Vec<FetchTopic> = Vec::new();
-        for (tp, p) in followed {
+        for (tp, _, at) in fetching {
             let partition = FetchPartition::default()
                 .with_partition(tp.partition)
-                .with_current_leader_epoch(p.leader_epoch())
-                .with_fetch_offset(p.log_end_offset())
-                .with_last_fetched_epoch(p.latest_epoch())
-                .with_log_start_offset(p.log_start_offset())
+                .with_current_leader_epoch(at.leader_epoch)
+                .with_fetch_offset(at.offset)
+                .with_last_fetched_epoch(at.last_fetched_epoch)
+                .with_log_start_offset(at.log_start_offset)
                 .with_partition_max_bytes(self.config.partition_max_bytes);
             match topics.last_mut() {
                 Some(t) if t.topic.0.as_str() == tp.topic => t.partitions.push(partition),
@@ -239,50 +264,69 @@ impl FetchLoop {
             .with_topics(topics)
     }
 
-    /// Takes a leader's answer in; false when it was an error for every
-    /// partition (the fetcher then backs off).
-    fn handle(&self, followed: &Followed, response: FetchResponse) -> bool {
+    /// Takes a leader's answer in; returns the partitions whose answer was
+    /// an error (all of them for an error of the whole fetch).
+    fn handle(&self, fetching: &Fetching<'_>, response: FetchResponse) -> Vec<TopicPartition> {
         if response.error_code != 0 {
             warn!(
                 leader = self.leader,
                 code = response.error_code,
                 "replica fetch refused"
             );
-            return false;
+            return fetching.iter().map(|(tp, _, _)| (*tp).clone()).collect();
         }
-        let mut progress = response.responses.is_empty();
+        let mut failed = Vec::new();
         for topic in response.responses {
             for data in topic.partitions {
                 let tp = TopicPartition::new(topic.topic.0.as_str(), data.partition_index);
-                let Some(p) = followed.get(&tp) else {
+                let Some((tp, p, at)) = fetching.iter().find(|(t, _, _)| **t == tp) else {
                     continue;
                 };
                 if p.leader() != self.leader {
                     continue;
                 }
-                progress |= follow(p, data, self.leader);
+                if !follow(p, *at, data, self.leader) {
+                    failed.push((*tp).clone());
+                }
             }
         }
-        progress
+        failed
     }
 }
 
-/// Applies one partition's answer from `leader`: true unless it was an
-/// error.
-fn follow(p: &Partition, data: PartitionData, leader: i32) -> bool {
+/// Applies one partition's answer from `leader` to a fetch made at `at`:
+/// false if it was an error (the partition then waits before its next
+/// fetch). An answer that no longer applies (the epoch or the log end moved
+/// meanwhile) changes nothing.
+fn follow(p: &Partition, at: FetchPosition, data: PartitionData, leader: i32) -> bool {
+    let applied = |r: Result<(), (ErrorCode, String)>, what: &str| match r {
+        Ok(()) => true,
+        Err((ErrorCode::FencedLeaderEpoch, why)) => {
+            debug!(partition = ?p, %why, "answer dropped");
+            true
+        }
+        Err((code, why)) => {
+            warn!(partition = ?p, leader, ?code, %why, "cannot {what}");
+            false
+        }
+    };
     match ErrorCode::try_from_code(data.error_code) {
         None if data.error_code == 0 => {}
-        Some(ErrorCode::OffsetOutOfRange) => {
+        Some(ErrorCode::OffsetOutOfRange) if data.log_start_offset > at.offset => {
             // Behind the leader's log start (retention or DeleteRecords
             // removed what it lacks): start again there.
-            if data.log_start_offset > p.log_end_offset() {
-                info!(partition = ?p, leader_start = data.log_start_offset, "behind the leader's log start; starting again there");
-                if let Err((code, why)) = p.truncate_fully_and_start_at(data.log_start_offset) {
-                    warn!(partition = ?p, ?code, %why, "cannot restart the log");
-                }
-                return true;
-            }
-            return false;
+            info!(partition = ?p, leader_start = data.log_start_offset, "behind the leader's log start; starting again there");
+            let r = p.truncate_fully_and_start_at(at, data.log_start_offset);
+            return applied(r, "restart the log");
+        }
+        Some(ErrorCode::OffsetOutOfRange)
+            if data.high_watermark >= 0 && at.offset > data.high_watermark =>
+        {
+            // Ahead of the leader's log with no epoch to compare by: keep
+            // what the leader says is committed, fetch the rest again.
+            info!(partition = ?p, leader_high_watermark = data.high_watermark, end = at.offset, "ahead of the leader's log; truncating to its high watermark");
+            let r = p.truncate_to(at, data.high_watermark).map(|_| ());
+            return applied(r, "truncate");
         }
         _ => {
             debug!(partition = ?p, leader, code = data.error_code, "replica fetch error");
@@ -296,20 +340,16 @@ fn follow(p: &Partition, data: PartitionData, leader: i32) -> bool {
             data.diverging_epoch.end_offset,
         );
         info!(partition = ?p, leader, epoch = data.diverging_epoch.epoch, leader_end = data.diverging_epoch.end_offset, to, "log diverged from the leader's; truncating");
-        if let Err((code, why)) = p.truncate_to(to) {
-            warn!(partition = ?p, ?code, %why, "cannot truncate");
-            return false;
-        }
-        return true;
+        return applied(p.truncate_to(at, to).map(|_| ()), "truncate");
     }
+    let now = now_ms();
     if let Some(records) = data.records.filter(|r| !r.is_empty()) {
-        if let Err((code, why)) = p.append_as_follower(&records, now_ms()) {
-            warn!(partition = ?p, leader, ?code, %why, "cannot append what the leader sent");
-            return false;
+        if let Err(e) = p.append_as_follower(at, &records, now) {
+            return applied(Err(e), "append what the leader sent");
         }
     }
-    p.follow_high_watermark(data.high_watermark);
-    true
+    let r = p.follow_leader(at, data.high_watermark, data.log_start_offset, now);
+    applied(r, "follow the leader's high watermark and log start")
 }
 
 /// Where to cut a log the leader says diverged: its epoch `epoch` ends at

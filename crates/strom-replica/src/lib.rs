@@ -11,8 +11,8 @@ pub use cleaner::LogCleaner;
 pub use fetcher::{BoxFuture, FetcherConfig, LeaderLink, ReplicaFetchers, FETCH_VERSION};
 pub use manager::{ReplicaManager, TopicPartition};
 pub use partition::{
-    AppendResult, FollowerRead, Isolation, IsrChange, ListOffsetResult, LogStats, OffsetSpec,
-    Partition, ProducerSummary, ReadResult,
+    AppendResult, FetchPosition, FollowerRead, Isolation, IsrChange, ListOffsetResult, LogStats,
+    OffsetSpec, Partition, ProducerSummary, ReadResult, Uncommitted,
 };
 pub use validate::{
     max_inflated_bytes, validate_produce_batch, Checked, ProduceError, ProduceRules, RecordError,

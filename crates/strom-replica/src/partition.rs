@@ -37,6 +37,24 @@ pub struct AppendResult {
     /// -1 unless the topic uses LogAppendTime.
     pub log_append_time: i64,
     pub log_start_offset: i64,
+    /// The leadership the batch was written in (see
+    /// [`Partition::still_leads`]): an acks=all answer is a success only if
+    /// that leadership lasted until the high watermark passed the batch.
+    pub leadership: u64,
+}
+
+/// Where a follower's fetch starts, read under one lock: what the fetch
+/// request carries, and what its answer is applied against, so an answer
+/// to a fetch made in an earlier leader epoch, or from a log end that
+/// moved since (a truncation), changes nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FetchPosition {
+    pub leader_epoch: i32,
+    /// The log end: the fetch offset.
+    pub offset: i64,
+    /// The newest leader epoch of the log (-1: none).
+    pub last_fetched_epoch: i32,
+    pub log_start_offset: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +66,14 @@ pub struct ReadResult {
     /// For read_committed: the aborted transactions overlapping `records`;
     /// `None` for read_uncommitted.
     pub aborted: Option<Vec<AbortedTxn>>,
+}
+
+/// Why [`Partition::wait_committed`] gave up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Uncommitted {
+    /// The leadership the write was made in ended: it may be lost.
+    LeadershipEnded,
+    TimedOut,
 }
 
 /// An ISR change a leader asks for, with the epochs it holds, so that the
@@ -212,6 +238,12 @@ pub struct Partition {
     high_watermark: watch::Sender<i64>,
     /// The log end, for the followers' fetches that wait for appends.
     log_end: watch::Sender<i64>,
+    /// Counts the times this node stopped leading (or the partition
+    /// closed): a leadership is the span of one count while leading. Bumped
+    /// under the state lock before the log can change under a new leader,
+    /// so a high watermark seen to pass a batch while the count stands was
+    /// moved by the leadership that wrote it.
+    leadership: watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for Partition {
@@ -314,6 +346,7 @@ impl Partition {
         let hw = hw_checkpoint.map_or(end, |c| c.clamp(log.log_start_offset(), end));
         let (high_watermark, _) = watch::channel(hw);
         let (log_end, _) = watch::channel(end);
+        let (leadership, _) = watch::channel(0);
         Ok(Partition {
             topic: topic.to_owned(),
             name: format!("{topic}-{index}"),
@@ -336,6 +369,7 @@ impl Partition {
             rules: RwLock::new(rules),
             high_watermark,
             log_end,
+            leadership,
         })
     }
 
@@ -385,7 +419,9 @@ impl Partition {
         let mut s = self.lock();
         self.leader_epoch.store(p.leader_epoch, Ordering::Release);
         self.leader.store(p.leader, Ordering::Release);
-        self.leads.store(p.leader == me, Ordering::Release);
+        if self.leads.swap(p.leader == me, Ordering::AcqRel) && p.leader != me {
+            self.end_leadership();
+        }
         s.lag_max_ms = lag_max_ms;
         if p.replicas.len() > 1 && s.hw_checkpoint.is_none() && !s.closed {
             // From now on records may be written before they are committed.
@@ -408,6 +444,57 @@ impl Partition {
             }
         }
         self.advance_high_watermark(&s, now_ms);
+    }
+
+    /// The leadership of the moment: what [`AppendResult::leadership`]
+    /// holds for a batch written now.
+    fn current_leadership(&self) -> u64 {
+        *self.leadership.borrow()
+    }
+
+    /// Ends this node's leadership (it follows now, or the partition
+    /// closed), waking whoever waits on it.
+    fn end_leadership(&self) {
+        self.leadership.send_modify(|n| *n += 1);
+    }
+
+    /// Whether this node still leads in the leadership `leadership` (from
+    /// an [`AppendResult`]): it has led without a break since, so its log
+    /// kept what it wrote then.
+    pub fn still_leads(&self, leadership: u64) -> bool {
+        self.leads.load(Ordering::Acquire) && self.current_leadership() == leadership
+    }
+
+    /// The leadership of the moment, to wait on with
+    /// [`Partition::wait_committed`] for what is written after this call.
+    pub fn leadership(&self) -> u64 {
+        self.current_leadership()
+    }
+
+    /// Waits until the high watermark reaches `offset` within the
+    /// leadership `leadership` (Kafka's delayed produce): an acks=all
+    /// write, or a coordinator's records, is committed then. A high
+    /// watermark seen to pass it after that leadership ended proves
+    /// nothing (a follower's comes from a new leader, whose log may lack
+    /// the write), so it waits for the leadership too.
+    pub async fn wait_committed(
+        &self,
+        offset: i64,
+        leadership: u64,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), Uncommitted> {
+        let mut hw = self.high_watermark.subscribe();
+        let mut term = self.leadership.subscribe();
+        tokio::select! {
+            _ = hw.wait_for(|h| *h >= offset) => {}
+            _ = term.wait_for(|l| *l != leadership) => return Err(Uncommitted::LeadershipEnded),
+            () = tokio::time::sleep_until(deadline) => return Err(Uncommitted::TimedOut),
+        }
+        if self.still_leads(leadership) {
+            Ok(())
+        } else {
+            Err(Uncommitted::LeadershipEnded)
+        }
     }
 
     /// Writes the high watermark to its checkpoint if it moved since.
@@ -611,13 +698,7 @@ impl Partition {
             now_ms,
             &self.name,
         )?;
-        let s = self
-            .serving()
-            .map_err(|c| (c, "partition is closed".to_owned()))?;
-        if !self.leads.load(Ordering::Acquire) {
-            let message = format!("this node does not lead {}", self.name);
-            return Err((ErrorCode::NotLeaderOrFollower, message).into());
-        }
+        let s = self.leading()?;
         let batch = Batch::parse(records).expect("validated");
         if let Some(info) = BatchInfo::of(&batch) {
             match s.producers.check(&info) {
@@ -628,6 +709,7 @@ impl Partition {
                         next_offset: m.last_offset + 1,
                         log_append_time: -1,
                         log_start_offset: s.log.log_start_offset(),
+                        leadership: self.current_leadership(),
                     })
                 }
                 Err(e) => return Err((e.code(), e.to_string()).into()),
@@ -641,6 +723,19 @@ impl Partition {
         Ok(self.write(s, owned, now_ms)?)
     }
 
+    /// The state, if the partition serves and this node leads it: what
+    /// every leader append takes.
+    fn leading(&self) -> Result<MutexGuard<'_, State>, (ErrorCode, String)> {
+        let s = self
+            .serving()
+            .map_err(|c| (c, "partition is closed".to_owned()))?;
+        if !self.leads.load(Ordering::Acquire) {
+            let message = format!("this node does not lead {}", self.name);
+            return Err((ErrorCode::NotLeaderOrFollower, message));
+        }
+        Ok(s)
+    }
+
     /// Appends a batch a coordinator built (its internal topics): the
     /// producer epoch is checked, sequences are not (Kafka's coordinator
     /// origin: transactional offset commits carry no sequence). A
@@ -651,9 +746,7 @@ impl Partition {
         now_ms: i64,
         guard: Option<u64>,
     ) -> Result<AppendResult, (ErrorCode, String)> {
-        let s = self
-            .serving()
-            .map_err(|c| (c, "partition is closed".to_owned()))?;
+        let s = self.leading()?;
         let batch =
             Batch::parse(records).map_err(|e| (ErrorCode::CorruptMessage, e.to_string()))?;
         if batch.has_producer_id() {
@@ -666,8 +759,7 @@ impl Partition {
     }
 
     /// Writes a transaction marker for `producer_id`: ends its transaction
-    /// here (an aborted one goes to the aborted-transaction index). Returns
-    /// the marker's offset.
+    /// here (an aborted one goes to the aborted-transaction index).
     pub fn append_marker(
         &self,
         producer_id: i64,
@@ -675,10 +767,8 @@ impl Partition {
         marker: ControlMarker,
         coordinator_epoch: i32,
         now_ms: i64,
-    ) -> Result<i64, (ErrorCode, String)> {
-        let mut s = self
-            .serving()
-            .map_err(|c| (c, "partition is closed".to_owned()))?;
+    ) -> Result<AppendResult, (ErrorCode, String)> {
+        let mut s = self.leading()?;
         s.verifying.remove(&producer_id);
         s.producers
             .check_marker(producer_id, epoch)
@@ -690,7 +780,7 @@ impl Partition {
             transactional: true,
         };
         let bytes = records::build_control_batch(producer, marker, coordinator_epoch, now_ms);
-        self.write(s, bytes.to_vec(), now_ms).map(|r| r.base_offset)
+        self.write(s, bytes.to_vec(), now_ms)
     }
 
     /// Appends batches fetched from the leader, as it wrote them: offsets,
@@ -702,19 +792,11 @@ impl Partition {
     /// Returns the new log end.
     pub fn append_as_follower(
         &self,
+        at: FetchPosition,
         records: &[u8],
         now_ms: i64,
     ) -> Result<i64, (ErrorCode, String)> {
-        let mut s = self
-            .serving()
-            .map_err(|c| (c, "partition is closed".to_owned()))?;
-        if self.leads.load(Ordering::Acquire) {
-            let message = format!(
-                "this node leads {}: it takes no replicated batches",
-                self.name
-            );
-            return Err((ErrorCode::NotLeaderOrFollower, message));
-        }
+        let mut s = self.following(&at, true)?;
         // Where each new epoch starts, on disk before its batches.
         for batch in records::batches(records) {
             let batch = batch.map_err(|e| (ErrorCode::CorruptMessage, e.to_string()))?;
@@ -752,19 +834,69 @@ impl Partition {
         Ok(s.log.log_end_offset())
     }
 
-    /// A follower learns the high watermark from its leader's fetch
-    /// answers: it takes it up to its own log end, never down.
-    pub fn follow_high_watermark(&self, leader_high_watermark: i64) {
+    /// Where this follower's next fetch starts.
+    pub fn fetch_position(&self) -> FetchPosition {
         let s = self.lock();
-        if self.leads.load(Ordering::Acquire) || s.closed {
-            return;
+        FetchPosition {
+            leader_epoch: self.leader_epoch(),
+            offset: s.log.log_end_offset(),
+            last_fetched_epoch: s.epochs.latest_epoch().unwrap_or(-1),
+            log_start_offset: s.log.log_start_offset(),
         }
+    }
+
+    /// The state, if this node follows in the epoch of `at` and (when
+    /// `same_end`) its log end has not moved since `at` was taken.
+    fn following(
+        &self,
+        at: &FetchPosition,
+        same_end: bool,
+    ) -> Result<MutexGuard<'_, State>, (ErrorCode, String)> {
+        let s = self
+            .serving()
+            .map_err(|c| (c, "partition is closed".to_owned()))?;
+        if self.leads.load(Ordering::Acquire) {
+            let message = format!("this node leads {}: it follows no one", self.name);
+            return Err((ErrorCode::NotLeaderOrFollower, message));
+        }
+        let epoch = self.leader_epoch();
+        let end = s.log.log_end_offset();
+        if epoch != at.leader_epoch || same_end && end != at.offset {
+            let message = format!(
+                "a stale fetch answer for {} (fetched in epoch {} from {}, now epoch {epoch} at {end})",
+                self.name, at.leader_epoch, at.offset
+            );
+            return Err((ErrorCode::FencedLeaderEpoch, message));
+        }
+        Ok(s)
+    }
+
+    /// A follower learns the high watermark and the log start from its
+    /// leader's fetch answers: it takes the high watermark up to its own
+    /// log end, never down, and moves its log start up to the leader's
+    /// (DeleteRecords and retention there), no further than what it knows
+    /// committed, as Kafka's followers do.
+    pub fn follow_leader(
+        &self,
+        at: FetchPosition,
+        leader_high_watermark: i64,
+        leader_log_start: i64,
+        now_ms: i64,
+    ) -> Result<(), (ErrorCode, String)> {
+        let mut s = self.following(&at, false)?;
         let hw = leader_high_watermark.min(s.log.log_end_offset());
         self.high_watermark.send_if_modified(|current| {
             let moved = hw > *current;
             *current = (*current).max(hw);
             moved
         });
+        let start = leader_log_start.min(self.high_watermark());
+        if start > s.log.log_start_offset() {
+            let fail = |e: StorageError| (storage_error(e), "cannot move the log start".to_owned());
+            let start = s.log.advance_log_start(start, now_ms).map_err(fail)?;
+            s.epochs.truncate_from_start(start).map_err(fail)?;
+        }
+        Ok(())
     }
 
     /// Removes this replica's log from `offset` on, where it diverged from
@@ -772,10 +904,8 @@ impl Partition {
     /// state is rebuilt to the new end, later leader epochs are forgotten,
     /// and the high watermark comes down to the end should it be above.
     /// Returns the new log end.
-    pub fn truncate_to(&self, offset: i64) -> Result<i64, (ErrorCode, String)> {
-        let mut s = self
-            .serving()
-            .map_err(|c| (c, "partition is closed".to_owned()))?;
+    pub fn truncate_to(&self, at: FetchPosition, offset: i64) -> Result<i64, (ErrorCode, String)> {
+        let mut s = self.following(&at, true)?;
         let fail = |e: StorageError| (storage_error(e), "truncation failed".to_owned());
         let end = s.log.truncate_to(offset).map_err(fail)?;
         self.after_truncation(&mut s, end).map_err(fail)?;
@@ -783,15 +913,21 @@ impl Partition {
     }
 
     /// Empties this replica's log to start again at `offset` (a follower
-    /// whose log lies out of the leader's range).
-    pub fn truncate_fully_and_start_at(&self, offset: i64) -> Result<(), (ErrorCode, String)> {
-        let mut s = self
-            .serving()
-            .map_err(|c| (c, "partition is closed".to_owned()))?;
+    /// whose log lies out of the leader's range). Everything below the
+    /// leader's log start was committed there, so the high watermark
+    /// starts at `offset` (as Kafka's truncateFullyAndStartAt sets it).
+    pub fn truncate_fully_and_start_at(
+        &self,
+        at: FetchPosition,
+        offset: i64,
+    ) -> Result<(), (ErrorCode, String)> {
+        let mut s = self.following(&at, true)?;
         let fail = |e: StorageError| (storage_error(e), "truncation failed".to_owned());
         s.log.truncate_fully_and_start_at(offset).map_err(fail)?;
         s.epochs.truncate_from_start(offset).map_err(fail)?;
-        self.after_truncation(&mut s, offset).map_err(fail)
+        self.after_truncation(&mut s, offset).map_err(fail)?;
+        self.high_watermark.send_replace(offset);
+        Ok(())
     }
 
     fn after_truncation(&self, s: &mut State, end: i64) -> Result<(), StorageError> {
@@ -860,12 +996,14 @@ impl Partition {
         // log end; with followers, their fetches move it.
         self.publish_log_end(&s);
         self.advance_high_watermark(&s, now_ms);
+        let leadership = self.current_leadership();
         drop(s);
         Ok(AppendResult {
             base_offset: appended.first_offset,
             next_offset: appended.last_offset + 1,
             log_append_time: appended.log_append_time.unwrap_or(-1),
             log_start_offset: start,
+            leadership,
         })
     }
 
@@ -946,6 +1084,22 @@ impl Partition {
         })
     }
 
+    /// Reads whole batches from `offset` up to the log end, past the high
+    /// watermark: what a coordinator loads its state from when this node
+    /// becomes the leader of its partition (what it holds there will be
+    /// committed in its leadership, or the leadership ends first).
+    pub fn read_to_log_end(&self, offset: i64, max_bytes: usize) -> Result<Bytes, ErrorCode> {
+        let s = self.serving()?;
+        if offset >= s.log.log_end_offset() {
+            return Ok(Bytes::new());
+        }
+        let data = s
+            .log
+            .read(offset, max_bytes, i64::MAX, true)
+            .map_err(storage_error)?;
+        Ok(Bytes::from(data.records))
+    }
+
     /// Answers a follower's fetch (as its leader): where its log diverged
     /// from this one, if it did (its last fetched epoch ends earlier here,
     /// or is not known); else the batches from `offset` up to the log end
@@ -975,6 +1129,11 @@ impl Partition {
         };
         if last_fetched_epoch >= 0 {
             let (epoch, epoch_end) = s.epochs.end_offset_for(last_fetched_epoch, end);
+            if epoch < 0 || epoch_end < 0 {
+                // No epoch here to compare with (Kafka answers so too): the
+                // follower resets from the log start and high watermark.
+                return Err(ErrorCode::OffsetOutOfRange);
+            }
             if epoch != last_fetched_epoch || epoch_end < offset {
                 return Ok(answer(Vec::new(), Some((epoch, epoch_end))));
             }
@@ -1079,7 +1238,7 @@ impl Partition {
         if s.hw_checkpoint.is_some() {
             self.checkpoint_high_watermark(&mut s);
         }
-        if retention && s.log.enforce_retention(now_ms)? > 0 {
+        if retention && s.log.enforce_retention(now_ms, self.high_watermark())? > 0 {
             let start = s.log.log_start_offset();
             s.epochs.truncate_from_start(start)?;
         }
@@ -1148,6 +1307,7 @@ impl Partition {
         if std::mem::replace(&mut s.closed, true) {
             return Ok(());
         }
+        self.end_leadership();
         if s.hw_checkpoint.is_some() {
             self.checkpoint_high_watermark(&mut s);
         }
@@ -1173,6 +1333,7 @@ impl Partition {
     pub(crate) fn delete(&self) -> Result<(), StorageError> {
         let mut s = self.lock();
         s.closed = true;
+        self.end_leadership();
         let dir = s.log.dir().to_path_buf();
         std::fs::remove_dir_all(&dir).map_err(|source| StorageError::Io { path: dir, source })
     }

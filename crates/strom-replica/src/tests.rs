@@ -263,7 +263,9 @@ fn transactions_bound_read_committed_and_abort_ranges_survive_kill() {
     );
     // Producer 5 aborts (marker at 5); producer 6 is still open.
     assert_eq!(
-        p.append_marker(5, 0, ControlMarker::Abort, 0, 0).unwrap(),
+        p.append_marker(5, 0, ControlMarker::Abort, 0, 0)
+            .unwrap()
+            .base_offset,
         5
     );
     assert_eq!(p.last_stable_offset(), 4);
@@ -840,11 +842,16 @@ fn a_follower_holds_what_its_leader_wrote_and_can_lead_in_its_place() {
         out
     };
     assert_eq!(
-        leader.append_as_follower(&fetched(0)[0], 0).unwrap_err().0,
+        leader
+            .append_as_follower(leader.fetch_position(), &fetched(0)[0], 0)
+            .unwrap_err()
+            .0,
         ErrorCode::NotLeaderOrFollower
     );
     for chunk in fetched(0) {
-        follower.append_as_follower(&chunk, 0).unwrap();
+        follower
+            .append_as_follower(follower.fetch_position(), &chunk, 0)
+            .unwrap();
     }
     assert_eq!(follower.log_end_offset(), 16);
     assert_eq!(follower.producers().unwrap(), leader.producers().unwrap());
@@ -856,7 +863,10 @@ fn a_follower_holds_what_its_leader_wrote_and_can_lead_in_its_place() {
     );
 
     // Cut inside producer 5's batch: it goes whole, with all after it.
-    assert_eq!(follower.truncate_to(13).unwrap(), 12);
+    assert_eq!(
+        follower.truncate_to(follower.fetch_position(), 13).unwrap(),
+        12
+    );
     let ids = |p: &crate::Partition| {
         p.producers()
             .unwrap()
@@ -866,11 +876,16 @@ fn a_follower_holds_what_its_leader_wrote_and_can_lead_in_its_place() {
     };
     assert_eq!(ids(&follower), [7]);
     for chunk in fetched(12) {
-        follower.append_as_follower(&chunk, 0).unwrap();
+        follower
+            .append_as_follower(follower.fetch_position(), &chunk, 0)
+            .unwrap();
     }
     // Cut at the abort marker: producer 5's transaction is open again and
     // producer 6 unknown.
-    assert_eq!(follower.truncate_to(14).unwrap(), 14);
+    assert_eq!(
+        follower.truncate_to(follower.fetch_position(), 14).unwrap(),
+        14
+    );
     let open: Vec<(i64, i64)> = follower
         .producers()
         .unwrap()
@@ -880,7 +895,9 @@ fn a_follower_holds_what_its_leader_wrote_and_can_lead_in_its_place() {
     assert_eq!(open, [(5, 12), (7, -1)]);
     // And back in step.
     for chunk in fetched(14) {
-        follower.append_as_follower(&chunk, 0).unwrap();
+        follower
+            .append_as_follower(follower.fetch_position(), &chunk, 0)
+            .unwrap();
     }
     assert_eq!(follower.producers().unwrap(), leader.producers().unwrap());
 
@@ -961,7 +978,10 @@ fn the_leader_moves_its_high_watermark_with_follower_fetches_and_finds_divergenc
         .unwrap();
     assert_eq!(r.diverging, Some((4, 0)));
     assert!(r.records.is_empty());
-    assert_eq!(follower.truncate_to(0).unwrap(), 0);
+    assert_eq!(
+        follower.truncate_to(follower.fetch_position(), 0).unwrap(),
+        0
+    );
     assert_eq!(
         follower.end_offset_for_epoch(4),
         (-1, -1),
@@ -972,7 +992,9 @@ fn the_leader_moves_its_high_watermark_with_follower_fetches_and_finds_divergenc
         .unwrap();
     assert_eq!(r.diverging, None);
     assert_eq!(r.high_watermark, 0);
-    follower.append_as_follower(&r.records, now).unwrap();
+    follower
+        .append_as_follower(follower.fetch_position(), &r.records, now)
+        .unwrap();
     assert_eq!(follower.log_end_offset(), 2);
     // Its next fetch, from its log end, moves the leader's high watermark,
     // which its answer carries back.
@@ -980,7 +1002,9 @@ fn the_leader_moves_its_high_watermark_with_follower_fetches_and_finds_divergenc
         .read_for_follower(2, 2, 5, 1 << 20, true, now)
         .unwrap();
     assert_eq!((r.diverging, r.high_watermark), (None, 2));
-    follower.follow_high_watermark(r.high_watermark);
+    follower
+        .follow_leader(follower.fetch_position(), r.high_watermark, 0, now)
+        .unwrap();
     assert_eq!(follower.high_watermark(), 2);
     assert_eq!(follower.end_offset_for_epoch(5), (5, 2));
 
@@ -1041,7 +1065,9 @@ fn the_leader_moves_its_high_watermark_with_follower_fetches_and_finds_divergenc
     let r = leader
         .read_for_follower(2, 2, 5, 1 << 20, true, later)
         .unwrap();
-    follower.append_as_follower(&r.records, later).unwrap();
+    follower
+        .append_as_follower(follower.fetch_position(), &r.records, later)
+        .unwrap();
     let r = leader
         .read_for_follower(2, 4, 5, 1 << 20, true, later)
         .unwrap();
@@ -1078,4 +1104,173 @@ fn a_replicated_partition_restarts_at_its_checkpointed_high_watermark() {
         .unwrap()
         .records
         .is_empty());
+}
+
+#[test]
+fn a_write_counts_as_committed_only_in_the_leadership_it_was_made_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let rm = manager(dir.path());
+    rm.apply_image(&replicated(1, 5)).unwrap();
+    let p = rm.get("t", 0).unwrap();
+    let written = p.append(&batch(-1, -1, 0, 2, 0), 0, None).unwrap();
+    assert!(p.still_leads(written.leadership));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let soon = || tokio::time::Instant::now() + std::time::Duration::from_millis(50);
+    // No follower fetched it: not committed in time.
+    assert_eq!(
+        rt.block_on(p.wait_committed(written.next_offset, written.leadership, soon())),
+        Err(crate::Uncommitted::TimedOut)
+    );
+    let waiting = {
+        let p = p.clone();
+        let far = tokio::time::Instant::now() + std::time::Duration::from_secs(600);
+        rt.spawn(async move {
+            p.wait_committed(written.next_offset, written.leadership, far)
+                .await
+        })
+    };
+    // Broker 2 leads in epoch 6: this node follows, and the waiter learns
+    // the write may be lost, though the high watermark it now takes from
+    // its leader may pass the offset.
+    rm.apply_image(&replicated(2, 6)).unwrap();
+    assert_eq!(
+        rt.block_on(waiting).unwrap(),
+        Err(crate::Uncommitted::LeadershipEnded)
+    );
+    assert!(!p.still_leads(written.leadership));
+    // Leading again in epoch 7 is another leadership: the log may have
+    // been truncated in between.
+    rm.apply_image(&replicated(1, 7)).unwrap();
+    assert!(!p.still_leads(written.leadership));
+    let again = p.append(&batch(-1, -1, 0, 1, 0), 0, None).unwrap();
+    assert!(p.still_leads(again.leadership));
+    // An epoch bump that keeps this node leading keeps the leadership.
+    rm.apply_image(&replicated(1, 8)).unwrap();
+    assert!(p.still_leads(again.leadership));
+}
+
+#[test]
+fn a_follower_takes_no_coordinator_records_or_markers() {
+    let dir = tempfile::tempdir().unwrap();
+    let rm = manager(dir.path());
+    rm.apply_image(&replicated(2, 5)).unwrap();
+    let p = rm.get("t", 0).unwrap();
+    assert_eq!(
+        p.append_from_coordinator(&batch(-1, -1, 0, 1, 0), 0, None)
+            .unwrap_err()
+            .0,
+        ErrorCode::NotLeaderOrFollower
+    );
+    assert_eq!(
+        p.append_marker(5, 0, ControlMarker::Commit, 0, 0)
+            .unwrap_err()
+            .0,
+        ErrorCode::NotLeaderOrFollower
+    );
+    assert_eq!(p.log_end_offset(), 0);
+}
+
+#[test]
+fn a_stale_fetch_answer_changes_nothing() {
+    let (ld, fd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let leader_rm = manager(ld.path());
+    let follower_rm =
+        ReplicaManager::new(2, fd.path(), StaticConfig::new(BTreeMap::new()).unwrap().0);
+    leader_rm.apply_image(&replicated(1, 5)).unwrap();
+    follower_rm.apply_image(&replicated(1, 5)).unwrap();
+    let (leader, follower) = (
+        leader_rm.get("t", 0).unwrap(),
+        follower_rm.get("t", 0).unwrap(),
+    );
+    leader.append(&batch(-1, -1, 0, 2, 0), 0, None).unwrap();
+    let at = follower.fetch_position();
+    assert_eq!((at.leader_epoch, at.offset), (5, 0));
+    let r = leader
+        .read_for_follower(2, 0, -1, 1 << 20, true, wall_ms())
+        .unwrap();
+    // The same answer applied twice: the second finds the log end moved.
+    follower.append_as_follower(at, &r.records, 0).unwrap();
+    assert_eq!(
+        follower
+            .append_as_follower(at, &r.records, 0)
+            .unwrap_err()
+            .0,
+        ErrorCode::FencedLeaderEpoch
+    );
+    assert_eq!(
+        follower.truncate_to(at, 0).unwrap_err().0,
+        ErrorCode::FencedLeaderEpoch
+    );
+    // A fetch made in epoch 5, answered once epoch 6 began, is dropped.
+    let at = follower.fetch_position();
+    follower_rm.apply_image(&replicated(1, 6)).unwrap();
+    assert_eq!(
+        follower.truncate_to(at, 0).unwrap_err().0,
+        ErrorCode::FencedLeaderEpoch
+    );
+    assert_eq!(
+        follower.follow_leader(at, 2, 0, 0).unwrap_err().0,
+        ErrorCode::FencedLeaderEpoch
+    );
+    assert_eq!(
+        (follower.log_end_offset(), follower.high_watermark()),
+        (2, 0)
+    );
+}
+
+#[test]
+fn a_follower_follows_the_leaders_log_start_up_to_its_high_watermark() {
+    let dir = tempfile::tempdir().unwrap();
+    let rm = ReplicaManager::new(2, dir.path(), StaticConfig::new(BTreeMap::new()).unwrap().0);
+    let (ld, leader_rm) = {
+        let d = tempfile::tempdir().unwrap();
+        let m = manager(d.path());
+        (d, m)
+    };
+    leader_rm.apply_image(&replicated(1, 5)).unwrap();
+    rm.apply_image(&replicated(1, 5)).unwrap();
+    let (leader, follower) = (leader_rm.get("t", 0).unwrap(), rm.get("t", 0).unwrap());
+    for _ in 0..4 {
+        leader.append(&batch(-1, -1, 0, 2, 0), 0, None).unwrap();
+    }
+    let r = leader
+        .read_for_follower(2, 0, -1, 1 << 20, true, wall_ms())
+        .unwrap();
+    follower
+        .append_as_follower(follower.fetch_position(), &r.records, 0)
+        .unwrap();
+    assert_eq!(follower.log_end_offset(), 8);
+    // The leader's log starts at 6 (DeleteRecords), but this follower
+    // knows only offsets below 3 committed: it moves its start to 3.
+    follower
+        .follow_leader(follower.fetch_position(), 3, 6, 0)
+        .unwrap();
+    assert_eq!(
+        (follower.high_watermark(), follower.log_start_offset()),
+        (3, 3)
+    );
+    follower
+        .follow_leader(follower.fetch_position(), 8, 6, 0)
+        .unwrap();
+    assert_eq!(
+        (follower.high_watermark(), follower.log_start_offset()),
+        (8, 6)
+    );
+    // Out of the leader's range below its start: it starts again there,
+    // with everything below committed.
+    follower
+        .truncate_fully_and_start_at(follower.fetch_position(), 20)
+        .unwrap();
+    assert_eq!(
+        (
+            follower.log_start_offset(),
+            follower.log_end_offset(),
+            follower.high_watermark()
+        ),
+        (20, 20, 20)
+    );
+    drop(ld);
 }

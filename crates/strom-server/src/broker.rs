@@ -16,9 +16,10 @@ use strom_replica::{FetcherConfig, LogCleaner, ReplicaFetchers, ReplicaManager};
 use strom_storage::StorageError;
 use tracing::{error, info, warn};
 
+use crate::coordination::Coordinated;
 use crate::dir_lock::{DirLock, LockError};
 use crate::fetch_sessions::FetchSessions;
-use crate::internal::{self, InternalTopicLog, Loaded, OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC};
+use crate::internal::{self, InternalTopicLog, OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC};
 use crate::lifecycle::{Lifecycle, Refused};
 use crate::memory::MemoryPool;
 use crate::meta::{MetaError, MetaProperties};
@@ -95,6 +96,8 @@ pub struct Broker {
     apply_lock: Mutex<()>,
     /// Stopped first at shutdown.
     cleaner: Mutex<Option<LogCleaner>>,
+    /// The internal partitions whose coordinators this node runs.
+    pub(crate) coordinated: Mutex<Coordinated>,
     /// Held while the broker lives: no second process opens the directory.
     _dir_lock: DirLock,
 }
@@ -258,23 +261,6 @@ impl Broker {
             }),
         ));
         let offsets_partitions = groups.config().offsets_partitions;
-        let group_records = internal::load(
-            &replicas,
-            OFFSETS_TOPIC,
-            offsets_partitions,
-            |partition, r| match r {
-                Loaded::Record { key, value } => groups.replay(key, value),
-                Loaded::Transactional {
-                    producer_id,
-                    key,
-                    value,
-                } => groups.replay_transactional(producer_id, key, value),
-                Loaded::Marker {
-                    producer_id,
-                    commit,
-                } => groups.complete_transaction(partition, producer_id, commit),
-            },
-        );
         let producer_ids = ProducerIdAllocator::new(controller.clone(), opts.node_id);
         let config = &opts.config;
         let txn_config = TxnConfig {
@@ -297,27 +283,8 @@ impl Broker {
                 groups: groups.clone(),
             }),
         );
-        let txn_records = internal::load(
-            &replicas,
-            TRANSACTION_STATE_TOPIC,
-            txns.config().state_partitions,
-            |_, r| {
-                if let Loaded::Record { key, value } = r {
-                    txns.replay(key, value)
-                }
-            },
-        );
-        // Ends that a crash cut short are completed now.
-        txns.tick(now_ms());
-        // The cleaner starts once the coordinators loaded their topics, so
-        // that no cleaning runs under a load.
-        let cleaner = if opts.config.get_bool("log.cleaner.enable") {
-            Some(LogCleaner::start(replicas.clone()).map_err(BrokerError::Cleaner)?)
-        } else {
-            None
-        };
-        info!(node_id = opts.node_id, cluster_id = %meta.cluster_id, partitions = replicas.partition_count(), group_records, txn_records, "broker opened");
-        Ok(Arc::new(Broker {
+        let cleaner_enabled = opts.config.get_bool("log.cleaner.enable");
+        let broker = Arc::new(Broker {
             node_id: opts.node_id,
             cluster_id: meta.cluster_id,
             controller: controller.clone(),
@@ -349,9 +316,20 @@ impl Broker {
             ),
             config: opts.config,
             apply_lock: Mutex::new(()),
-            cleaner: Mutex::new(cleaner),
+            cleaner: Mutex::new(None),
+            coordinated: Mutex::new(Coordinated::default()),
             _dir_lock: dir_lock,
-        }))
+        });
+        // The coordinators load the internal partitions this node leads;
+        // the cleaner starts after, so that no cleaning runs under a load.
+        broker.reconcile_coordinators();
+        if cleaner_enabled {
+            let cleaner =
+                LogCleaner::start(broker.replicas.clone()).map_err(BrokerError::Cleaner)?;
+            *broker.cleaner.lock().unwrap_or_else(|p| p.into_inner()) = Some(cleaner);
+        }
+        info!(node_id = broker.node_id, cluster_id = %broker.cluster_id, partitions = broker.replicas.partition_count(), "broker opened");
+        Ok(broker)
     }
 
     pub(crate) fn image(&self) -> Arc<MetadataImage> {
@@ -385,20 +363,23 @@ impl Broker {
                 error!(error = %e, "cannot apply metadata image");
                 ApiError::new(ErrorCode::KafkaStorageError, e.to_string())
             });
-        // Partitions this node follows fetch from their leaders.
+        // Partitions this node follows fetch from their leaders; the
+        // coordinators follow the internal partitions' leadership.
         self.fetchers.reconcile(&self.replicas);
+        self.reconcile_coordinators();
         applied
     }
 
     /// Makes sure `__consumer_offsets` exists (created on first use).
     pub(crate) async fn ensure_offsets_topic(&self) -> Result<(), ErrorCode> {
-        let created = internal::ensure_topic(
-            &self.controller,
-            OFFSETS_TOPIC,
-            self.groups.config().offsets_partitions,
-            self.config.get_i64("offsets.topic.segment.bytes"),
-        )
-        .await?;
+        let topic = internal::InternalTopic {
+            name: OFFSETS_TOPIC,
+            partitions: self.groups.config().offsets_partitions,
+            replication_factor: self.config.get_i64("offsets.topic.replication.factor") as i16,
+            segment_bytes: self.config.get_i64("offsets.topic.segment.bytes"),
+            min_isr: None,
+        };
+        let created = internal::ensure_topic(&self.controller, topic).await?;
         if created {
             self.sync_replicas().map_err(|e| e.code)?;
         }
@@ -407,13 +388,17 @@ impl Broker {
 
     /// Makes sure `__transaction_state` exists (created on first use).
     pub(crate) async fn ensure_transaction_state_topic(&self) -> Result<(), ErrorCode> {
-        let created = internal::ensure_topic(
-            &self.controller,
-            TRANSACTION_STATE_TOPIC,
-            self.txns.config().state_partitions,
-            self.config.get_i64("transaction.state.log.segment.bytes"),
-        )
-        .await?;
+        let topic = internal::InternalTopic {
+            name: TRANSACTION_STATE_TOPIC,
+            partitions: self.txns.config().state_partitions,
+            replication_factor: self
+                .config
+                .get_i64("transaction.state.log.replication.factor")
+                as i16,
+            segment_bytes: self.config.get_i64("transaction.state.log.segment.bytes"),
+            min_isr: Some(self.config.get_i64("transaction.state.log.min.isr")),
+        };
+        let created = internal::ensure_topic(&self.controller, topic).await?;
         if created {
             self.sync_replicas().map_err(|e| e.code)?;
         }

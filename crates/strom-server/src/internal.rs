@@ -11,7 +11,7 @@ use strom_coordinator::CoordinatorLog;
 use strom_protocol::record_codec::RecordBatchDecoder;
 use strom_protocol::records::{build_batch, BatchProducer, Compression, NewRecord, NO_SEQUENCE};
 use strom_protocol::ErrorCode;
-use strom_replica::{Isolation, ReplicaManager};
+use strom_replica::{Partition, ReplicaManager};
 use tracing::{error, info, warn};
 
 use crate::broker::now_ms;
@@ -107,24 +107,47 @@ impl CoordinatorLog for InternalTopicLog {
     }
 }
 
+/// How an internal topic is created.
+pub(crate) struct InternalTopic<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) partitions: i32,
+    /// `offsets.topic.replication.factor` or
+    /// `transaction.state.log.replication.factor`.
+    pub(crate) replication_factor: i16,
+    pub(crate) segment_bytes: i64,
+    /// `transaction.state.log.min.isr` (`None`: the broker default).
+    pub(crate) min_isr: Option<i64>,
+}
+
 /// Creates an internal topic if it does not exist yet; true if it did now.
+/// Its replication factor is the configured one, no more than the brokers
+/// live at the time (so a single node, or a cluster's first broker up,
+/// gets a topic it can serve; Kafka would refuse until enough brokers
+/// registered), and its min.insync.replicas no more than its replicas.
 pub(crate) async fn ensure_topic(
     controller: &Controller,
-    topic: &str,
-    partitions: i32,
-    segment_bytes: i64,
+    topic: InternalTopic<'_>,
 ) -> Result<bool, ErrorCode> {
-    if controller.image().topic(topic).is_some() {
+    let image = controller.image();
+    if image.topic(topic.name).is_some() {
         return Ok(false);
     }
+    let live = image.unfenced_brokers().count().max(1);
+    let replication_factor = topic.replication_factor.clamp(1, live as i16);
+    let mut configs = vec![
+        ("cleanup.policy".into(), "compact".into()),
+        ("segment.bytes".into(), topic.segment_bytes.to_string()),
+    ];
+    if let Some(min_isr) = topic.min_isr {
+        let min_isr = min_isr.clamp(1, i64::from(replication_factor));
+        configs.push(("min.insync.replicas".into(), min_isr.to_string()));
+    }
+    let (partitions, topic) = (topic.partitions, topic.name);
     let req = CreateTopicRequest {
         name: topic.to_owned(),
         num_partitions: partitions,
-        replication_factor: 1,
-        configs: vec![
-            ("cleanup.policy".into(), "compact".into()),
-            ("segment.bytes".into(), segment_bytes.to_string()),
-        ],
+        replication_factor,
+        configs,
         ..Default::default()
     };
     match controller
@@ -134,7 +157,7 @@ pub(crate) async fn ensure_topic(
         .pop()
     {
         Some(Ok(_)) => {
-            info!(partitions, "created {topic}");
+            info!(partitions, replication_factor, "created {topic}");
             Ok(true)
         }
         Some(Err(e)) if e.code == ErrorCode::TopicAlreadyExists => Ok(false),
@@ -159,67 +182,60 @@ pub(crate) enum Loaded<'a> {
     Marker { producer_id: i64, commit: bool },
 }
 
-/// Replays every record of `topic` into `replay`, with the partition it
-/// came from. Returns how many records there were.
-pub(crate) fn load(
-    replicas: &ReplicaManager,
-    topic: &str,
-    partitions: i32,
-    mut replay: impl FnMut(i32, Loaded<'_>),
-) -> usize {
+/// Replays every record of one partition of an internal topic into
+/// `replay`, from its log start to its log end (what a coordinator loads
+/// when this node becomes the partition's leader: every record there will
+/// be committed under this leadership or the node stops leading first).
+/// Returns how many records there were.
+pub(crate) fn load_partition(p: &Partition, mut replay: impl FnMut(Loaded<'_>)) -> usize {
     let mut count = 0;
-    'partitions: for index in 0..partitions {
-        let Some(p) = replicas.get(topic, index) else {
-            continue;
+    let mut offset = p.log_start_offset();
+    loop {
+        let Ok(read) = p.read_to_log_end(offset, 1 << 20) else {
+            break;
         };
-        let mut offset = p.log_start_offset();
-        loop {
-            let Ok(read) = p.read(offset, 1 << 20, true, Isolation::ReadUncommitted) else {
-                break;
+        if read.is_empty() {
+            break;
+        }
+        let mut bytes = read;
+        while !bytes.is_empty() {
+            let Ok(set) = RecordBatchDecoder::decode(&mut bytes) else {
+                // The rest of this partition is lost to its coordinator;
+                // the other partitions still load.
+                error!(
+                    partition = ?p,
+                    offset,
+                    "undecodable batch: the rest of the partition is not loaded"
+                );
+                return count;
             };
-            if read.records.is_empty() {
-                break;
-            }
-            let mut bytes = read.records;
-            while !bytes.is_empty() {
-                let Ok(set) = RecordBatchDecoder::decode(&mut bytes) else {
-                    // The rest of this partition is lost to its
-                    // coordinator; the other partitions still load.
-                    error!(
-                        partition = index,
-                        offset,
-                        "undecodable batch in {topic}: the rest of the partition is not loaded"
-                    );
-                    continue 'partitions;
-                };
-                for r in set.records {
-                    if r.offset < offset {
-                        continue;
-                    }
-                    offset = r.offset + 1;
-                    let Some(k) = &r.key else {
-                        continue;
-                    };
-                    let loaded = if r.control {
-                        Loaded::Marker {
-                            producer_id: r.producer_id,
-                            commit: k.get(2..4) == Some(&[0, 1]),
-                        }
-                    } else if r.transactional {
-                        Loaded::Transactional {
-                            producer_id: r.producer_id,
-                            key: k,
-                            value: r.value.as_deref(),
-                        }
-                    } else {
-                        Loaded::Record {
-                            key: k,
-                            value: r.value.as_deref(),
-                        }
-                    };
-                    replay(index, loaded);
-                    count += 1;
+            for r in set.records {
+                if r.offset < offset {
+                    continue;
                 }
+                offset = r.offset + 1;
+                let Some(k) = &r.key else {
+                    continue;
+                };
+                let loaded = if r.control {
+                    Loaded::Marker {
+                        producer_id: r.producer_id,
+                        commit: k.get(2..4) == Some(&[0, 1]),
+                    }
+                } else if r.transactional {
+                    Loaded::Transactional {
+                        producer_id: r.producer_id,
+                        key: k,
+                        value: r.value.as_deref(),
+                    }
+                } else {
+                    Loaded::Record {
+                        key: k,
+                        value: r.value.as_deref(),
+                    }
+                };
+                replay(loaded);
+                count += 1;
             }
         }
     }

@@ -13,6 +13,7 @@
 mod broker;
 mod connection;
 mod controller_node;
+mod coordination;
 mod dir_lock;
 mod fetch_sessions;
 pub mod handlers;

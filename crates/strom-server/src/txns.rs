@@ -1,5 +1,7 @@
-//! Wiring of the transaction coordinator: markers are appended to the local
-//! partitions (Kafka's WriteTxnMarkers, without the network hop), and a
+//! Wiring of the transaction coordinator: markers are appended to the
+//! partitions this node leads (Kafka's WriteTxnMarkers, without the network
+//! hop; a partition led by another broker is retried until it leads here or
+//! is gone: WriteTxnMarkers to other brokers is not written yet), and a
 //! marker on a `__consumer_offsets` partition settles the offsets committed
 //! in the transaction.
 
@@ -32,10 +34,9 @@ impl MarkerWriter for LocalMarkers {
         epoch: i16,
         commit: bool,
     ) -> Result<(), ErrorCode> {
-        let p = self
-            .replicas
-            .get(topic, partition)
-            .ok_or(ErrorCode::UnknownTopicOrPartition)?;
+        // UNKNOWN_TOPIC_OR_PARTITION only for a partition the metadata no
+        // longer has (it needs no marker); one led elsewhere is retried.
+        let p = self.replicas.leading(topic, partition)?;
         let marker = if commit {
             ControlMarker::Commit
         } else {

@@ -603,13 +603,30 @@ impl Log {
     /// expired active segment is rolled first, so a log whose every record
     /// expired ends empty at its log end offset. The files are renamed
     /// `.deleted` and removed `file.delete.delay.ms` later (see
-    /// [`Log::remove_deleted_files`]). Returns how many segments went.
-    pub fn enforce_retention(&mut self, now_ms: i64) -> Result<usize, StorageError> {
+    /// [`Log::remove_deleted_files`]). Only segments wholly below
+    /// `committed` (a replicated partition's high watermark) go, as in
+    /// Kafka: a record the followers may not have yet is never deleted, so
+    /// a leader never loses what it may still have to acknowledge. Returns
+    /// how many segments went.
+    pub fn enforce_retention(
+        &mut self,
+        now_ms: i64,
+        committed: i64,
+    ) -> Result<usize, StorageError> {
         let mut deleted = 0;
         let mut total = self.size_bytes() as i64;
         loop {
             let (&base, oldest) = self.segments.iter().next().expect("non-empty");
             let active = self.segments.len() == 1;
+            let end = self
+                .segments
+                .keys()
+                .nth(1)
+                .copied()
+                .unwrap_or_else(|| self.log_end_offset());
+            if end > committed {
+                break;
+            }
             // (A closed segment the cleaner emptied holds nothing to keep.)
             let expired = self.config.retention_ms >= 0
                 && (oldest.size() > 0

@@ -259,7 +259,7 @@ fn retention_by_bytes_and_time() {
     let mut cfg = small_segments();
     cfg.retention_bytes = 2000;
     log.set_config(cfg.clone());
-    assert!(log.enforce_retention(0).unwrap() > 0);
+    assert!(log.enforce_retention(0, i64::MAX).unwrap() > 0);
     assert!(log.size_bytes() <= 2000 + 1000);
     assert!(log.log_start_offset() > 0);
     let start = log.log_start_offset();
@@ -270,9 +270,28 @@ fn retention_by_bytes_and_time() {
     cfg.retention_bytes = -1;
     cfg.retention_ms = 10;
     log.set_config(cfg);
-    log.enforce_retention(1_000_000).unwrap();
+    log.enforce_retention(1_000_000, i64::MAX).unwrap();
     assert_eq!(log.segment_count(), 1, "only the active segment stays");
     assert_eq!(log.log_end_offset(), 40);
+}
+
+#[test]
+fn retention_deletes_nothing_past_the_committed_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), small_segments()).unwrap();
+    for i in 0..20 {
+        log.append(&mut batch(2, 100, i), 0, 0).unwrap();
+    }
+    let mut cfg = small_segments();
+    cfg.retention_ms = 10;
+    log.set_config(cfg);
+    // Every record expired, but only those below offset 11 are committed.
+    log.enforce_retention(1_000_000, 11).unwrap();
+    let start = log.log_start_offset();
+    assert!(start > 0 && start <= 11, "start {start}");
+    assert!(log.read(11, 100, i64::MAX, true).is_ok());
+    log.enforce_retention(1_000_000, 40).unwrap();
+    assert_eq!(log.log_start_offset(), 40);
 }
 
 #[derive(Debug, Clone)]
@@ -485,7 +504,7 @@ fn aborted_transactions_are_indexed_per_segment_and_survive_reopen() {
     let mut cfg = small_segments();
     cfg.retention_bytes = 1500;
     log.set_config(cfg);
-    log.enforce_retention(0).unwrap();
+    log.enforce_retention(0, i64::MAX).unwrap();
     assert!(log.log_start_offset() > 17);
     assert_eq!(ids(log.aborted_txns(log.log_start_offset(), 30)), vec![28]);
 }

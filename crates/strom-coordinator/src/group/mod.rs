@@ -305,6 +305,34 @@ impl GroupCoordinator {
         self.groups.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Forgets the groups of `__consumer_offsets` partition `partition`
+    /// (this node no longer leads it: their coordinator is elsewhere now).
+    /// Members waiting in a join or sync phase are answered
+    /// NOT_COORDINATOR, so they find the new coordinator. Returns how many
+    /// groups went.
+    pub fn unload(&self, partition: i32) -> usize {
+        let mut groups = self.lock();
+        let gone: Vec<String> = groups
+            .keys()
+            .filter(|id| self.partition_for(id) == partition)
+            .cloned()
+            .collect();
+        for id in &gone {
+            let Some(mut g) = groups.remove(id) else {
+                continue;
+            };
+            for m in g.members.values_mut() {
+                if let Some(w) = m.join_waiter.take() {
+                    let _ = w.send(JoinResponse::error(ErrorCode::NotCoordinator, &m.id));
+                }
+                if let Some(w) = m.sync_waiter.take() {
+                    let _ = w.send(SyncResponse::error(ErrorCode::NotCoordinator));
+                }
+            }
+        }
+        gone.len()
+    }
+
     /// Applies one record read back from `__consumer_offsets`: loading is
     /// replaying.
     pub fn replay(&self, key: &[u8], value: Option<&[u8]>) {

@@ -155,6 +155,17 @@ impl TxnCoordinator {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Forgets the transactional ids of `__transaction_state` partition
+    /// `partition` (this node no longer leads it). Returns how many went.
+    pub fn unload(&self, partition: i32) -> usize {
+        let mut inner = self.lock();
+        let before = inner.txns.len();
+        inner
+            .txns
+            .retain(|id, _| partition_for(id, self.config.state_partitions) != partition);
+        before - inner.txns.len()
+    }
+
     /// Applies one record read back from `__transaction_state`.
     pub fn replay(&self, key: &[u8], value: Option<&[u8]>) {
         let Some(key) = TxnKey::decode(key) else {

@@ -14,6 +14,7 @@ pub(super) async fn handle(
     version: i16,
 ) -> AddOffsetsToTxnResponse {
     let outcome = broker.ensure_offsets_topic().await.and_then(|()| {
+        let write = broker.transaction_write(req.transactional_id.0.as_str())?;
         let partition = broker.txns.offsets_partition_for(req.group_id.0.as_str());
         broker.txns.add_partitions(
             req.transactional_id.0.as_str(),
@@ -21,8 +22,13 @@ pub(super) async fn handle(
             req.producer_epoch,
             &[(OFFSETS_TOPIC.to_owned(), partition)],
             now_ms(),
-        )
+        )?;
+        Ok(write)
     });
+    let outcome = match outcome {
+        Ok(write) => write.committed().await,
+        Err(code) => Err(code),
+    };
     let code = outcome
         .err()
         .map_or(0, |c| fenced_for_version(c, version, 2).code());

@@ -75,7 +75,7 @@ fn uniform(topics: &[AddPartitionsToTxnTopic], code: i16) -> Outcome {
 }
 
 /// Adds (or, with `verify_only`, checks) the partitions of one transaction.
-fn one(
+async fn one(
     broker: &Broker,
     transactional_id: &str,
     producer_id: i64,
@@ -85,6 +85,10 @@ fn one(
     version: i16,
 ) -> Outcome {
     let fenced = |code| fenced_for_version(code, version, 2);
+    let write = match broker.transaction_write(transactional_id) {
+        Ok(write) => write,
+        Err(code) => return uniform(topics, code.code()),
+    };
     if verify_only {
         return match broker.txns.verify_partitions(
             transactional_id,
@@ -126,7 +130,10 @@ fn one(
         &wanted(topics),
         now_ms(),
     ) {
-        Ok(()) => 0,
+        Ok(()) => match write.committed().await {
+            Ok(()) => 0,
+            Err(code) => code.code(),
+        },
         Err(code) => fenced(code).code(),
     };
     uniform(topics, code)
@@ -152,7 +159,7 @@ fn results(outcome: Outcome) -> Vec<AddPartitionsToTxnTopicResult> {
         .collect()
 }
 
-pub(super) fn handle(
+pub(super) async fn handle(
     broker: &Broker,
     req: &AddPartitionsToTxnRequest,
     version: i16,
@@ -166,27 +173,28 @@ pub(super) fn handle(
             &req.v3_and_below_topics,
             false,
             version,
-        );
+        )
+        .await;
         return AddPartitionsToTxnResponse::default()
             .with_results_by_topic_v3_and_below(results(outcome));
     }
-    let per_txn = req
-        .transactions
-        .iter()
-        .map(|t| {
-            let outcome = one(
-                broker,
-                t.transactional_id.0.as_str(),
-                t.producer_id.0,
-                t.producer_epoch,
-                &t.topics,
-                t.verify_only,
-                version,
-            );
+    let mut per_txn = Vec::with_capacity(req.transactions.len());
+    for t in &req.transactions {
+        let outcome = one(
+            broker,
+            t.transactional_id.0.as_str(),
+            t.producer_id.0,
+            t.producer_epoch,
+            &t.topics,
+            t.verify_only,
+            version,
+        )
+        .await;
+        per_txn.push(
             AddPartitionsToTxnResult::default()
                 .with_transactional_id(t.transactional_id.clone())
-                .with_topic_results(results(outcome))
-        })
-        .collect();
+                .with_topic_results(results(outcome)),
+        );
+    }
     AddPartitionsToTxnResponse::default().with_results_by_transaction(per_txn)
 }

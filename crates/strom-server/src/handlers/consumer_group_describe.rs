@@ -45,6 +45,9 @@ pub(super) fn handle(
                     req.include_authorized_operations,
                     operations::GROUP,
                 ));
+            if let Err(code) = broker.coordinates_group(id.0.as_str()) {
+                return base.with_error_code(code.code());
+            }
             match broker.groups.consumer_describe(id.0.as_str()) {
                 None => base
                     .with_error_code(ErrorCode::GroupIdNotFound.code())

@@ -49,9 +49,18 @@ pub(super) async fn handle(
     peer: SocketAddr,
     req: ConsumerGroupHeartbeatRequest,
 ) -> ConsumerGroupHeartbeatResponse {
-    if let Err(code) = broker.ensure_offsets_topic().await {
-        return ConsumerGroupHeartbeatResponse::default().with_error_code(code.code());
-    }
+    let write = broker
+        .ensure_offsets_topic()
+        .await
+        .and_then(|()| broker.group_write(req.group_id.0.as_str()));
+    let write = match write {
+        Ok(write) => write,
+        Err(code) => {
+            return ConsumerGroupHeartbeatResponse::default()
+                .with_error_code(code.code())
+                .with_member_epoch(-1)
+        }
+    };
     // An empty regex clears the member's; a bad one refuses the heartbeat.
     let regex = match req.subscribed_topic_regex.as_ref().map(|r| r.as_str()) {
         None => None,
@@ -91,10 +100,18 @@ pub(super) async fn handle(
             .map_or_else(String::new, |c| c.as_str().to_owned()),
         client_host: format!("/{}", peer.ip()),
     };
-    match broker
+    let outcome = broker
         .groups
-        .consumer_heartbeat(request, &ImageTopics(&image), Instant::now())
-    {
+        .consumer_heartbeat(request, &ImageTopics(&image), Instant::now());
+    let outcome = match outcome {
+        Ok(r) => write
+            .committed()
+            .await
+            .map(|()| r)
+            .map_err(|code| (code, "the group's records are not committed".to_owned())),
+        Err(e) => Err(e),
+    };
+    match outcome {
         Ok(r) => ConsumerGroupHeartbeatResponse::default()
             .with_member_id(Some(str_bytes(&r.member_id)))
             .with_member_epoch(r.member_epoch)

@@ -28,6 +28,9 @@ pub(super) fn handle(
                     req.include_authorized_operations,
                     operations::GROUP,
                 ));
+            if let Err(code) = broker.coordinates_group(id.0.as_str()) {
+                return base.with_error_code(code.code());
+            }
             match broker.groups.describe(id.0.as_str()) {
                 None if version >= NOT_FOUND_SINCE => base
                     .with_error_code(strom_protocol::ErrorCode::GroupIdNotFound.code())

@@ -25,6 +25,9 @@ pub(super) fn handle(
                 .with_transaction_start_time_ms(-1)
                 .with_producer_id(ProducerId(-1))
                 .with_producer_epoch(-1);
+            if let Err(code) = broker.coordinates_transaction(id.0.as_str()) {
+                return base.with_error_code(code.code());
+            }
             match broker.txns.describe(id.0.as_str()) {
                 Ok(d) => {
                     let mut by_topic: BTreeMap<String, Vec<i32>> = BTreeMap::new();

@@ -89,7 +89,7 @@ fn partition_error(index: i32, code: ErrorCode) -> PartitionData {
 }
 
 /// One pass over every partition: the answer for each, the bytes read, and
-/// whether any answer is an error.
+/// whether any answer must go back at once (an error, a diverging log).
 fn read_all(
     wanted: &[Wanted],
     targets: &[Target],
@@ -129,6 +129,8 @@ fn read_all(
                 ) {
                     Ok(r) => {
                         total += r.records.len();
+                        // A diverging log is told at once, not after a wait.
+                        errors |= r.diverging.is_some();
                         let answer = PartitionData::default()
                             .with_partition_index(index)
                             .with_high_watermark(r.high_watermark)
@@ -145,11 +147,15 @@ fn read_all(
                             None => answer,
                         }
                     }
-                    // The leader's log start goes with an out-of-range
-                    // answer: a follower behind it starts again there.
+                    // The leader's log start and high watermark go with an
+                    // out-of-range answer: a follower behind the start
+                    // starts again there, one ahead of the leader's log
+                    // comes down to what is committed.
                     Err(code) => {
                         errors = true;
-                        partition_error(index, code).with_log_start_offset(p.log_start_offset())
+                        partition_error(index, code)
+                            .with_log_start_offset(p.log_start_offset())
+                            .with_high_watermark(p.high_watermark())
                     }
                 };
             }

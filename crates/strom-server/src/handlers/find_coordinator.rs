@@ -1,6 +1,7 @@
-//! FindCoordinator: this node coordinates every group and transactional id
-//! (it leads every `__consumer_offsets` and `__transaction_state`
-//! partition). The internal topic is created on first use.
+//! FindCoordinator: the coordinator of a group or transactional id is the
+//! leader of its partition of `__consumer_offsets` or
+//! `__transaction_state` (Kafka's hash of the key), wherever that is in
+//! the cluster. The internal topic is created on first use.
 
 use strom_protocol::messages::find_coordinator_response::Coordinator;
 use strom_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
@@ -8,22 +9,24 @@ use strom_protocol::{ErrorCode, StrBytes};
 
 use super::str_bytes;
 use crate::broker::Broker;
+use crate::internal::{OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC};
 
 const GROUP: i8 = 0;
 const TRANSACTION: i8 = 1;
 
-/// (node id, host, port) of the coordinator of `key`, or the error.
-async fn locate(broker: &Broker, key_type: i8) -> Result<(i32, String, i32), ErrorCode> {
-    match key_type {
-        GROUP => broker.ensure_offsets_topic().await?,
-        TRANSACTION => broker.ensure_transaction_state_topic().await?,
-        _ => return Err(ErrorCode::InvalidRequest),
-    }
+/// (node id, host, port) of the coordinator of `key`, or the error:
+/// COORDINATOR_NOT_AVAILABLE while its partition has no live leader.
+fn locate(broker: &Broker, topic: &str, partition: i32) -> Result<(i32, String, i32), ErrorCode> {
     let image = broker.image();
-    let me = image
-        .broker(broker.node_id)
+    let leader = image
+        .topic(topic)
+        .and_then(|t| t.partitions.get(&partition))
+        .map_or(-1, |p| p.leader);
+    let node = image
+        .broker(leader)
+        .filter(|b| image.is_active(b.node_id))
         .ok_or(ErrorCode::CoordinatorNotAvailable)?;
-    Ok((me.node_id, me.host.clone(), me.port))
+    Ok((node.node_id, node.host.clone(), node.port))
 }
 
 pub(super) async fn handle(
@@ -31,15 +34,30 @@ pub(super) async fn handle(
     req: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
-    // Every key of a type has this node as its coordinator.
-    let located = locate(broker, req.key_type).await;
+    let ensured = match req.key_type {
+        GROUP => broker.ensure_offsets_topic().await,
+        TRANSACTION => broker.ensure_transaction_state_topic().await,
+        _ => Err(ErrorCode::InvalidRequest),
+    };
     let answer = |key: StrBytes| {
-        let base = Coordinator::default().with_key(key);
-        match &located {
+        let base = Coordinator::default().with_key(key.clone());
+        let located = ensured.and_then(|()| match req.key_type {
+            GROUP => locate(
+                broker,
+                OFFSETS_TOPIC,
+                broker.groups.partition_for(key.as_str()),
+            ),
+            _ => locate(
+                broker,
+                TRANSACTION_STATE_TOPIC,
+                broker.txns.partition_for(key.as_str()),
+            ),
+        });
+        match located {
             Ok((id, host, port)) => base
-                .with_node_id(BrokerId(*id))
-                .with_host(str_bytes(host))
-                .with_port(*port),
+                .with_node_id(BrokerId(id))
+                .with_host(str_bytes(&host))
+                .with_port(port),
             Err(code) => base
                 .with_node_id(BrokerId(-1))
                 .with_port(-1)

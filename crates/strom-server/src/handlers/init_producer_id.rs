@@ -44,11 +44,14 @@ async fn transactional(
         (id, epoch) => Some((id, epoch)),
     };
     broker.ensure_transaction_state_topic().await?;
+    let write = broker.transaction_write(transactional_id)?;
     broker.producer_ids.ready().await;
-    broker.txns.init_producer_id(
+    let answer = broker.txns.init_producer_id(
         transactional_id,
         req.transaction_timeout_ms,
         expected,
         now_ms(),
-    )
+    )?;
+    write.committed().await?;
+    Ok(answer)
 }

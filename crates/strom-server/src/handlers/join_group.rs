@@ -24,6 +24,15 @@ pub(super) async fn handle(
             .with_generation_id(-1)
             .with_member_id(req.member_id);
     }
+    let write = match broker.group_write(req.group_id.0.as_str()) {
+        Ok(write) => write,
+        Err(code) => {
+            return JoinGroupResponse::default()
+                .with_error_code(code.code())
+                .with_generation_id(-1)
+                .with_member_id(req.member_id)
+        }
+    };
     let member_id = req.member_id.as_str().to_owned();
     let join = JoinRequest {
         group_id: req.group_id.0.as_str().to_owned(),
@@ -65,6 +74,15 @@ pub(super) async fn handle(
             members: Vec::new(),
         })
         .await;
+    // A join phase that completed may have written the group's record.
+    if resp.error.is_none() {
+        if let Err(code) = write.committed().await {
+            return JoinGroupResponse::default()
+                .with_error_code(code.code())
+                .with_generation_id(-1)
+                .with_member_id(str_bytes(&member_id));
+        }
+    }
     JoinGroupResponse::default()
         .with_error_code(resp.error.map_or(0, |e| e.code()))
         .with_generation_id(resp.generation_id)

@@ -7,7 +7,15 @@ use strom_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
 
 use crate::broker::Broker;
 
-pub(super) fn handle(broker: &Broker, req: &LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
+pub(super) async fn handle(
+    broker: &Broker,
+    req: &LeaveGroupRequest,
+    version: i16,
+) -> LeaveGroupResponse {
+    let write = match broker.group_write(req.group_id.0.as_str()) {
+        Ok(write) => write,
+        Err(code) => return LeaveGroupResponse::default().with_error_code(code.code()),
+    };
     let members: Vec<(String, Option<String>)> = if version >= 3 {
         req.members
             .iter()
@@ -21,10 +29,14 @@ pub(super) fn handle(broker: &Broker, req: &LeaveGroupRequest, version: i16) -> 
     } else {
         vec![(req.member_id.as_str().to_owned(), None)]
     };
-    match broker
+    let left = broker
         .groups
-        .leave(req.group_id.0.as_str(), &members, Instant::now())
-    {
+        .leave(req.group_id.0.as_str(), &members, Instant::now());
+    let left = match left {
+        Ok(results) => write.committed().await.map(|()| results),
+        Err(code) => Err(code),
+    };
+    match left {
         Err(code) => LeaveGroupResponse::default().with_error_code(code.code()),
         Ok(results) if version < 3 => {
             LeaveGroupResponse::default().with_error_code(results[0].map_or(0, |e| e.code()))

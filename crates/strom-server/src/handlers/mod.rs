@@ -86,7 +86,7 @@ pub(crate) async fn dispatch(
         RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(sync_group::handle(broker, r).await),
         RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(heartbeat::handle(broker, &r)),
         RequestKind::LeaveGroup(r) => {
-            ResponseKind::LeaveGroup(leave_group::handle(broker, &r, version))
+            ResponseKind::LeaveGroup(leave_group::handle(broker, &r, version).await)
         }
         RequestKind::OffsetCommit(r) => {
             ResponseKind::OffsetCommit(offset_commit::handle(broker, r).await)
@@ -99,10 +99,10 @@ pub(crate) async fn dispatch(
             ResponseKind::DescribeGroups(describe_groups::handle(broker, &r, version))
         }
         RequestKind::DeleteGroups(r) => {
-            ResponseKind::DeleteGroups(delete_groups::handle(broker, &r))
+            ResponseKind::DeleteGroups(delete_groups::handle(broker, &r).await)
         }
         RequestKind::OffsetDelete(r) => {
-            ResponseKind::OffsetDelete(offset_delete::handle(broker, &r))
+            ResponseKind::OffsetDelete(offset_delete::handle(broker, &r).await)
         }
         RequestKind::ListOffsets(r) => {
             ResponseKind::ListOffsets(list_offsets::handle(broker, r, version))
@@ -137,13 +137,13 @@ pub(crate) async fn dispatch(
         RequestKind::ConsumerGroupDescribe(r) => {
             ResponseKind::ConsumerGroupDescribe(consumer_group_describe::handle(broker, &r))
         }
-        RequestKind::AddPartitionsToTxn(r) => {
-            ResponseKind::AddPartitionsToTxn(add_partitions_to_txn::handle(broker, &r, version))
-        }
+        RequestKind::AddPartitionsToTxn(r) => ResponseKind::AddPartitionsToTxn(
+            add_partitions_to_txn::handle(broker, &r, version).await,
+        ),
         RequestKind::AddOffsetsToTxn(r) => {
             ResponseKind::AddOffsetsToTxn(add_offsets_to_txn::handle(broker, &r, version).await)
         }
-        RequestKind::EndTxn(r) => ResponseKind::EndTxn(end_txn::handle(broker, &r, version)),
+        RequestKind::EndTxn(r) => ResponseKind::EndTxn(end_txn::handle(broker, &r, version).await),
         RequestKind::TxnOffsetCommit(r) => {
             ResponseKind::TxnOffsetCommit(txn_offset_commit::handle(broker, &r).await)
         }

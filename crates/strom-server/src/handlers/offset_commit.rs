@@ -24,7 +24,11 @@ pub(super) async fn handle(broker: &Broker, req: OffsetCommitRequest) -> OffsetC
             })
         }),
     );
-    let outcome = broker.ensure_offsets_topic().await.and_then(|()| {
+    let write = broker
+        .ensure_offsets_topic()
+        .await
+        .and_then(|()| broker.group_write(req.group_id.0.as_str()));
+    let outcome = write.as_ref().map_err(|c| *c).and_then(|_| {
         let who = Committer {
             group_id: req.group_id.0.as_str(),
             generation: req.generation_id_or_member_epoch,
@@ -35,6 +39,11 @@ pub(super) async fn handle(broker: &Broker, req: OffsetCommitRequest) -> OffsetC
             .groups
             .commit_offsets(&who, &planned.commits, Instant::now(), now_ms())
     });
+    // Answered once the offsets are committed (Kafka's acks=all write).
+    let outcome = match (outcome, write) {
+        (Ok(results), Ok(write)) => write.committed().await.map(|()| results),
+        (outcome, _) => outcome,
+    };
     let mut codes = planned.codes(&outcome);
     let topics = req
         .topics

@@ -7,7 +7,7 @@ use strom_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse};
 
 use crate::broker::Broker;
 
-pub(super) fn handle(broker: &Broker, req: &OffsetDeleteRequest) -> OffsetDeleteResponse {
+pub(super) async fn handle(broker: &Broker, req: &OffsetDeleteRequest) -> OffsetDeleteResponse {
     let partitions: Vec<(String, i32)> = req
         .topics
         .iter()
@@ -17,10 +17,17 @@ pub(super) fn handle(broker: &Broker, req: &OffsetDeleteRequest) -> OffsetDelete
                 .map(move |p| (t.name.0.as_str().to_owned(), p.partition_index))
         })
         .collect();
-    match broker
-        .groups
-        .delete_offsets(req.group_id.0.as_str(), &partitions)
-    {
+    let deleted = match broker.group_write(req.group_id.0.as_str()) {
+        Ok(write) => match broker
+            .groups
+            .delete_offsets(req.group_id.0.as_str(), &partitions)
+        {
+            Ok(results) => write.committed().await.map(|()| results),
+            Err(code) => Err(code),
+        },
+        Err(code) => Err(code),
+    };
+    match deleted {
         Err(code) => OffsetDeleteResponse::default().with_error_code(code.code()),
         Ok(results) => {
             let mut results = results.into_iter();

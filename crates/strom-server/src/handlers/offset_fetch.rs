@@ -72,6 +72,11 @@ pub(super) fn handle(
                         })
                         .collect()
                 });
+                if let Err(code) = broker.coordinates_group(g.group_id.0.as_str()) {
+                    return OffsetFetchResponseGroup::default()
+                        .with_group_id(GroupId(g.group_id.0.clone()))
+                        .with_error_code(code.code());
+                }
                 let topics = fetch(broker, g.group_id.0.as_str(), wanted, req.require_stable)
                     .into_iter()
                     .map(|(topic, parts)| {
@@ -98,6 +103,30 @@ pub(super) fn handle(
             })
             .collect();
         return OffsetFetchResponse::default().with_groups(groups);
+    }
+    if let Err(code) = broker.coordinates_group(req.group_id.0.as_str()) {
+        // v2+ carry the error at the top; before, each partition does.
+        let topics = req.topics.iter().flatten().map(|t| {
+            OffsetFetchResponseTopic::default()
+                .with_name(t.name.clone())
+                .with_partitions(
+                    t.partition_indexes
+                        .iter()
+                        .map(|&p| {
+                            OffsetFetchResponsePartition::default()
+                                .with_partition_index(p)
+                                .with_committed_offset(-1)
+                                .with_committed_leader_epoch(-1)
+                                .with_error_code(code.code())
+                        })
+                        .collect(),
+                )
+        });
+        return if version >= 2 {
+            OffsetFetchResponse::default().with_error_code(code.code())
+        } else {
+            OffsetFetchResponse::default().with_topics(topics.collect())
+        };
     }
     let wanted = req.topics.as_ref().map(|ts| {
         ts.iter()

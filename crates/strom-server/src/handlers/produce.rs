@@ -13,7 +13,7 @@ use strom_protocol::records::Batch;
 use strom_protocol::ErrorCode;
 
 use strom_metadata::MetadataImage;
-use strom_replica::{Partition, ProduceError};
+use strom_replica::{Partition, ProduceError, Uncommitted};
 use tokio::time::Instant;
 use tracing::debug;
 
@@ -54,10 +54,9 @@ struct Pending {
     partition: usize,
     replica: Arc<Partition>,
     next_offset: i64,
+    /// The leadership it was written in.
+    leadership: u64,
 }
-
-/// How often a waiting acks=all write checks that this node still leads.
-const LEADERSHIP_CHECK: Duration = Duration::from_millis(100);
 
 /// `None` for acks=0: the client expects no response.
 pub(super) async fn handle(
@@ -109,7 +108,7 @@ pub(super) async fn handle(
                     match partition.append(&records, now, guard) {
                         Ok(r) => {
                             if acks == -1 {
-                                pending.push(Pending { topic: topic_index, partition: partition_index, replica: partition.clone(), next_offset: r.next_offset });
+                                pending.push(Pending { topic: topic_index, partition: partition_index, replica: partition.clone(), next_offset: r.next_offset, leadership: r.leadership });
                             }
                             let count = Batch::parse(&records).map_or(0, |b| b.records_count().max(0) as u64);
                             broker.metrics.produced(&name, count, records.len() as u64);
@@ -156,24 +155,23 @@ fn in_sync(image: &MetadataImage, partition: &Partition) -> (usize, usize) {
 /// Waits until an acks=all write is committed (the high watermark passed
 /// it), as Kafka's delayed produce does: `None` then, unless the ISR
 /// shrank below min.insync.replicas meanwhile
-/// (NOT_ENOUGH_REPLICAS_AFTER_APPEND); NOT_LEADER_OR_FOLLOWER once this
-/// node no longer leads; REQUEST_TIMED_OUT at the request's timeout.
+/// (NOT_ENOUGH_REPLICAS_AFTER_APPEND); NOT_LEADER_OR_FOLLOWER once the
+/// leadership it was written in ended, even if this node leads again (its
+/// log may have been truncated in between: only an unbroken leadership
+/// moved the high watermark over this write); REQUEST_TIMED_OUT at the
+/// request's timeout.
 async fn committed(broker: &Broker, w: &Pending, deadline: Instant) -> Option<ErrorCode> {
-    let mut hw = w.replica.watch_high_watermark();
-    loop {
-        let step = deadline.min(Instant::now() + LEADERSHIP_CHECK);
-        match tokio::time::timeout_at(step, hw.wait_for(|h| *h >= w.next_offset)).await {
-            Ok(Ok(_)) => {
-                let (isr, min_isr) = in_sync(&broker.image(), &w.replica);
-                return (isr < min_isr).then_some(ErrorCode::NotEnoughReplicasAfterAppend);
-            }
-            Ok(Err(_)) => return Some(ErrorCode::NotLeaderOrFollower),
-            Err(_) if w.replica.leader() != broker.node_id => {
-                return Some(ErrorCode::NotLeaderOrFollower)
-            }
-            Err(_) if Instant::now() >= deadline => return Some(ErrorCode::RequestTimedOut),
-            Err(_) => {}
+    match w
+        .replica
+        .wait_committed(w.next_offset, w.leadership, deadline)
+        .await
+    {
+        Ok(()) => {
+            let (isr, min_isr) = in_sync(&broker.image(), &w.replica);
+            (isr < min_isr).then_some(ErrorCode::NotEnoughReplicasAfterAppend)
         }
+        Err(Uncommitted::LeadershipEnded) => Some(ErrorCode::NotLeaderOrFollower),
+        Err(Uncommitted::TimedOut) => Some(ErrorCode::RequestTimedOut),
     }
 }
 

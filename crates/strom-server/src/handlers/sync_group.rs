@@ -10,6 +10,10 @@ use super::str_bytes;
 use crate::broker::Broker;
 
 pub(super) async fn handle(broker: &Broker, req: SyncGroupRequest) -> SyncGroupResponse {
+    let write = match broker.group_write(req.group_id.0.as_str()) {
+        Ok(write) => write,
+        Err(code) => return SyncGroupResponse::default().with_error_code(code.code()),
+    };
     let sync = SyncRequest {
         group_id: req.group_id.0.as_str().to_owned(),
         generation_id: req.generation_id,
@@ -36,6 +40,12 @@ pub(super) async fn handle(broker: &Broker, req: SyncGroupRequest) -> SyncGroupR
             assignment: Default::default(),
         })
         .await;
+    // The assignment the leader handed in is answered once committed.
+    if resp.error.is_none() {
+        if let Err(code) = write.committed().await {
+            return SyncGroupResponse::default().with_error_code(code.code());
+        }
+    }
     SyncGroupResponse::default()
         .with_error_code(resp.error.map_or(0, |e| e.code()))
         .with_protocol_type(resp.protocol_type.as_deref().map(str_bytes))

@@ -18,6 +18,7 @@ use crate::internal::OFFSETS_TOPIC;
 /// marker that never comes. Returns the partition's verification guard.
 async fn verify(broker: &Broker, req: &TxnOffsetCommitRequest) -> Result<u64, ErrorCode> {
     broker.ensure_offsets_topic().await?;
+    broker.coordinates_group(req.group_id.0.as_str())?;
     let partition = broker.txns.offsets_partition_for(req.group_id.0.as_str());
     let guard = broker
         .replicas
@@ -55,6 +56,7 @@ pub(super) async fn handle(
             })
         }),
     );
+    let write = broker.group_write(req.group_id.0.as_str());
     let outcome = verify(broker, req).await.and_then(|guard| {
         let who = Committer {
             group_id: req.group_id.0.as_str(),
@@ -70,6 +72,10 @@ pub(super) async fn handle(
             now_ms(),
         )
     });
+    let outcome = match (outcome, write) {
+        (Ok(results), Ok(write)) => write.committed().await.map(|()| results),
+        (outcome, _) => outcome,
+    };
     let mut codes = planned.codes(&outcome);
     let topics = req
         .topics
