@@ -193,6 +193,33 @@ impl Cluster {
         }
     }
 
+    /// The coordinator of `key` (`key_type` 0: a group, 1: a
+    /// transactional id) as node `via` answers FindCoordinator, once it
+    /// names a node other than those in `not`.
+    pub fn wait_for_coordinator(&self, via: i32, key: &str, key_type: i8, not: &[i32]) -> i32 {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let request = kafka_protocol::messages::FindCoordinatorRequest::default()
+                .with_key(kafka_protocol::protocol::StrBytes::from_string(
+                    key.to_owned(),
+                ))
+                .with_key_type(key_type);
+            if let Ok(r) =
+                Client::connect(self.node(via).addr).and_then(|mut c| c.request(3, &request))
+            {
+                if r.error_code == 0 && r.node_id.0 > 0 && !not.contains(&r.node_id.0) {
+                    return r.node_id.0;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no coordinator for {key} but {not:?}; seed {}",
+                self.seed
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Waits until `check` holds for node `id`'s metadata.
     pub fn wait_for_metadata(
         &self,

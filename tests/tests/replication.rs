@@ -154,27 +154,8 @@ fn acknowledged_records_survive_the_leaders_kill_9_and_a_returning_replica_rejoi
     );
 }
 
-/// The coordinator of `group` as node `via` answers FindCoordinator, once
-/// it names a live node other than those in `not`.
 fn coordinator(cluster: &Cluster, via: i32, group: &str, not: &[i32]) -> i32 {
-    use kafka_protocol::messages::FindCoordinatorRequest;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let request = FindCoordinatorRequest::default()
-            .with_key(group.to_owned().into())
-            .with_key_type(0);
-        if let Ok(r) = cluster.node(via).client().request(3, &request) {
-            if r.error_code == 0 && r.node_id.0 > 0 && !not.contains(&r.node_id.0) {
-                return r.node_id.0;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no coordinator for {group} but {not:?}; seed {}",
-            cluster.seed
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    cluster.wait_for_coordinator(via, group, 0, not)
 }
 
 /// Commits `offset` for partition 0 of `r` as a simple (member-less)

@@ -15,6 +15,8 @@ use kafka_protocol::messages::txn_offset_commit_request::{
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{Compression, Record, RecordBatchDecoder, TimestampType};
+use std::time::{Duration, Instant};
+use strom_tests::cluster::Cluster;
 use strom_tests::{encode_batch, name, Broker, Client};
 
 const TOPIC: &str = "tx-topic";
@@ -63,10 +65,22 @@ fn init(c: &mut Client, id: &str, version: i16) -> (i64, i16) {
     (r.producer_id.0, r.producer_epoch)
 }
 
-fn add_partition(c: &mut Client, id: &str, (pid, epoch): (i64, i16), version: i16) -> i16 {
+fn add_partition(c: &mut Client, id: &str, pe: (i64, i16), version: i16) -> i16 {
+    add_partitions(c, id, pe, version, TOPIC, &[0])[0]
+}
+
+/// Adds `partitions` of `topic` to the transaction; their error codes.
+fn add_partitions(
+    c: &mut Client,
+    id: &str,
+    (pid, epoch): (i64, i16),
+    version: i16,
+    topic: &str,
+    partitions: &[i32],
+) -> Vec<i16> {
     let topic = AddPartitionsToTxnTopic::default()
-        .with_name(name(TOPIC))
-        .with_partitions(vec![0]);
+        .with_name(name(topic))
+        .with_partitions(partitions.to_vec());
     if version <= 3 {
         let r = c
             .request(
@@ -78,7 +92,11 @@ fn add_partition(c: &mut Client, id: &str, (pid, epoch): (i64, i16), version: i1
                     .with_v3_and_below_topics(vec![topic]),
             )
             .unwrap();
-        r.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code
+        r.results_by_topic_v3_and_below[0]
+            .results_by_partition
+            .iter()
+            .map(|p| p.partition_error_code)
+            .collect()
     } else {
         let r = c
             .request(
@@ -92,11 +110,19 @@ fn add_partition(c: &mut Client, id: &str, (pid, epoch): (i64, i16), version: i1
                 ]),
             )
             .unwrap();
-        r.results_by_transaction[0].topic_results[0].results_by_partition[0].partition_error_code
+        r.results_by_transaction[0].topic_results[0]
+            .results_by_partition
+            .iter()
+            .map(|p| p.partition_error_code)
+            .collect()
     }
 }
 
 fn produce(c: &mut Client, id: &str, records: Bytes) -> (i16, i64) {
+    produce_to(c, id, TOPIC, 0, records)
+}
+
+fn produce_to(c: &mut Client, id: &str, topic: &str, partition: i32, records: Bytes) -> (i16, i64) {
     let r = c
         .request(
             9,
@@ -105,9 +131,9 @@ fn produce(c: &mut Client, id: &str, records: Bytes) -> (i16, i64) {
                 .with_acks(-1)
                 .with_timeout_ms(5000)
                 .with_topic_data(vec![TopicProduceData::default()
-                    .with_name(name(TOPIC))
+                    .with_name(name(topic))
                     .with_partition_data(vec![PartitionProduceData::default()
-                        .with_index(0)
+                        .with_index(partition)
                         .with_records(Some(records))])]),
         )
         .unwrap();
@@ -133,6 +159,14 @@ fn end(c: &mut Client, id: &str, (pid, epoch): (i64, i16), commit: bool, version
 /// the last stable offset and the aborted transactions' (producer id,
 /// first offset) the fetches reported.
 fn fetch_committed(c: &mut Client) -> (Vec<String>, i64, Vec<(i64, i64)>) {
+    fetch_committed_from(c, TOPIC, 0)
+}
+
+fn fetch_committed_from(
+    c: &mut Client,
+    topic: &str,
+    partition: i32,
+) -> (Vec<String>, i64, Vec<(i64, i64)>) {
     let mut offset = 0;
     let mut values = Vec::new();
     let mut aborted: Vec<(i64, i64)> = Vec::new();
@@ -145,9 +179,9 @@ fn fetch_committed(c: &mut Client) -> (Vec<String>, i64, Vec<(i64, i64)>) {
                     .with_max_bytes(1 << 20)
                     .with_isolation_level(1)
                     .with_topics(vec![FetchTopic::default()
-                        .with_topic(name(TOPIC))
+                        .with_topic(name(topic))
                         .with_partitions(vec![FetchPartition::default()
-                            .with_partition(0)
+                            .with_partition(partition)
                             .with_fetch_offset(offset)
                             .with_partition_max_bytes(1 << 20)])]),
             )
@@ -463,4 +497,217 @@ fn transaction_outcomes_survive_kill_9() {
     let mut c = b.client();
     let (_, _, aborted_list) = fetch_committed(&mut c);
     assert_eq!(aborted_list.len(), 2, "the abort index survives");
+}
+
+fn txn_coordinator(cluster: &Cluster, via: i32, id: &str, not: &[i32]) -> i32 {
+    cluster.wait_for_coordinator(via, id, 1, not)
+}
+
+/// InitProducerId for `id` on node `node`, retried while the coordinator
+/// loads or finishes an end: the producer id and epoch.
+fn init_on(cluster: &Cluster, node: i32, id: &str) -> (i64, i16) {
+    retried(cluster, "init", || {
+        let r = cluster
+            .node(node)
+            .client()
+            .request(
+                3,
+                &InitProducerIdRequest::default()
+                    .with_transactional_id(Some(txn_id(id)))
+                    .with_transaction_timeout_ms(60_000),
+            )
+            .unwrap();
+        (r.error_code, (r.producer_id.0, r.producer_epoch))
+    })
+}
+
+/// Retries `f` while it answers what a client retries (NOT_COORDINATOR,
+/// COORDINATOR_NOT_AVAILABLE, COORDINATOR_LOAD_IN_PROGRESS,
+/// CONCURRENT_TRANSACTIONS, NOT_ENOUGH_REPLICAS); its last answer.
+fn retried<T>(cluster: &Cluster, what: &str, mut f: impl FnMut() -> (i16, T)) -> T {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (code, t) = f();
+        match code {
+            0 => return t,
+            14 | 15 | 16 | 19 | 51 if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50))
+            }
+            code => panic!("{what}: error {code}; seed {}", cluster.seed),
+        }
+    }
+}
+
+/// What a read_committed consumer reads of partition `partition` of `x`
+/// from `leader`, once its last stable offset reached `stable` (the markers
+/// follow the end's answer); with that offset.
+fn committed_values(
+    cluster: &Cluster,
+    leader: i32,
+    partition: i32,
+    stable: i64,
+) -> (Vec<String>, i64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (values, lso, _) =
+            fetch_committed_from(&mut cluster.node(leader).client(), "x", partition);
+        if lso >= stable || Instant::now() >= deadline {
+            return (values, lso);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_transaction_spans_partitions_led_by_other_brokers_and_survives_its_coordinator() {
+    use kafka_protocol::messages::create_topics_request::CreatableTopic;
+    let settings = [
+        ("broker.session.timeout.ms", "2000"),
+        ("broker.heartbeat.interval.ms", "300"),
+        ("min.insync.replicas", "2"),
+        ("transaction.state.log.num.partitions", "3"),
+        ("offsets.topic.num.partitions", "3"),
+    ];
+    let mut cluster = Cluster::start(3, &settings);
+    cluster.wait_for_controller(1, &[], Duration::from_secs(10));
+    let created = cluster
+        .node(1)
+        .client()
+        .request(
+            7,
+            &CreateTopicsRequest::default()
+                .with_timeout_ms(10_000)
+                .with_topics(vec![CreatableTopic::default()
+                    .with_name(name("x"))
+                    .with_num_partitions(3)
+                    .with_replication_factor(3)]),
+        )
+        .unwrap();
+    assert_eq!(created.topics[0].error_code, 0);
+    // Each partition's leader, once all three are in sync everywhere.
+    let m = cluster.wait_for_metadata(1, "x in sync", Duration::from_secs(20), |m| {
+        m.topics.iter().any(|t| {
+            t.name.as_ref().is_some_and(|n| n.0.as_str() == "x")
+                && t.partitions.len() == 3
+                && t.partitions.iter().all(|p| p.isr_nodes.len() == 3)
+        })
+    });
+    let mut leaders = [0i32; 3];
+    for p in &m
+        .topics
+        .iter()
+        .find(|t| t.name.as_ref().unwrap().0.as_str() == "x")
+        .unwrap()
+        .partitions
+    {
+        leaders[p.partition_index as usize] = p.leader_id.0;
+    }
+
+    let coordinator = txn_coordinator(&cluster, 1, "t1", &[]);
+    assert!(
+        leaders.iter().any(|l| *l != coordinator),
+        "leaders are spread: {leaders:?} (coordinator {coordinator})"
+    );
+    let pe = init_on(&cluster, coordinator, "t1");
+
+    // Committed: every partition, wherever it is led, shows the records.
+    let codes = add_partitions(
+        &mut cluster.node(coordinator).client(),
+        "t1",
+        pe,
+        3,
+        "x",
+        &[0, 1, 2],
+    );
+    assert_eq!(codes, [0, 0, 0]);
+    let mut committed: Vec<Vec<String>> = vec![Vec::new(); 3];
+    for (p, &leader) in leaders.iter().enumerate() {
+        let v = format!("c{p}");
+        let records = txn_batch(pe.0, pe.1, 0, &[v.as_str()]);
+        let (code, _) = produce_to(
+            &mut cluster.node(leader).client(),
+            "t1",
+            "x",
+            p as i32,
+            records,
+        );
+        assert_eq!(code, 0, "produce to {p} on {leader}; seed {}", cluster.seed);
+        committed[p].push(v);
+    }
+    assert_eq!(
+        end(&mut cluster.node(coordinator).client(), "t1", pe, true, 3),
+        0
+    );
+    for (p, &leader) in leaders.iter().enumerate() {
+        // The record at 0, the commit marker at 1.
+        assert_eq!(
+            committed_values(&cluster, leader, p as i32, 2),
+            (committed[p].clone(), 2),
+            "partition {p}; seed {}",
+            cluster.seed
+        );
+    }
+
+    // Aborted: the next transaction waits for the markers, then its
+    // records never show.
+    retried(&cluster, "add after commit", || {
+        let codes = add_partitions(
+            &mut cluster.node(coordinator).client(),
+            "t1",
+            pe,
+            3,
+            "x",
+            &[0, 1, 2],
+        );
+        (codes.iter().copied().find(|c| *c != 0).unwrap_or(0), ())
+    });
+    for (p, &leader) in leaders.iter().enumerate() {
+        let records = txn_batch(pe.0, pe.1, 1, &["aborted"]);
+        let (code, _) = produce_to(
+            &mut cluster.node(leader).client(),
+            "t1",
+            "x",
+            p as i32,
+            records,
+        );
+        assert_eq!(code, 0, "seed {}", cluster.seed);
+    }
+    assert_eq!(
+        end(&mut cluster.node(coordinator).client(), "t1", pe, false, 3),
+        0
+    );
+
+    // The coordinator dies: the new one has the transactional id (its epoch
+    // moves on from the old one's) and the abort completes everywhere.
+    cluster.kill9(coordinator);
+    let survivor = (1..=3).find(|n| *n != coordinator).unwrap();
+    let next = txn_coordinator(&cluster, survivor, "t1", &[coordinator]);
+    let (pid, epoch) = init_on(&cluster, next, "t1");
+    assert_eq!(pid, pe.0, "the same producer id");
+    assert!(epoch > pe.1, "a bumped epoch: {epoch} after {}", pe.1);
+    let m = cluster.wait_for_metadata(survivor, "x led", Duration::from_secs(20), |m| {
+        m.topics.iter().any(|t| {
+            t.name.as_ref().is_some_and(|n| n.0.as_str() == "x")
+                && t.partitions
+                    .iter()
+                    .all(|p| p.leader_id.0 > 0 && p.leader_id.0 != coordinator)
+        })
+    });
+    for p in &m
+        .topics
+        .iter()
+        .find(|t| t.name.as_ref().unwrap().0.as_str() == "x")
+        .unwrap()
+        .partitions
+    {
+        let i = p.partition_index as usize;
+        // The aborted record at 2, its marker at 3 (and the new
+        // coordinator may write it again: harmless, as in Kafka).
+        let (values, stable) = committed_values(&cluster, p.leader_id.0, p.partition_index, 4);
+        assert!(
+            values == committed[i] && stable >= 4,
+            "partition {i} after failover: {values:?} stable to {stable}; seed {}",
+            cluster.seed
+        );
+    }
 }

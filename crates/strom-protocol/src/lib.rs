@@ -28,6 +28,7 @@ pub mod retain;
 
 pub use kafka_protocol::error::ResponseError as ErrorCode;
 pub use kafka_protocol::messages;
+pub use kafka_protocol::protocol::Request;
 pub use kafka_protocol::protocol::StrBytes;
 pub use kafka_protocol::records as record_codec;
 

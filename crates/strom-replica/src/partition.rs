@@ -655,6 +655,15 @@ impl Partition {
         guard
     }
 
+    /// Whether `producer_id` at `epoch` has a transaction open here: its
+    /// next batches need no verification.
+    pub fn in_open_transaction(&self, producer_id: i64, epoch: i16) -> bool {
+        self.lock()
+            .producers
+            .entry(producer_id)
+            .is_some_and(|e| e.txn_first_offset.is_some() && e.epoch == epoch)
+    }
+
     /// A transactional batch may start a transaction here only with a
     /// guard that no marker voided; once one is open, later batches of it
     /// need none.

@@ -26,7 +26,7 @@ use crate::meta::{MetaError, MetaProperties};
 use crate::metrics::Metrics;
 use crate::producer_ids::ProducerIdAllocator;
 use crate::replica_link::KafkaLink;
-use crate::txns::LocalMarkers;
+use crate::txns::Markers;
 
 /// What a node is started with.
 pub struct BrokerOptions {
@@ -98,6 +98,11 @@ pub struct Broker {
     cleaner: Mutex<Option<LogCleaner>>,
     /// The internal partitions whose coordinators this node runs.
     pub(crate) coordinated: Mutex<Coordinated>,
+    /// Notified when a transaction marker was delivered: the transaction
+    /// coordinator then finishes the ends waiting on it.
+    pub(crate) markers_delivered: Arc<tokio::sync::Notify>,
+    /// Requests to the other brokers (transaction verification).
+    pub(crate) link: KafkaLink,
     /// Held while the broker lives: no second process opens the directory.
     _dir_lock: DirLock,
 }
@@ -262,6 +267,24 @@ impl Broker {
         ));
         let offsets_partitions = groups.config().offsets_partitions;
         let producer_ids = ProducerIdAllocator::new(controller.clone(), opts.node_id);
+        // How this node reaches the others: followers' fetches, markers.
+        let link = KafkaLink::new(
+            controller.clone(),
+            opts.node_id,
+            std::time::Duration::from_millis(
+                opts.config
+                    .get_i64("controller.quorum.request.timeout.ms")
+                    .max(1) as u64,
+            ),
+            opts.config.get_i64("socket.request.max.bytes").max(1) as usize,
+        );
+        let markers = Arc::new(Markers::new(
+            opts.node_id,
+            replicas.clone(),
+            groups.clone(),
+            controller.clone(),
+            link.clone(),
+        ));
         let config = &opts.config;
         let txn_config = TxnConfig {
             state_partitions: config.get_i64("transaction.state.log.num.partitions") as i32,
@@ -278,10 +301,7 @@ impl Broker {
                 topic: TRANSACTION_STATE_TOPIC,
             }),
             producer_ids.clone(),
-            Arc::new(LocalMarkers {
-                replicas: replicas.clone(),
-                groups: groups.clone(),
-            }),
+            markers.clone(),
         );
         let cleaner_enabled = opts.config.get_bool("log.cleaner.enable");
         let broker = Arc::new(Broker {
@@ -302,18 +322,11 @@ impl Broker {
             ),
             fetchers: ReplicaFetchers::new(
                 opts.node_id,
-                Arc::new(KafkaLink::new(
-                    controller.clone(),
-                    opts.node_id,
-                    std::time::Duration::from_millis(
-                        opts.config
-                            .get_i64("controller.quorum.request.timeout.ms")
-                            .max(1) as u64,
-                    ),
-                    opts.config.get_i64("socket.request.max.bytes").max(1) as usize,
-                )),
+                Arc::new(link.clone()),
                 FetcherConfig::from(&opts.config),
             ),
+            markers_delivered: markers.delivered.clone(),
+            link,
             config: opts.config,
             apply_lock: Mutex::new(()),
             cleaner: Mutex::new(None),

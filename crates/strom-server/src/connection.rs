@@ -16,7 +16,7 @@ use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn, Instrument};
 
-use crate::broker::Broker;
+use crate::broker::{now_ms, Broker};
 use crate::handlers;
 
 /// How long connections get to finish after shutdown begins.
@@ -202,6 +202,17 @@ pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Futu
             }
         })
     };
+    // Transaction ends waiting for markers finish as the markers arrive.
+    let marker_deliveries = {
+        let broker = broker.clone();
+        tokio::spawn(async move {
+            loop {
+                broker.markers_delivered.notified().await;
+                let b = broker.clone();
+                let _ = tokio::task::spawn_blocking(move || b.txns.tick(now_ms())).await;
+            }
+        })
+    };
     let group_timer = {
         let broker = broker.clone();
         tokio::spawn(async move {
@@ -295,6 +306,7 @@ pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Futu
     }
     maintenance.abort();
     group_timer.abort();
+    marker_deliveries.abort();
     follower.abort();
     sessions.abort();
     let controller = broker.controller.clone();

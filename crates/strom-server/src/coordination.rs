@@ -206,3 +206,100 @@ impl Broker {
         })
     }
 }
+
+/// AddPartitionsToTxn v4+ carries verify-only checks between brokers.
+const VERIFY_VERSION: i16 = 4;
+
+impl Broker {
+    /// Whether `partitions` are in `transactional_id`'s open transaction
+    /// under `producer_id` and `epoch` (KIP-890's verification), asked of
+    /// the transaction's coordinator: this node's, or another broker's
+    /// through AddPartitionsToTxn with verify_only, as Kafka's partition
+    /// leaders do. One answer per partition; an error for them all.
+    pub(crate) async fn verify_transaction(
+        &self,
+        transactional_id: &str,
+        producer_id: i64,
+        epoch: i16,
+        partitions: &[(String, i32)],
+    ) -> Result<Vec<bool>, ErrorCode> {
+        if self.coordinates_transaction(transactional_id).is_ok() {
+            return self
+                .txns
+                .verify_partitions(transactional_id, producer_id, epoch, partitions);
+        }
+        use strom_protocol::messages::add_partitions_to_txn_request::{
+            AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction,
+        };
+        use strom_protocol::messages::{
+            AddPartitionsToTxnRequest, ProducerId, TopicName, TransactionalId,
+        };
+        use strom_protocol::StrBytes;
+        let image = self.image();
+        let coordinator = image
+            .topic(TRANSACTION_STATE_TOPIC)
+            .and_then(|t| t.partitions.get(&self.txns.partition_for(transactional_id)))
+            .map_or(-1, |p| p.leader);
+        if coordinator < 0 || coordinator == self.node_id {
+            return Err(ErrorCode::CoordinatorNotAvailable);
+        }
+        let mut topics: Vec<AddPartitionsToTxnTopic> = Vec::new();
+        for (topic, partition) in partitions {
+            match topics.last_mut() {
+                Some(t) if t.name.0.as_str() == topic => t.partitions.push(*partition),
+                _ => topics.push(
+                    AddPartitionsToTxnTopic::default()
+                        .with_name(TopicName(StrBytes::from_string(topic.clone())))
+                        .with_partitions(vec![*partition]),
+                ),
+            }
+        }
+        let request = AddPartitionsToTxnRequest::default().with_transactions(vec![
+            AddPartitionsToTxnTransaction::default()
+                .with_transactional_id(TransactionalId(StrBytes::from_string(
+                    transactional_id.to_owned(),
+                )))
+                .with_producer_id(ProducerId(producer_id))
+                .with_producer_epoch(epoch)
+                .with_verify_only(true)
+                .with_topics(topics),
+        ]);
+        let response = self
+            .link
+            .send(coordinator, VERIFY_VERSION, request, Duration::ZERO)
+            .await
+            .map_err(|e| {
+                tracing::debug!(coordinator, error = %e, "transaction verification failed");
+                ErrorCode::CoordinatorNotAvailable
+            })?;
+        if response.error_code != 0 {
+            return Err(code_of(response.error_code));
+        }
+        let codes: std::collections::HashMap<(String, i32), i16> = response
+            .results_by_transaction
+            .iter()
+            .flat_map(|t| &t.topic_results)
+            .flat_map(|t| {
+                t.results_by_partition.iter().map(move |p| {
+                    (
+                        (t.name.0.as_str().to_owned(), p.partition_index),
+                        p.partition_error_code,
+                    )
+                })
+            })
+            .collect();
+        partitions
+            .iter()
+            .map(|tp| match codes.get(tp).copied() {
+                Some(0) => Ok(true),
+                Some(c) if c == ErrorCode::TransactionAbortable.code() => Ok(false),
+                Some(c) => Err(code_of(c)),
+                None => Err(ErrorCode::UnknownServerError),
+            })
+            .collect()
+    }
+}
+
+fn code_of(code: i16) -> ErrorCode {
+    ErrorCode::try_from_code(code).unwrap_or(ErrorCode::UnknownServerError)
+}

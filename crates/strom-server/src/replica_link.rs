@@ -1,6 +1,7 @@
-//! How this broker's replica fetchers reach a leader: Kafka's Fetch over a
-//! connection to the leader's advertised listener (as the metadata names
-//! it), one connection per leader, opened again after any failure.
+//! How this broker reaches the others over their client listeners (as the
+//! metadata names them): the replica fetchers' Fetch to a leader, and a
+//! transaction coordinator's WriteTxnMarkers and verifications. One kept
+//! connection per broker, opened again after any failure.
 
 use std::collections::HashMap;
 use std::io;
@@ -55,30 +56,38 @@ impl KafkaLink {
     }
 }
 
-impl LeaderLink for KafkaLink {
-    fn fetch(
+impl KafkaLink {
+    /// Sends `request` to broker `to` at `version` and reads its answer,
+    /// over the connection kept for that broker (opened again after any
+    /// failure); `wait` is how long the broker may hold the request (a
+    /// fetch's max wait) before the answer is overdue.
+    pub(crate) fn send<R>(
         &self,
-        leader: i32,
-        request: FetchRequest,
-    ) -> BoxFuture<'static, io::Result<FetchResponse>> {
+        to: i32,
+        version: i16,
+        request: R,
+        wait: Duration,
+    ) -> BoxFuture<'static, io::Result<R::Response>>
+    where
+        R: strom_protocol::Request + Send + 'static,
+        R::Response: Send,
+    {
         let link = self.0.clone();
         Box::pin(async move {
-            let wait = Duration::from_millis(request.max_wait_ms.max(0) as u64);
             let address = link
                 .controller
                 .image()
-                .broker(leader)
+                .broker(to)
                 .map(|b| format!("{}:{}", b.host, b.port))
-                .ok_or_else(|| io::Error::other(format!("broker {leader} is not registered")))?;
+                .ok_or_else(|| io::Error::other(format!("broker {to} is not registered")))?;
             let correlation = link.correlation.fetch_add(1, Ordering::Relaxed);
-            let frame =
-                encode_client_request(FETCH_VERSION, correlation, &link.client_id, &request)
-                    .map_err(io::Error::other)?;
+            let frame = encode_client_request(version, correlation, &link.client_id, &request)
+                .map_err(io::Error::other)?;
             let taken = link
                 .connections
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .remove(&leader)
+                .remove(&to)
                 .filter(|c| c.address == address);
             let exchange = async {
                 let mut conn = match taken {
@@ -94,7 +103,7 @@ impl LeaderLink for KafkaLink {
                 conn.stream.read_exact(&mut len).await?;
                 let len = i32::from_be_bytes(len);
                 if len < 0 || len as usize > link.max_frame {
-                    return Err(io::Error::other(format!("a fetch answer of {len} bytes")));
+                    return Err(io::Error::other(format!("an answer of {len} bytes")));
                 }
                 let mut body = vec![0u8; len as usize];
                 conn.stream.read_exact(&mut body).await?;
@@ -105,16 +114,27 @@ impl LeaderLink for KafkaLink {
                 .map_err(|_| {
                     io::Error::new(
                         io::ErrorKind::TimedOut,
-                        format!("no fetch answer from broker {leader}"),
+                        format!("no answer from broker {to}"),
                     )
                 })??;
-            let response = decode_client_response::<FetchRequest>(FETCH_VERSION, correlation, body)
+            let response = decode_client_response::<R>(version, correlation, body)
                 .map_err(io::Error::other)?;
             link.connections
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .insert(leader, conn);
+                .insert(to, conn);
             Ok(response)
         })
+    }
+}
+
+impl LeaderLink for KafkaLink {
+    fn fetch(
+        &self,
+        leader: i32,
+        request: FetchRequest,
+    ) -> BoxFuture<'static, io::Result<FetchResponse>> {
+        let wait = Duration::from_millis(request.max_wait_ms.max(0) as u64);
+        self.send(leader, FETCH_VERSION, request, wait)
     }
 }

@@ -67,7 +67,9 @@ pub trait ProducerIdSource: Send + Sync {
 pub trait MarkerWriter: Send + Sync {
     /// Writes a commit or abort marker for `producer_id` at `epoch` to one
     /// partition. UNKNOWN_TOPIC_OR_PARTITION means the partition is gone and
-    /// needs no marker; any other error is retried later.
+    /// needs no marker; CONCURRENT_TRANSACTIONS that the marker is on its
+    /// way (the coordinator asks again, and is then told how it went); any
+    /// other error is retried later.
     fn write_marker(
         &self,
         topic: &str,
@@ -459,12 +461,18 @@ impl TxnCoordinator {
                 Ok(()) | Err(ErrorCode::UnknownTopicOrPartition) => {
                     meta.partitions.remove(&(topic, partition));
                 }
+                // On its way: asked again once delivered.
+                Err(ErrorCode::ConcurrentTransactions) => {}
                 Err(code) => {
                     warn!(transactional_id, %topic, partition, ?code, "cannot write transaction marker; will retry");
                 }
             }
         }
         if !meta.partitions.is_empty() {
+            // Those done are not written again when it is asked again (the
+            // record still names them all: a coordinator that loads it
+            // writes every marker again, which is harmless).
+            inner.txns.insert(transactional_id.to_owned(), meta.clone());
             return Ok(false);
         }
         // The start time stays, as Kafka's `prepareComplete` keeps it: a

@@ -48,6 +48,8 @@ type Marker = (String, i32, i64, i16, bool);
 struct Markers {
     written: Mutex<Vec<Marker>>,
     failing: AtomicBool,
+    /// Partitions whose markers are on their way (not yet committed).
+    pending: Mutex<Vec<(String, i32)>>,
 }
 
 impl MarkerWriter for Markers {
@@ -61,6 +63,14 @@ impl MarkerWriter for Markers {
     ) -> Result<(), ErrorCode> {
         if self.failing.load(Ordering::SeqCst) {
             return Err(ErrorCode::NotEnoughReplicas);
+        }
+        if self
+            .pending
+            .lock()
+            .unwrap()
+            .contains(&(topic.to_owned(), partition))
+        {
+            return Err(ErrorCode::ConcurrentTransactions);
         }
         self.written
             .lock()
@@ -190,6 +200,29 @@ fn commit_and_abort_write_markers_to_every_partition() {
         Err(ErrorCode::InvalidTxnState),
         "nothing open"
     );
+}
+
+#[test]
+fn markers_on_their_way_complete_the_end_later_and_those_written_are_not_written_again() {
+    let f = fixture();
+    let (pid, e) = f.c.init_producer_id("tx", 60_000, None, 0).unwrap();
+    f.c.add_partitions("tx", pid, e, &[tp("a", 0), tp("b", 1)], 1)
+        .unwrap();
+    f.markers.pending.lock().unwrap().push(tp("b", 1));
+    // The decision is durable: the end succeeds, the transaction waits.
+    f.c.end_txn("tx", pid, e, true, 2).unwrap();
+    assert_eq!(f.markers(), vec![("a".into(), 0, pid, e, true)]);
+    assert_eq!(f.c.describe("tx").unwrap().state, TxnState::PrepareCommit);
+    assert_eq!(
+        f.c.add_partitions("tx", pid, e, &[tp("a", 0)], 3),
+        Err(ErrorCode::ConcurrentTransactions)
+    );
+    f.c.tick(4);
+    assert!(f.markers().is_empty(), "a's marker is not written again");
+    f.markers.pending.lock().unwrap().clear();
+    f.c.tick(5);
+    assert_eq!(f.markers(), vec![("b".into(), 1, pid, e, true)]);
+    assert_eq!(f.c.describe("tx").unwrap().state, TxnState::CompleteCommit);
 }
 
 #[test]

@@ -1,6 +1,10 @@
-//! EndTxn: commit or abort. Markers reach every partition of the
-//! transaction before the answer (transaction version 1: the producer id
-//! and epoch stay; v5 answers them as -1, as Kafka does without TV2).
+//! EndTxn: commit or abort, answered once the decision (the Prepare
+//! record) is committed. The markers follow, as in Kafka: at once where
+//! they commit at once (a partition this node leads alone), else once
+//! delivered and committed (see `txns`); until then the producer's next
+//! transaction gets CONCURRENT_TRANSACTIONS. Transaction version 1: the
+//! producer id and epoch stay; v5 answers them as -1, as Kafka does
+//! without TV2.
 
 use strom_protocol::messages::{EndTxnRequest, EndTxnResponse};
 

@@ -3,6 +3,7 @@
 //! (Kafka's `transaction.partition.verification.enable`), which keeps a
 //! late batch of an ended transaction from hanging the partition's LSO.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use strom_protocol::messages::produce_response::{
@@ -65,6 +66,7 @@ pub(super) async fn handle(
     version: i16,
 ) -> Option<ProduceResponse> {
     let acks = req.acks;
+    let remote = verify_remotely(broker, &req).await;
     let image = broker.image();
     let now = now_ms();
     let mut pending = Vec::new();
@@ -101,7 +103,7 @@ pub(super) async fn handle(
                     if version < ZSTD_SINCE && Batch::parse(&records).is_ok_and(|b| b.compression() == 4) {
                         return error(p.index, ErrorCode::UnsupportedCompressionType, Some(format!("Produce requests prior to version {ZSTD_SINCE} may not use zstd compression")));
                     }
-                    let guard = match verify_in_transaction(broker, &partition, req.transactional_id.as_ref().map(|t| t.0.as_str()), &records) {
+                    let guard = match verify_in_transaction(broker, &partition, req.transactional_id.as_ref().map(|t| t.0.as_str()), &records, &remote) {
                         Ok(guard) => guard,
                         Err((code, message)) => return error(p.index, code, Some(message.into())),
                     };
@@ -184,6 +186,7 @@ fn verify_in_transaction(
     partition: &Partition,
     transactional_id: Option<&str>,
     records: &[u8],
+    remote: &RemoteVerdicts,
 ) -> Result<Option<u64>, (ErrorCode, &'static str)> {
     let Ok(batch) = Batch::parse(records) else {
         return Ok(None); // the append refuses it with the right code
@@ -197,24 +200,40 @@ fn verify_in_transaction(
             "Transactional records need a transactional id",
         ));
     };
-    // The guard first: a marker between the coordinator's answer and the
-    // append voids it.
-    let guard = partition.start_verification(batch.producer_id());
+    if partition.in_open_transaction(batch.producer_id(), batch.producer_epoch()) {
+        // Verified when its transaction began here.
+        return Ok(None);
+    }
+    let key = (partition.topic().to_owned(), partition.index());
+    let (guard, verdict) = match remote.get(&key) {
+        Some(&(guard, verdict)) => (guard, verdict),
+        None => {
+            // The guard first: a marker between the coordinator's answer
+            // and the append voids it.
+            let guard = partition.start_verification(batch.producer_id());
+            let verdict = broker
+                .txns
+                .verify_partitions(
+                    transactional_id,
+                    batch.producer_id(),
+                    batch.producer_epoch(),
+                    &[key],
+                )
+                .map(|found| found.first() == Some(&true));
+            (guard, verdict)
+        }
+    };
     let not_added = "Partition was not added to the transaction";
-    match broker.txns.verify_partitions(
-        transactional_id,
-        batch.producer_id(),
-        batch.producer_epoch(),
-        &[(partition.topic().to_owned(), partition.index())],
-    ) {
-        Ok(found) if found.first() == Some(&true) => Ok(Some(guard)),
-        Ok(_) => Err((ErrorCode::InvalidTxnState, not_added)),
-        Err(ErrorCode::ProducerFenced) => {
+    match verdict {
+        Ok(true) => Ok(Some(guard)),
+        Ok(false) => Err((ErrorCode::InvalidTxnState, not_added)),
+        Err(ErrorCode::ProducerFenced | ErrorCode::InvalidProducerEpoch) => {
             Err((ErrorCode::InvalidProducerEpoch, "Producer is fenced"))
         }
         Err(
             ErrorCode::ConcurrentTransactions
             | ErrorCode::CoordinatorNotAvailable
+            | ErrorCode::CoordinatorLoadInProgress
             | ErrorCode::NotCoordinator,
         ) => Err((
             ErrorCode::NotEnoughReplicas,
@@ -222,4 +241,60 @@ fn verify_in_transaction(
         )),
         Err(code) => Err((code, not_added)),
     }
+}
+
+/// Verification guards and the coordinator's verdicts, by partition, for a
+/// transactional produce whose coordinator is another broker.
+type RemoteVerdicts = HashMap<(String, i32), (u64, Result<bool, ErrorCode>)>;
+
+/// When another broker coordinates the request's transactional id: asks it,
+/// in one request, whether each transactional batch's partition (one this
+/// node leads) is in the transaction, each partition's guard started first.
+async fn verify_remotely(broker: &Broker, req: &ProduceRequest) -> RemoteVerdicts {
+    let mut verdicts = RemoteVerdicts::new();
+    let Some(transactional_id) = req.transactional_id.as_ref().map(|t| t.0.as_str()) else {
+        return verdicts;
+    };
+    if broker.coordinates_transaction(transactional_id).is_ok() {
+        return verdicts;
+    }
+    let mut asked: Vec<(String, i32)> = Vec::new();
+    let mut guards = Vec::new();
+    let mut producer = None;
+    for topic in &req.topic_data {
+        for p in &topic.partition_data {
+            let Some(batch) = p.records.as_deref().and_then(|r| Batch::parse(r).ok()) else {
+                continue;
+            };
+            if !batch.is_transactional() {
+                continue;
+            }
+            let Ok(partition) = broker.replicas.leading(topic.name.0.as_str(), p.index) else {
+                continue;
+            };
+            let id = (batch.producer_id(), batch.producer_epoch());
+            if partition.in_open_transaction(id.0, id.1) {
+                continue; // verified when its transaction began here
+            }
+            if *producer.get_or_insert(id) != id {
+                continue; // one producer per request; the rest is checked locally and refused
+            }
+            guards.push(partition.start_verification(id.0));
+            asked.push((topic.name.0.as_str().to_owned(), p.index));
+        }
+    }
+    let Some((producer_id, epoch)) = producer else {
+        return verdicts;
+    };
+    let answers = broker
+        .verify_transaction(transactional_id, producer_id, epoch, &asked)
+        .await;
+    for (i, (tp, guard)) in asked.into_iter().zip(guards).enumerate() {
+        let verdict = match &answers {
+            Ok(found) => Ok(found.get(i).copied().unwrap_or(false)),
+            Err(code) => Err(*code),
+        };
+        verdicts.insert(tp, (guard, verdict));
+    }
+    verdicts
 }

@@ -25,12 +25,14 @@ async fn verify(broker: &Broker, req: &TxnOffsetCommitRequest) -> Result<u64, Er
         .get(OFFSETS_TOPIC, partition)
         .ok_or(ErrorCode::NotCoordinator)?
         .start_verification(req.producer_id.0);
-    let added = broker.txns.verify_partitions(
-        req.transactional_id.0.as_str(),
-        req.producer_id.0,
-        req.producer_epoch,
-        &[(OFFSETS_TOPIC.to_owned(), partition)],
-    );
+    let added = broker
+        .verify_transaction(
+            req.transactional_id.0.as_str(),
+            req.producer_id.0,
+            req.producer_epoch,
+            &[(OFFSETS_TOPIC.to_owned(), partition)],
+        )
+        .await;
     match added {
         Ok(v) if v.first() == Some(&true) => Ok(guard),
         Ok(_) => Err(ErrorCode::InvalidTxnState),
