@@ -107,6 +107,12 @@ pub enum ProducerError {
         first_seq: i32,
         last_seq: Option<i32>,
     },
+    #[error("a marker for producer {producer_id} of coordinator epoch {coordinator_epoch}, after one of {current}")]
+    CoordinatorFenced {
+        producer_id: i64,
+        coordinator_epoch: i32,
+        current: i32,
+    },
 }
 
 impl ProducerError {
@@ -116,6 +122,7 @@ impl ProducerError {
             ProducerError::InvalidEpoch { .. } => ErrorCode::InvalidProducerEpoch,
             ProducerError::OutOfOrder { .. } => ErrorCode::OutOfOrderSequenceNumber,
             ProducerError::NotTransactional { .. } => ErrorCode::InvalidTxnState,
+            ProducerError::CoordinatorFenced { .. } => ErrorCode::TransactionCoordinatorFenced,
         }
     }
 }
@@ -290,6 +297,29 @@ impl ProducerStateManager {
                 producer_id,
                 epoch,
                 current: e.epoch,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Checks a marker's coordinator epoch (the leader epoch of the
+    /// coordinator's `__transaction_state` partition): a marker from a
+    /// coordinator older than the one that wrote the producer's last marker
+    /// comes from a deposed coordinator, and is refused as Kafka refuses it.
+    pub fn check_coordinator(
+        &self,
+        producer_id: i64,
+        coordinator_epoch: i32,
+    ) -> Result<(), ProducerError> {
+        match self
+            .producers
+            .get(&producer_id)
+            .and_then(|e| e.coordinator_epoch)
+        {
+            Some(current) if coordinator_epoch < current => Err(ProducerError::CoordinatorFenced {
+                producer_id,
+                coordinator_epoch,
+                current,
             }),
             _ => Ok(()),
         }

@@ -781,6 +781,10 @@ impl Partition {
         s.verifying.remove(&producer_id);
         s.producers
             .check_marker(producer_id, epoch)
+            .and_then(|()| {
+                s.producers
+                    .check_coordinator(producer_id, coordinator_epoch)
+            })
             .map_err(|e| (e.code(), e.to_string()))?;
         let producer = BatchProducer {
             id: producer_id,

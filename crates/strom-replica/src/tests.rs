@@ -1274,3 +1274,27 @@ fn a_follower_follows_the_leaders_log_start_up_to_its_high_watermark() {
     );
     drop(ld);
 }
+
+#[test]
+fn a_marker_from_a_deposed_coordinator_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let rm = manager(dir.path());
+    rm.apply_image(&image("t", 1, &[])).unwrap();
+    let p = rm.get("t", 0).unwrap();
+    p.append(&txn_batch(5, 0, 0, 1), 0, Some(p.start_verification(5)))
+        .unwrap();
+    // The coordinator of epoch 3 commits; the next transaction's abort
+    // from a coordinator of epoch 2 (deposed since) is refused.
+    p.append_marker(5, 0, ControlMarker::Commit, 3, 0).unwrap();
+    p.append(&txn_batch(5, 0, 1, 1), 0, Some(p.start_verification(5)))
+        .unwrap();
+    assert_eq!(
+        p.append_marker(5, 0, ControlMarker::Abort, 2, 0)
+            .unwrap_err()
+            .0,
+        ErrorCode::TransactionCoordinatorFenced
+    );
+    assert!(p.in_open_transaction(5, 0), "still open");
+    p.append_marker(5, 0, ControlMarker::Abort, 3, 0).unwrap();
+    assert!(!p.in_open_transaction(5, 0));
+}

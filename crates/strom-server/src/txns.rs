@@ -27,11 +27,8 @@ use tokio::sync::Notify;
 use tracing::{debug, error};
 
 use crate::broker::now_ms;
-use crate::internal::OFFSETS_TOPIC;
+use crate::internal::{OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC};
 use crate::replica_link::KafkaLink;
-
-/// The coordinator epoch written into markers.
-const COORDINATOR_EPOCH: i32 = 0;
 
 /// The WriteTxnMarkers version sent (the only one Kafka 4 serves).
 pub(crate) const WRITE_TXN_MARKERS_VERSION: i16 = 1;
@@ -160,6 +157,7 @@ pub(crate) async fn marker_committed(
 impl MarkerWriter for Markers {
     fn write_marker(
         &self,
+        state_partition: i32,
         topic: &str,
         partition: i32,
         producer_id: i64,
@@ -179,6 +177,14 @@ impl MarkerWriter for Markers {
                 None => {}
             }
         }
+        // The coordinator epoch: the leader epoch of the transaction's
+        // state partition, which only grows as its leadership moves, so a
+        // deposed coordinator's markers are refused where a newer one's
+        // were written (TRANSACTION_COORDINATOR_FENCED).
+        let coordinator_epoch = self
+            .replicas
+            .get(TRANSACTION_STATE_TOPIC, state_partition)
+            .map_or(0, |p| p.leader_epoch());
         match self.replicas.leading(topic, partition) {
             Ok(p) => {
                 let Some(written) = append_marker(
@@ -187,7 +193,7 @@ impl MarkerWriter for Markers {
                     producer_id,
                     epoch,
                     commit,
-                    COORDINATOR_EPOCH,
+                    coordinator_epoch,
                 )?
                 else {
                     return Ok(());
@@ -217,7 +223,7 @@ impl MarkerWriter for Markers {
                         .with_producer_id(ProducerId(producer_id))
                         .with_producer_epoch(epoch)
                         .with_transaction_result(commit)
-                        .with_coordinator_epoch(COORDINATOR_EPOCH)
+                        .with_coordinator_epoch(coordinator_epoch)
                         .with_topics(vec![WritableTxnMarkerTopic::default()
                             .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
                             .with_partition_indexes(vec![partition])]),

@@ -69,9 +69,12 @@ pub trait MarkerWriter: Send + Sync {
     /// partition. UNKNOWN_TOPIC_OR_PARTITION means the partition is gone and
     /// needs no marker; CONCURRENT_TRANSACTIONS that the marker is on its
     /// way (the coordinator asks again, and is then told how it went); any
-    /// other error is retried later.
+    /// other error is retried later. `state_partition` is the
+    /// `__transaction_state` partition of the transaction, whose leader
+    /// epoch is the coordinator epoch the marker carries.
     fn write_marker(
         &self,
+        state_partition: i32,
         topic: &str,
         partition: i32,
         producer_id: i64,
@@ -452,6 +455,7 @@ impl TxnCoordinator {
         let pending: Vec<(String, i32)> = meta.partitions.iter().cloned().collect();
         for (topic, partition) in pending {
             match self.markers.write_marker(
+                self.partition_for(transactional_id),
                 &topic,
                 partition,
                 meta.producer_id,

@@ -55,6 +55,7 @@ struct Markers {
 impl MarkerWriter for Markers {
     fn write_marker(
         &self,
+        _state_partition: i32,
         topic: &str,
         partition: i32,
         producer_id: i64,
