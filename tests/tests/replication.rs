@@ -325,3 +325,109 @@ fn paused_followers_leave_the_isr_then_acks_all_is_refused_and_they_rejoin() {
         cluster.seed
     );
 }
+
+/// ElectLeaders (preferred) for partition 0 of `r` through node `via`: the
+/// partition's error code.
+fn elect_preferred(cluster: &Cluster, via: i32) -> i16 {
+    use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
+    use kafka_protocol::messages::ElectLeadersRequest;
+    let request = ElectLeadersRequest::default()
+        .with_election_type(0)
+        .with_timeout_ms(10_000)
+        .with_topic_partitions(Some(vec![TopicPartitions::default()
+            .with_topic(name("r"))
+            .with_partitions(vec![0])]));
+    let r = cluster.node(via).client().request(2, &request).unwrap();
+    r.replica_election_results[0].partition_result[0].error_code
+}
+
+/// Kills partition 0's leader (its preferred replica), lets another lead,
+/// and brings the first back in sync: the preferred replica and the
+/// partition's leader epoch then.
+fn fail_over_and_return(cluster: &mut Cluster) -> (i32, i32) {
+    create(cluster, 1, "r", 1, 3);
+    let p = partition(cluster, 1, "r", "three in sync", |p| {
+        sorted(&p.isr_nodes) == [1, 2, 3]
+    });
+    let preferred = p.replica_nodes[0].0;
+    assert_eq!(
+        p.leader_id.0, preferred,
+        "a new partition is led by its preferred replica"
+    );
+    produce_all(cluster, preferred, "r", &["before".to_string()]);
+    cluster.kill9(preferred);
+    let other = (1..=3).find(|n| *n != preferred).unwrap();
+    let p = partition(cluster, other, "r", "another leader", |p| {
+        p.leader_id.0 > 0 && p.leader_id.0 != preferred
+    });
+    produce_all(cluster, p.leader_id.0, "r", &["during".to_string()]);
+    cluster.restart(preferred);
+    let p = partition(
+        cluster,
+        other,
+        "r",
+        "the preferred replica in sync again",
+        |p| sorted(&p.isr_nodes) == [1, 2, 3],
+    );
+    (preferred, p.leader_epoch)
+}
+
+#[test]
+fn elect_leaders_moves_leadership_back_to_the_preferred_replica() {
+    let settings: Vec<(&str, &str)> = FAST_FENCING
+        .iter()
+        .copied()
+        .chain([("auto.leader.rebalance.enable", "false")])
+        .collect();
+    let mut cluster = Cluster::start(3, &settings);
+    cluster.wait_for_controller(1, &[], Duration::from_secs(10));
+    let (preferred, epoch) = fail_over_and_return(&mut cluster);
+    let via = (1..=3).find(|n| *n != preferred).unwrap();
+    assert_ne!(
+        partition(&cluster, via, "r", "led", |p| p.leader_id.0 > 0)
+            .leader_id
+            .0,
+        preferred,
+        "without balancing, leadership stays where the failover put it"
+    );
+    assert_eq!(elect_preferred(&cluster, via), 0, "seed {}", cluster.seed);
+    let p = partition(&cluster, via, "r", "the preferred replica leading", |p| {
+        p.leader_id.0 == preferred
+    });
+    assert!(p.leader_epoch > epoch, "{p:?}");
+    assert_eq!(elect_preferred(&cluster, via), 84, "ELECTION_NOT_NEEDED");
+    let all = ["before".to_string(), "during".to_string()];
+    assert_eq!(
+        read_until(&cluster, preferred, &all),
+        all,
+        "seed {}",
+        cluster.seed
+    );
+}
+
+#[test]
+fn leadership_returns_to_the_preferred_replica_by_itself() {
+    let settings: Vec<(&str, &str)> = FAST_FENCING
+        .iter()
+        .copied()
+        .chain([("leader.imbalance.check.interval.seconds", "1")])
+        .collect();
+    let mut cluster = Cluster::start(3, &settings);
+    cluster.wait_for_controller(1, &[], Duration::from_secs(10));
+    let (preferred, _) = fail_over_and_return(&mut cluster);
+    let via = (1..=3).find(|n| *n != preferred).unwrap();
+    partition(
+        &cluster,
+        via,
+        "r",
+        "the preferred replica leading again",
+        |p| p.leader_id.0 == preferred,
+    );
+    let all = ["before".to_string(), "during".to_string()];
+    assert_eq!(
+        read_until(&cluster, preferred, &all),
+        all,
+        "seed {}",
+        cluster.seed
+    );
+}

@@ -182,6 +182,11 @@ pub enum ControllerRequest {
         broker_epoch: i64,
         updates: Vec<IsrUpdate>,
     },
+    /// ElectLeaders: preferred (or unclean) elections of these partitions.
+    ElectLeaders {
+        partitions: Vec<(String, i32)>,
+        unclean: bool,
+    },
 }
 
 /// What the active controller answers to a [`ControllerRequest`].
@@ -493,6 +498,13 @@ impl Controller {
                 Ok((outcomes, records)) => (ControllerReply::AlterPartition(Ok(outcomes)), records),
                 Err(e) => (ControllerReply::AlterPartition(Err(e)), Vec::new()),
             },
+            ControllerRequest::ElectLeaders {
+                partitions,
+                unclean,
+            } => {
+                let (outcomes, records) = decide_elections(&image, &partitions, unclean);
+                (ControllerReply::Items(outcomes), records)
+            }
             ControllerRequest::AllocateProducerIds { node_id } => {
                 let start = image.next_producer_id;
                 let end = start + PRODUCER_ID_BLOCK_SIZE;
@@ -713,6 +725,62 @@ impl Controller {
         match self.submit(request).await? {
             ControllerReply::AlterPartition(r) => Ok(r),
             other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Elects the preferred replica (or, `unclean`, any replica of a
+    /// partition without a leader) of each partition: each one's outcome.
+    pub async fn elect_leaders(
+        &self,
+        partitions: Vec<(String, i32)>,
+        unclean: bool,
+    ) -> Result<Vec<Result<(), ApiError>>, ControllerError> {
+        let request = ControllerRequest::ElectLeaders {
+            partitions,
+            unclean,
+        };
+        match self.submit(request).await? {
+            ControllerReply::Items(r) => Ok(r),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// While this node is the active controller, every
+    /// `leader.imbalance.check.interval.seconds` (with
+    /// `auto.leader.rebalance.enable`): moves leadership back to each
+    /// partition's preferred replica where it is in sync and active again
+    /// (after a failover, a restart), as Kafka's controller does.
+    pub async fn run_leader_balancing(self: Arc<Self>) {
+        if !self.config.get_bool("auto.leader.rebalance.enable") {
+            return;
+        }
+        let every = std::time::Duration::from_secs(
+            self.config
+                .get_i64("leader.imbalance.check.interval.seconds")
+                .max(1) as u64,
+        );
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            if self.quorum.leader() != Some(self.quorum.node_id()) {
+                continue;
+            }
+            let wanted = imbalanced(&self.image());
+            if wanted.is_empty() {
+                continue;
+            }
+            let count = wanted.len();
+            match self.elect_leaders(wanted, false).await {
+                Ok(outcomes) => {
+                    let moved = outcomes.iter().filter(|o| o.is_ok()).count();
+                    info!(moved, of = count, "preferred leaders elected");
+                }
+                Err(e) => {
+                    info!(error = %e, "preferred leader balancing failed; trying again later")
+                }
+            }
         }
     }
 
@@ -1066,10 +1134,12 @@ fn decide_create_partitions(
 mod alter_partition;
 mod brokers;
 mod configs;
+mod elections;
 mod placement;
 use brokers::{decide_fencing, decide_heartbeat, decide_registration, Sessions};
 pub use brokers::{BrokerHeartbeat, HeartbeatReply, Registered};
 pub use configs::{AlterConfigsRequest, ConfigOp};
+use elections::{decide_elections, imbalanced};
 
 #[cfg(test)]
 mod tests;

@@ -335,6 +335,21 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
         ),
         1,
     ),
+    def(
+        "auto.leader.rebalance.enable",
+        Boolean,
+        "true",
+        "Move leadership back to each partition's preferred replica when it is in sync again",
+    ),
+    min(
+        def(
+            "leader.imbalance.check.interval.seconds",
+            Long,
+            "300",
+            "How often the active controller looks for partitions not led by their preferred replica",
+        ),
+        1,
+    ),
     min(
         def(
             "offsets.topic.num.partitions",

@@ -228,6 +228,7 @@ pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Futu
     // fencing of brokers whose heartbeats stopped.
     let heartbeats = tokio::spawn(broker.lifecycle.clone().run());
     let sessions = tokio::spawn(broker.controller.clone().run_sessions());
+    let balancing = tokio::spawn(broker.controller.clone().run_leader_balancing());
     // ISR changes of this node's leaderships, as followers fall behind or
     // catch up.
     let isr_changes = {
@@ -309,6 +310,7 @@ pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Futu
     marker_deliveries.abort();
     follower.abort();
     sessions.abort();
+    balancing.abort();
     let controller = broker.controller.clone();
     let _ = tokio::task::spawn_blocking(move || broker.shutdown()).await;
     controller.shutdown().await;

@@ -46,9 +46,11 @@ impl ControllerNode {
     /// Serves until `shutdown` resolves, then leaves the quorum.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let sessions = tokio::spawn(self.controller.clone().run_sessions());
+        let balancing = tokio::spawn(self.controller.clone().run_leader_balancing());
         shutdown.await;
         info!("controller shutting down");
         sessions.abort();
+        balancing.abort();
         self.controller.shutdown().await;
     }
 }

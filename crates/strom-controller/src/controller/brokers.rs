@@ -376,7 +376,7 @@ pub(crate) fn new_cluster_id() -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use proptest::prelude::*;
 
@@ -397,7 +397,7 @@ mod tests {
 
     /// Brokers 1..=n, registered at offset 0 and unfenced, and topic "t"
     /// whose partition p has `replicas[p]` with the ISR `isrs[p]`.
-    fn image(n: i32, partitions: &[(&[i32], &[i32])]) -> MetadataImage {
+    pub(in crate::controller) fn image(n: i32, partitions: &[(&[i32], &[i32])]) -> MetadataImage {
         let topic_id = Uuid::from_u128(7);
         let mut records: Vec<MetadataRecord> = (1..=n).map(register).collect();
         records.extend((1..=n).map(|node_id| MetadataRecord::UnfenceBroker { node_id, epoch: 0 }));
@@ -419,11 +419,14 @@ mod tests {
         MetadataImage::empty().apply(0, &records)
     }
 
-    fn partition(image: &MetadataImage, p: i32) -> &PartitionImage {
+    pub(in crate::controller) fn partition(image: &MetadataImage, p: i32) -> &PartitionImage {
         &image.topic("t").unwrap().partitions[&p]
     }
 
-    fn apply(image: &MetadataImage, records: &[MetadataRecord]) -> MetadataImage {
+    pub(in crate::controller) fn apply(
+        image: &MetadataImage,
+        records: &[MetadataRecord],
+    ) -> MetadataImage {
         image.apply(image.offset + 1, records)
     }
 

@@ -1,10 +1,10 @@
-//! ElectLeaders (v0+), as Kafka's controller decides it: a preferred
-//! election is needed where the leader is not the first replica, an unclean
-//! one where a partition has no leader. A partition led by its preferred
-//! replica answers ELECTION_NOT_NEEDED, and an election over every
-//! partition (no topics named) reports none of them, as Kafka leaves out
-//! those not needed. Where one is needed nothing is elected yet (until
-//! followers replicate, no other replica holds the records).
+//! ElectLeaders (v0+), decided by the active controller as Kafka's is: a
+//! preferred election moves a partition's leadership to its first replica
+//! when that one is in sync and active, an unclean one gives a partition
+//! without a leader one (see `strom_controller`'s elections). A partition
+//! that needs no election answers ELECTION_NOT_NEEDED, and an election over
+//! every partition (no topics named) covers, and reports, only those that
+//! need one, as Kafka does.
 
 use strom_metadata::MetadataImage;
 use strom_protocol::messages::elect_leaders_request::TopicPartitions;
@@ -12,48 +12,28 @@ use strom_protocol::messages::elect_leaders_response::{PartitionResult, ReplicaE
 use strom_protocol::messages::{ElectLeadersRequest, ElectLeadersResponse, TopicName};
 use strom_protocol::ErrorCode;
 
-use super::str_bytes;
+use super::{per_item, str_bytes};
 use crate::broker::Broker;
 
 const PREFERRED: i8 = 0;
 const UNCLEAN: i8 = 1;
 
-/// The outcome of electing a leader for one partition.
-fn elect(image: &MetadataImage, topic: &str, partition: i32, unclean: bool) -> PartitionResult {
-    let result = PartitionResult::default().with_partition_id(partition);
-    let Some(t) = image.topic(topic) else {
-        return result
-            .with_error_code(ErrorCode::UnknownTopicOrPartition.code())
-            .with_error_message(Some(str_bytes(&format!("No such topic as {topic}"))));
-    };
-    let Some(p) = t.partitions.get(&partition) else {
-        return result
-            .with_error_code(ErrorCode::UnknownTopicOrPartition.code())
-            .with_error_message(Some(str_bytes(&format!(
-                "No such partition as {topic}-{partition}"
-            ))));
-    };
-    let not_needed = if unclean {
-        p.leader >= 0
-    } else {
-        p.replicas.first() == Some(&p.leader)
-    };
-    if not_needed {
-        // Kafka's controller fills in the code's own description.
-        return result
-            .with_error_code(ErrorCode::ElectionNotNeeded.code())
-            .with_error_message(Some(str_bytes(
-                "Leader election not needed for topic partition.",
-            )));
+/// Every partition that needs an election of this kind.
+fn needing(image: &MetadataImage, unclean: bool) -> Vec<(String, i32)> {
+    let mut out = Vec::new();
+    for t in image.topics() {
+        for p in t.partitions.values() {
+            let needed = if unclean {
+                p.leader < 0
+            } else {
+                p.replicas.first().is_some_and(|&r| r != p.leader)
+            };
+            if needed {
+                out.push((t.name.clone(), p.partition));
+            }
+        }
     }
-    // A leader can only move to another replica, and one node has none:
-    // with replication this becomes a partition change.
-    let code = if unclean {
-        ErrorCode::EligibleLeadersNotAvailable
-    } else {
-        ErrorCode::PreferredLeaderNotAvailable
-    };
-    result.with_error_code(code.code())
+    out
 }
 
 /// A result for each partition `topics` names, from `result`.
@@ -76,7 +56,7 @@ fn each_named(
         .collect()
 }
 
-pub(super) fn handle(broker: &Broker, req: &ElectLeadersRequest) -> ElectLeadersResponse {
+pub(super) async fn handle(broker: &Broker, req: &ElectLeadersRequest) -> ElectLeadersResponse {
     let named = req.topic_partitions.as_deref();
     let unclean = match req.election_type {
         PREFERRED => false,
@@ -94,24 +74,45 @@ pub(super) fn handle(broker: &Broker, req: &ElectLeadersRequest) -> ElectLeaders
                 .with_replica_election_results(each_named(named.unwrap_or_default(), refused));
         }
     };
-    let image = broker.image();
-    let results = match named {
-        Some(topics) => each_named(topics, |t, p| elect(&image, t, p, unclean)),
-        None => image
-            .topics()
-            .into_iter()
-            .map(|t| {
-                let needed = t
-                    .partitions
-                    .keys()
-                    .map(|&p| elect(&image, &t.name, p, unclean))
-                    .filter(|r| r.error_code != ErrorCode::ElectionNotNeeded.code())
-                    .collect();
-                ReplicaElectionResult::default()
-                    .with_topic(TopicName(str_bytes(&t.name)))
-                    .with_partition_result(needed)
+    let wanted: Vec<(String, i32)> = match named {
+        Some(topics) => topics
+            .iter()
+            .flat_map(|t| {
+                t.partitions
+                    .iter()
+                    .map(|&p| (t.topic.0.as_str().to_owned(), p))
             })
             .collect(),
+        None => needing(&broker.image(), unclean),
     };
+    let outcomes = per_item(
+        broker
+            .controller
+            .elect_leaders(wanted.clone(), unclean)
+            .await,
+        wanted.len(),
+    );
+    if outcomes.iter().any(Result::is_ok) {
+        let _ = broker.sync_replicas();
+    }
+    // Grouped by topic in the order asked.
+    let mut results: Vec<ReplicaElectionResult> = Vec::new();
+    for ((topic, partition), outcome) in wanted.iter().zip(outcomes) {
+        let result = PartitionResult::default().with_partition_id(*partition);
+        let result = match outcome {
+            Ok(()) => result,
+            Err(e) => result
+                .with_error_code(e.code.code())
+                .with_error_message(Some(str_bytes(&e.message))),
+        };
+        match results.last_mut() {
+            Some(r) if r.topic.0.as_str() == topic => r.partition_result.push(result),
+            _ => results.push(
+                ReplicaElectionResult::default()
+                    .with_topic(TopicName(str_bytes(topic)))
+                    .with_partition_result(vec![result]),
+            ),
+        }
+    }
     ElectLeadersResponse::default().with_replica_election_results(results)
 }

@@ -176,7 +176,7 @@ pub(crate) async fn dispatch(
             ResponseKind::DescribeLogDirs(describe_log_dirs::handle(broker, &r))
         }
         RequestKind::ElectLeaders(r) => {
-            ResponseKind::ElectLeaders(elect_leaders::handle(broker, &r))
+            ResponseKind::ElectLeaders(elect_leaders::handle(broker, &r).await)
         }
         _ => return Err(HandlerError::Unhandled),
     }))
