@@ -193,6 +193,27 @@ impl Cluster {
         }
     }
 
+    /// Creates `topic` through node `via`; the topic's error code.
+    pub fn create_topic(
+        &self,
+        via: i32,
+        topic: &str,
+        partitions: i32,
+        replication_factor: i16,
+    ) -> i16 {
+        use kafka_protocol::messages::create_topics_request::CreatableTopic;
+        let request = kafka_protocol::messages::CreateTopicsRequest::default()
+            .with_timeout_ms(10_000)
+            .with_topics(vec![CreatableTopic::default()
+                .with_name(crate::name(topic))
+                .with_num_partitions(partitions)
+                .with_replication_factor(replication_factor)]);
+        let r = Client::connect(self.node(via).addr)
+            .and_then(|mut c| c.request(7, &request))
+            .unwrap();
+        r.topics[0].error_code
+    }
+
     /// The coordinator of `key` (`key_type` 0: a group, 1: a
     /// transactional id) as node `via` answers FindCoordinator, once it
     /// names a node other than those in `not`.

@@ -290,6 +290,11 @@ impl Client {
         })
     }
 
+    /// How long a read may wait for the broker (30 s from `connect`).
+    pub fn set_timeout(&mut self, timeout: Duration) -> std::io::Result<()> {
+        self.stream.set_read_timeout(Some(timeout))
+    }
+
     /// Writes raw bytes (for bad-input tests).
     pub fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         self.stream.write_all(bytes)

@@ -560,7 +560,6 @@ fn committed_values(
 
 #[test]
 fn a_transaction_spans_partitions_led_by_other_brokers_and_survives_its_coordinator() {
-    use kafka_protocol::messages::create_topics_request::CreatableTopic;
     let settings = [
         ("broker.session.timeout.ms", "2000"),
         ("broker.heartbeat.interval.ms", "300"),
@@ -570,20 +569,7 @@ fn a_transaction_spans_partitions_led_by_other_brokers_and_survives_its_coordina
     ];
     let mut cluster = Cluster::start(3, &settings);
     cluster.wait_for_controller(1, &[], Duration::from_secs(10));
-    let created = cluster
-        .node(1)
-        .client()
-        .request(
-            7,
-            &CreateTopicsRequest::default()
-                .with_timeout_ms(10_000)
-                .with_topics(vec![CreatableTopic::default()
-                    .with_name(name("x"))
-                    .with_num_partitions(3)
-                    .with_replication_factor(3)]),
-        )
-        .unwrap();
-    assert_eq!(created.topics[0].error_code, 0);
+    assert_eq!(cluster.create_topic(1, "x", 3, 3), 0);
     // Each partition's leader, once all three are in sync everywhere.
     let m = cluster.wait_for_metadata(1, "x in sync", Duration::from_secs(20), |m| {
         m.topics.iter().any(|t| {

@@ -43,6 +43,14 @@ async fn transactional(
         (-1, _) | (_, -1) => return Err(ErrorCode::InvalidRequest),
         (id, epoch) => Some((id, epoch)),
     };
+    // What the coordinator refuses whoever it is comes first, as in Kafka.
+    if transactional_id.is_empty() {
+        return Err(ErrorCode::InvalidRequest);
+    }
+    let timeout = i64::from(req.transaction_timeout_ms);
+    if timeout <= 0 || timeout > broker.txns.config().max_timeout_ms {
+        return Err(ErrorCode::InvalidTransactionTimeout);
+    }
     broker.ensure_transaction_state_topic().await?;
     let write = broker.transaction_write(transactional_id)?;
     broker.producer_ids.ready().await;
