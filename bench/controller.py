@@ -80,11 +80,16 @@ def controller_of(node):
         a.close()
 
 
-def cluster(strom, n, root):
+def cluster(strom, n, root, settings=None):
+    """`n` started nodes (one voter each when several), with `settings`
+    (Kafka's key names) added to each one's config file."""
     ports = [(free_port(), free_port()) for _ in range(n)]
     voters = ",".join(f"{i + 1}@127.0.0.1:{c}" for i, (_, c) in enumerate(ports)) if n > 1 else ""
     nodes = [Node(strom, i + 1, p, c, voters, root) for i, (p, c) in enumerate(ports)]
     for node in nodes:
+        with open(node.config, "a") as f:
+            for k, v in (settings or {}).items():
+                f.write(f'"{k}" = "{v}"\n')
         node.start()
     return nodes
 

@@ -24,21 +24,9 @@ from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 sys.path.insert(0, os.path.dirname(__file__))
-from controller import Node, free_port, percentile  # noqa: E402
+from controller import cluster, percentile  # noqa: E402
 
 RECORD = b"x" * 1024
-
-
-def start_cluster(strom, n, root, settings):
-    ports = [(free_port(), free_port()) for _ in range(n)]
-    voters = ",".join(f"{i + 1}@127.0.0.1:{c}" for i, (_, c) in enumerate(ports)) if n > 1 else ""
-    nodes = [Node(strom, i + 1, p, c, voters, root) for i, (p, c) in enumerate(ports)]
-    for node in nodes:
-        with open(node.config, "a") as f:
-            for k, v in settings.items():
-                f.write(f'"{k}" = "{v}"\n')
-        node.start()
-    return nodes
 
 
 def bootstrap(nodes):
@@ -185,7 +173,7 @@ def main():
         settings = {"min.insync.replicas": "2"} if n > 1 else {}
         settings["broker.session.timeout.ms"] = str(args.session_timeout_ms)
         settings["broker.heartbeat.interval.ms"] = str(args.heartbeat_interval_ms)
-        nodes = start_cluster(args.strom, n, root, settings)
+        nodes = cluster(args.strom, n, root, settings)
         try:
             create(nodes, "tp", rf)
             mbs = throughput(nodes, "tp", args.mb)

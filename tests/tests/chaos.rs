@@ -12,7 +12,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -244,7 +243,7 @@ fn idempotent_producers_lose_and_duplicate_nothing_under_kills_and_pauses() {
     // every producer must have its last record acknowledged within 2 min.
     let deadline = Instant::now() + Duration::from_secs(120 + 5 * faults_wanted as u64);
     let stop = AtomicBool::new(false);
-    let faults = Mutex::new(Vec::new());
+    let mut faults = Vec::new();
     let acks: Vec<Vec<Ack>> = std::thread::scope(|s| {
         let producers: Vec<_> = (0..3)
             .map(|id| {
@@ -259,7 +258,7 @@ fn idempotent_producers_lose_and_duplicate_nothing_under_kills_and_pauses() {
             let victim = (cluster.rng() % 3) as i32 + 1;
             let down = Duration::from_millis(500 + cluster.rng() % 2500);
             let kill = cluster.rng().is_multiple_of(2);
-            faults.lock().unwrap().push(format!(
+            faults.push(format!(
                 "{} node {victim} for {down:?}",
                 if kill { "kill -9" } else { "pause" }
             ));
@@ -277,7 +276,6 @@ fn idempotent_producers_lose_and_duplicate_nothing_under_kills_and_pauses() {
         stop.store(true, Ordering::SeqCst);
         producers.into_iter().map(|p| p.join().unwrap()).collect()
     });
-    let faults = faults.into_inner().unwrap();
     // Read back from each partition's leader once every replica is in sync
     // again (the high watermark then covers every acknowledged record).
     let m = cluster.wait_for_metadata(1, "all in sync again", Duration::from_secs(60), |m| {

@@ -17,6 +17,14 @@ const FAST_FENCING: &[(&str, &str)] = &[
     ("min.insync.replicas", "2"),
 ];
 
+/// Three nodes with [`FAST_FENCING`] and `extra`, once a controller leads.
+fn three_nodes(extra: &[(&str, &str)]) -> Cluster {
+    let settings: Vec<(&str, &str)> = FAST_FENCING.iter().chain(extra).copied().collect();
+    let cluster = Cluster::start(3, &settings);
+    cluster.wait_for_controller(1, &[], Duration::from_secs(10));
+    cluster
+}
+
 fn create(cluster: &Cluster, via: i32, topic: &str, partitions: i32, rf: i16) {
     let request = CreateTopicsRequest::default()
         .with_timeout_ms(10_000)
@@ -96,8 +104,7 @@ fn read_until(cluster: &Cluster, id: i32, expected: &[String]) -> Vec<String> {
 
 #[test]
 fn acknowledged_records_survive_the_leaders_kill_9_and_a_returning_replica_rejoins() {
-    let mut cluster = Cluster::start(3, FAST_FENCING);
-    cluster.wait_for_controller(1, &[], Duration::from_secs(10));
+    let mut cluster = three_nodes(&[]);
     create(&cluster, 1, "r", 1, 3);
     let p = partition(&cluster, 1, "r", "three in sync", |p| {
         sorted(&p.isr_nodes) == [1, 2, 3]
@@ -212,13 +219,7 @@ fn fetch_offset(cluster: &Cluster, id: i32, group: &str) -> (i16, i64) {
 
 #[test]
 fn a_groups_committed_offsets_survive_its_coordinators_kill_9() {
-    let settings: Vec<(&str, &str)> = FAST_FENCING
-        .iter()
-        .copied()
-        .chain([("offsets.topic.num.partitions", "3")])
-        .collect();
-    let mut cluster = Cluster::start(3, &settings);
-    cluster.wait_for_controller(1, &[], Duration::from_secs(10));
+    let mut cluster = three_nodes(&[("offsets.topic.num.partitions", "3")]);
     create(&cluster, 1, "r", 1, 3);
     partition(&cluster, 1, "r", "three in sync", |p| {
         sorted(&p.isr_nodes) == [1, 2, 3]
@@ -374,13 +375,7 @@ fn fail_over_and_return(cluster: &mut Cluster) -> (i32, i32) {
 
 #[test]
 fn elect_leaders_moves_leadership_back_to_the_preferred_replica() {
-    let settings: Vec<(&str, &str)> = FAST_FENCING
-        .iter()
-        .copied()
-        .chain([("auto.leader.rebalance.enable", "false")])
-        .collect();
-    let mut cluster = Cluster::start(3, &settings);
-    cluster.wait_for_controller(1, &[], Duration::from_secs(10));
+    let mut cluster = three_nodes(&[("auto.leader.rebalance.enable", "false")]);
     let (preferred, epoch) = fail_over_and_return(&mut cluster);
     let via = (1..=3).find(|n| *n != preferred).unwrap();
     assert_ne!(
@@ -407,13 +402,7 @@ fn elect_leaders_moves_leadership_back_to_the_preferred_replica() {
 
 #[test]
 fn leadership_returns_to_the_preferred_replica_by_itself() {
-    let settings: Vec<(&str, &str)> = FAST_FENCING
-        .iter()
-        .copied()
-        .chain([("leader.imbalance.check.interval.seconds", "1")])
-        .collect();
-    let mut cluster = Cluster::start(3, &settings);
-    cluster.wait_for_controller(1, &[], Duration::from_secs(10));
+    let mut cluster = three_nodes(&[("leader.imbalance.check.interval.seconds", "1")]);
     let (preferred, _) = fail_over_and_return(&mut cluster);
     let via = (1..=3).find(|n| *n != preferred).unwrap();
     partition(

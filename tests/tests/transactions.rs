@@ -606,20 +606,22 @@ fn a_transaction_spans_partitions_led_by_other_brokers_and_survives_its_coordina
         &[0, 1, 2],
     );
     assert_eq!(codes, [0, 0, 0]);
-    let mut committed: Vec<Vec<String>> = vec![Vec::new(); 3];
-    for (p, &leader) in leaders.iter().enumerate() {
-        let v = format!("c{p}");
-        let records = txn_batch(pe.0, pe.1, 0, &[v.as_str()]);
-        let (code, _) = produce_to(
-            &mut cluster.node(leader).client(),
-            "t1",
-            "x",
-            p as i32,
-            records,
-        );
-        assert_eq!(code, 0, "produce to {p} on {leader}; seed {}", cluster.seed);
-        committed[p].push(v);
-    }
+    // One record of the transaction to each partition, on its leader.
+    let produce_everywhere = |seq: i32, value: &dyn Fn(usize) -> String| {
+        for (p, &leader) in leaders.iter().enumerate() {
+            let records = txn_batch(pe.0, pe.1, seq, &[value(p).as_str()]);
+            let (code, _) = produce_to(
+                &mut cluster.node(leader).client(),
+                "t1",
+                "x",
+                p as i32,
+                records,
+            );
+            assert_eq!(code, 0, "produce to {p} on {leader}; seed {}", cluster.seed);
+        }
+    };
+    produce_everywhere(0, &|p| format!("c{p}"));
+    let committed: Vec<Vec<String>> = (0..3).map(|p| vec![format!("c{p}")]).collect();
     assert_eq!(
         end(&mut cluster.node(coordinator).client(), "t1", pe, true, 3),
         0
@@ -647,17 +649,7 @@ fn a_transaction_spans_partitions_led_by_other_brokers_and_survives_its_coordina
         );
         (codes.iter().copied().find(|c| *c != 0).unwrap_or(0), ())
     });
-    for (p, &leader) in leaders.iter().enumerate() {
-        let records = txn_batch(pe.0, pe.1, 1, &["aborted"]);
-        let (code, _) = produce_to(
-            &mut cluster.node(leader).client(),
-            "t1",
-            "x",
-            p as i32,
-            records,
-        );
-        assert_eq!(code, 0, "seed {}", cluster.seed);
-    }
+    produce_everywhere(1, &|_| "aborted".to_string());
     assert_eq!(
         end(&mut cluster.node(coordinator).client(), "t1", pe, false, 3),
         0

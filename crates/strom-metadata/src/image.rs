@@ -186,6 +186,14 @@ impl MetadataImage {
         self.brokers.values().filter(|b| !b.fenced)
     }
 
+    /// The leader of partition `partition` of `topic` ([`NO_LEADER`] when
+    /// it has none or is not known).
+    pub fn leader(&self, topic: &str, partition: i32) -> i32 {
+        self.topic(topic)
+            .and_then(|t| t.partitions.get(&partition))
+            .map_or(NO_LEADER, |p| p.leader)
+    }
+
     /// Whether `id` is registered, unfenced and not shutting down.
     pub fn is_active(&self, id: i32) -> bool {
         self.brokers.get(&id).is_some_and(BrokerImage::is_active)

@@ -272,6 +272,13 @@ fn aborted_entry(done: &CompletedTxn, first_unstable: Option<i64>) -> AbortedTxn
     }
 }
 
+/// Whether `producer_id` at `epoch` has a transaction open in `producers`.
+fn has_open_transaction(producers: &ProducerStateManager, producer_id: i64, epoch: i16) -> bool {
+    producers
+        .entry(producer_id)
+        .is_some_and(|e| e.txn_first_offset.is_some() && e.epoch == epoch)
+}
+
 /// The last stable offset: no higher than the high watermark nor the first
 /// offset of an open transaction.
 fn last_stable_offset(producers: &ProducerStateManager, high_watermark: i64) -> i64 {
@@ -447,8 +454,9 @@ impl Partition {
     }
 
     /// The leadership of the moment: what [`AppendResult::leadership`]
-    /// holds for a batch written now.
-    fn current_leadership(&self) -> u64 {
+    /// holds for a batch written now, and what [`Partition::wait_committed`]
+    /// waits within for what is written after this call.
+    pub fn leadership(&self) -> u64 {
         *self.leadership.borrow()
     }
 
@@ -462,13 +470,7 @@ impl Partition {
     /// an [`AppendResult`]): it has led without a break since, so its log
     /// kept what it wrote then.
     pub fn still_leads(&self, leadership: u64) -> bool {
-        self.leads.load(Ordering::Acquire) && self.current_leadership() == leadership
-    }
-
-    /// The leadership of the moment, to wait on with
-    /// [`Partition::wait_committed`] for what is written after this call.
-    pub fn leadership(&self) -> u64 {
-        self.current_leadership()
+        self.leads.load(Ordering::Acquire) && self.leadership() == leadership
     }
 
     /// Waits until the high watermark reaches `offset` within the
@@ -658,10 +660,7 @@ impl Partition {
     /// Whether `producer_id` at `epoch` has a transaction open here: its
     /// next batches need no verification.
     pub fn in_open_transaction(&self, producer_id: i64, epoch: i16) -> bool {
-        self.lock()
-            .producers
-            .entry(producer_id)
-            .is_some_and(|e| e.txn_first_offset.is_some() && e.epoch == epoch)
+        has_open_transaction(&self.lock().producers, producer_id, epoch)
     }
 
     /// A transactional batch may start a transaction here only with a
@@ -676,10 +675,7 @@ impl Partition {
             return Ok(());
         }
         let pid = batch.producer_id();
-        let open = s
-            .producers
-            .entry(pid)
-            .is_some_and(|e| e.txn_first_offset.is_some() && e.epoch == batch.producer_epoch());
+        let open = has_open_transaction(&s.producers, pid, batch.producer_epoch());
         if open || (guard.is_some() && s.verifying.get(&pid) == guard.as_ref()) {
             Ok(())
         } else {
@@ -718,7 +714,7 @@ impl Partition {
                         next_offset: m.last_offset + 1,
                         log_append_time: -1,
                         log_start_offset: s.log.log_start_offset(),
-                        leadership: self.current_leadership(),
+                        leadership: self.leadership(),
                     })
                 }
                 Err(e) => return Err((e.code(), e.to_string()).into()),
@@ -1009,7 +1005,7 @@ impl Partition {
         // log end; with followers, their fetches move it.
         self.publish_log_end(&s);
         self.advance_high_watermark(&s, now_ms);
-        let leadership = self.current_leadership();
+        let leadership = self.leadership();
         drop(s);
         Ok(AppendResult {
             base_offset: appended.first_offset,

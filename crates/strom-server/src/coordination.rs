@@ -70,14 +70,17 @@ impl Broker {
     /// whenever the hosted partitions took a new image in.
     pub(crate) fn reconcile_coordinators(&self) {
         let mut coordinated = self.coordinated();
-        let led = |topic: &str| -> Vec<Arc<Partition>> {
-            self.replicas
-                .hosted()
-                .into_iter()
-                .filter(|p| p.topic() == topic && p.leader() == self.node_id)
-                .collect()
-        };
-        let groups = led(OFFSETS_TOPIC);
+        let (mut groups, mut txns): (Vec<Arc<Partition>>, Vec<Arc<Partition>>) = (vec![], vec![]);
+        for p in self.replicas.hosted() {
+            if p.leader() != self.node_id {
+                continue;
+            }
+            match p.topic() {
+                OFFSETS_TOPIC => groups.push(p),
+                TRANSACTION_STATE_TOPIC => txns.push(p),
+                _ => {}
+            }
+        }
         let wanted: BTreeSet<i32> = groups.iter().map(|p| p.index()).collect();
         for &gone in coordinated.groups.difference(&wanted) {
             let count = self.groups.unload(gone);
@@ -112,7 +115,6 @@ impl Broker {
         }
         coordinated.groups = wanted;
 
-        let txns = led(TRANSACTION_STATE_TOPIC);
         let wanted: BTreeSet<i32> = txns.iter().map(|p| p.index()).collect();
         for &gone in coordinated.txns.difference(&wanted) {
             let count = self.txns.unload(gone);
@@ -235,11 +237,10 @@ impl Broker {
             AddPartitionsToTxnRequest, ProducerId, TopicName, TransactionalId,
         };
         use strom_protocol::StrBytes;
-        let image = self.image();
-        let coordinator = image
-            .topic(TRANSACTION_STATE_TOPIC)
-            .and_then(|t| t.partitions.get(&self.txns.partition_for(transactional_id)))
-            .map_or(-1, |p| p.leader);
+        let coordinator = self.image().leader(
+            TRANSACTION_STATE_TOPIC,
+            self.txns.partition_for(transactional_id),
+        );
         if coordinator < 0 || coordinator == self.node_id {
             return Err(ErrorCode::CoordinatorNotAvailable);
         }

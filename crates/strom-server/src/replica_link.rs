@@ -47,7 +47,7 @@ impl KafkaLink {
     ) -> KafkaLink {
         KafkaLink(Arc::new(LinkState {
             controller,
-            client_id: format!("strom-replica-fetcher-{node_id}"),
+            client_id: format!("strom-broker-{node_id}"),
             timeout,
             max_frame,
             correlation: AtomicI32::new(0),

@@ -210,11 +210,7 @@ impl MarkerWriter for Markers {
             // no longer has: it needs no marker.
             Err(ErrorCode::UnknownTopicOrPartition) => Err(ErrorCode::UnknownTopicOrPartition),
             Err(_) => {
-                let image = self.controller.image();
-                let leader = image
-                    .topic(topic)
-                    .and_then(|t| t.partitions.get(&partition))
-                    .map_or(-1, |p| p.leader);
+                let leader = self.controller.image().leader(topic, partition);
                 if leader < 0 || leader == self.node_id {
                     return Err(ErrorCode::NotLeaderOrFollower);
                 }

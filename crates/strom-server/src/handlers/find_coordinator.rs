@@ -18,12 +18,8 @@ const TRANSACTION: i8 = 1;
 /// COORDINATOR_NOT_AVAILABLE while its partition has no live leader.
 fn locate(broker: &Broker, topic: &str, partition: i32) -> Result<(i32, String, i32), ErrorCode> {
     let image = broker.image();
-    let leader = image
-        .topic(topic)
-        .and_then(|t| t.partitions.get(&partition))
-        .map_or(-1, |p| p.leader);
     let node = image
-        .broker(leader)
+        .broker(image.leader(topic, partition))
         .filter(|b| image.is_active(b.node_id))
         .ok_or(ErrorCode::CoordinatorNotAvailable)?;
     Ok((node.node_id, node.host.clone(), node.port))
