@@ -1,7 +1,8 @@
 //! A cluster of real `strom` processes on free loopback ports, each a
 //! combined broker and controller voter with its own temporary directory,
 //! that a test can kill (-9), pause (SIGSTOP), resume and restart node by
-//! node.
+//! node; or each in a network namespace of its own ([`crate::netns`]),
+//! where the test can also cut and heal the links between them.
 //!
 //! Fault tests draw their choices from [`Cluster::rng`], seeded from
 //! `STROM_TEST_SEED` (else the clock); the seed is printed when the cluster
@@ -11,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::{MetadataRequest, MetadataResponse};
 
+use crate::netns::Net;
 use crate::{free_port, Broker, Client};
 
 /// Faster than the defaults, so that tests wait less for elections.
@@ -27,6 +29,9 @@ pub struct Cluster {
     pub nodes: Vec<Broker>,
     pub seed: u64,
     rng: u64,
+    /// The nodes' private network, if they run in one ([`Cluster::start_in_network`]);
+    /// declared after `nodes`, so the processes are gone before it is.
+    net: Option<Net>,
 }
 
 impl Cluster {
@@ -46,6 +51,19 @@ impl Cluster {
         Cluster::start_roles(&vec![COMBINED; n], config, per_node)
     }
 
+    /// As [`Cluster::start`], each node in a network namespace of its own,
+    /// so that [`Cluster::cut`] can cut links between them; `None` where
+    /// namespaces cannot be made (not root, no iproute2).
+    pub fn start_in_network(n: usize, config: &[(&str, &str)]) -> Option<Cluster> {
+        let net = Net::create(n)?;
+        Some(Cluster::launch(
+            &vec![COMBINED; n],
+            config,
+            |_| Vec::new(),
+            Some(net),
+        ))
+    }
+
     /// Node `k` has `process.roles` `roles[k - 1]` (`"broker"`,
     /// `"controller"` or [`COMBINED`]); the voters are the nodes with the
     /// controller role. A broker-only node has no controller listener, a
@@ -55,7 +73,20 @@ impl Cluster {
         config: &[(&str, &str)],
         per_node: impl Fn(i32) -> Vec<(String, String)>,
     ) -> Cluster {
+        Cluster::launch(roles, config, per_node, None)
+    }
+
+    fn launch(
+        roles: &[&str],
+        config: &[(&str, &str)],
+        per_node: impl Fn(i32) -> Vec<(String, String)>,
+        net: Option<Net>,
+    ) -> Cluster {
         let n = roles.len();
+        let host = |i: usize| match &net {
+            Some(net) => net.addr(i as i32 + 1).to_string(),
+            None => "127.0.0.1".to_owned(),
+        };
         let seed = std::env::var("STROM_TEST_SEED")
             .ok()
             .and_then(|s| s.parse().ok())
@@ -71,7 +102,7 @@ impl Cluster {
             .iter()
             .enumerate()
             .filter(|(i, _)| roles[*i].contains("controller"))
-            .map(|(i, (_, c))| format!("{}@127.0.0.1:{c}", i + 1))
+            .map(|(i, (_, c))| format!("{}@{}:{c}", i + 1, host(i)))
             .collect::<Vec<_>>()
             .join(",");
         let nodes = ports
@@ -81,10 +112,10 @@ impl Cluster {
                 let role = roles[i];
                 let mut listeners = Vec::new();
                 if role.contains("broker") {
-                    listeners.push(format!("PLAINTEXT://127.0.0.1:{client}"));
+                    listeners.push(format!("PLAINTEXT://{}:{client}", host(i)));
                 }
                 if role.contains("controller") {
-                    listeners.push(format!("CONTROLLER://127.0.0.1:{controller}"));
+                    listeners.push(format!("CONTROLLER://{}:{controller}", host(i)));
                 }
                 let mut settings: Vec<(String, String)> = vec![
                     ("node.id".into(), (i + 1).to_string()),
@@ -106,6 +137,10 @@ impl Cluster {
                 }
                 let mut node = Broker::stopped(*client, settings);
                 node.controller_only = !role.contains("broker");
+                if let Some(net) = &net {
+                    node.addr = (net.addr(i as i32 + 1), *client).into();
+                    node.namespace = Some(net.namespace(i as i32 + 1));
+                }
                 node
             })
             .collect();
@@ -113,6 +148,7 @@ impl Cluster {
             nodes,
             seed,
             rng: seed | 1,
+            net,
         };
         for node in &mut cluster.nodes {
             node.launch();
@@ -154,6 +190,20 @@ impl Cluster {
     /// serves (which needs a majority of voters up).
     pub fn restart(&mut self, id: i32) {
         self.node_mut(id).restart();
+    }
+
+    /// Cuts the link between nodes `a` and `b` (silently: their packets to
+    /// each other are lost); needs [`Cluster::start_in_network`].
+    pub fn cut(&self, a: i32, b: i32) {
+        self.net.as_ref().expect("a cluster in a network").cut(a, b);
+    }
+
+    /// Restores the link between nodes `a` and `b`.
+    pub fn heal(&self, a: i32, b: i32) {
+        self.net
+            .as_ref()
+            .expect("a cluster in a network")
+            .heal(a, b);
     }
 
     /// A number from the seeded sequence (xorshift).

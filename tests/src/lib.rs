@@ -76,6 +76,8 @@ pub struct Broker {
     pub controller_only: bool,
     /// How many times the log said "ready" before the last launch.
     readies: usize,
+    /// The network namespace to run in (a [`netns::Net`]'s), if any.
+    pub namespace: Option<String>,
 }
 
 const CONTROLLER_READY: &str = "strom controller is ready";
@@ -111,6 +113,7 @@ impl Broker {
             nofile: None,
             controller_only: false,
             readies: 0,
+            namespace: None,
         }
     }
 
@@ -134,18 +137,20 @@ impl Broker {
             .append(true)
             .open(self.dir.path().join("broker.log"))
             .unwrap();
-        let mut command = match self.nofile {
+        // `ip netns exec` and the shell each become the next program, so
+        // the child's process id is the broker's.
+        let mut program: Vec<std::ffi::OsString> = Vec::new();
+        if let Some(ns) = &self.namespace {
+            program.extend(["ip", "netns", "exec", ns.as_str()].map(Into::into));
+        }
+        if let Some(n) = self.nofile {
             // The shell sets the limit, then becomes the broker.
-            Some(n) => {
-                let mut c = Command::new("sh");
-                c.arg("-c")
-                    .arg("ulimit -n \"$0\" && exec \"$@\"")
-                    .arg(n.to_string())
-                    .arg(strom_bin());
-                c
-            }
-            None => Command::new(strom_bin()),
-        };
+            program.extend(["sh", "-c", "ulimit -n \"$0\" && exec \"$@\""].map(Into::into));
+            program.push(n.to_string().into());
+        }
+        program.push(strom_bin().into());
+        let mut command = Command::new(&program[0]);
+        command.args(&program[1..]);
         if !self.controller_only {
             command.arg("--listen").arg(self.addr.to_string());
         }
@@ -273,6 +278,7 @@ impl Drop for Broker {
 }
 
 pub mod cluster;
+pub mod netns;
 
 /// A blocking Kafka client over one connection, for tests.
 pub struct Client {
