@@ -14,6 +14,11 @@ pytest_runtest_makereport below), so error messages here don't repeat it.
         b = strom_factory({"auto.create.topics.enable": False})
         b.kill9(); b.restart()
 
+    def test_c(strom_cluster):           # three nodes: one Raft quorum, replicated topics
+        c = strom_cluster(3, {"min.insync.replicas": 2})
+        c.bootstrap                      # "127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3"
+        c.nodes[0].kill9(); c.nodes[0].restart()
+
     def test_z(broker, kafka_ref):       # the reference Apache Kafka, one per run
         kafka_ref.bootstrap; kafka_ref.run_tool(TOPIC_COMMAND, [...])
 
@@ -123,6 +128,13 @@ class StromBroker:
     # -- lifecycle ----------------------------------------------------------
 
     def start(self, timeout: float = READY_TIMEOUT) -> "StromBroker":
+        self.launch()
+        self.wait_ready(timeout)
+        return self
+
+    def launch(self) -> None:
+        """Start the process without waiting for it to serve (the nodes of a
+        cluster wait for each other's votes)."""
         if self.is_running():
             raise RuntimeError("strom is already running")
         self.starts += 1
@@ -136,8 +148,6 @@ class StromBroker:
                                              stderr=subprocess.STDOUT)
             except OSError as exc:
                 raise BrokerStartError(f"cannot execute {self.binary}: {exc}") from exc
-        self.wait_ready(timeout)
-        return self
 
     def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
         """Poll until a TCP connect succeeds and ApiVersions v0 gets an answer."""
@@ -261,6 +271,77 @@ def strom_factory(strom_bin, tmp_path, request):
     for broker, code in crashes:
         if code is not None:
             pytest.fail(f"strom on port {broker.port} exited on its own (code {code}) during the test",
+                        pytrace=False)
+
+
+class StromCluster:
+    """Nodes 1..n, each a combined broker and controller voter (Raft quorum
+    of all n), on free loopback ports; ``bootstrap`` lists every node."""
+
+    def __init__(self, nodes: list[StromBroker]):
+        self.nodes = nodes
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(node.bootstrap for node in self.nodes)
+
+    def node(self, node_id: int) -> StromBroker:
+        return self.nodes[node_id - 1]
+
+    def running(self) -> list[StromBroker]:
+        return [node for node in self.nodes if node.is_running()]
+
+
+# Faster than the defaults, so that elections and fencing take less of a
+# test's time (as in tests/src/cluster.rs).
+CLUSTER_TIMINGS = {
+    "controller.quorum.election.timeout.ms": 500,
+    "controller.quorum.heartbeat.interval.ms": 100,
+    "broker.session.timeout.ms": 2000,
+    "broker.heartbeat.interval.ms": 300,
+}
+
+
+@pytest.fixture
+def strom_cluster(strom_bin, tmp_path, request):
+    """Start a cluster: ``strom_cluster(n: int = 3, config: dict | None = None) -> StromCluster``."""
+    brokers: list[StromBroker] = []
+    request.node._strom_brokers = brokers
+
+    def start(n: int = 3, config: dict | None = None) -> StromCluster:
+        controller_ports = [free_port() for _ in range(n)]
+        voters = ",".join(f"{i + 1}@127.0.0.1:{port}" for i, port in enumerate(controller_ports))
+        nodes = []
+        for i in range(n):
+            node = StromBroker(strom_bin, tmp_path / f"node{i + 1}", {}, node_id=i + 1)
+            node.config = {
+                "node.id": i + 1,
+                "process.roles": "broker,controller",
+                "listeners": f"PLAINTEXT://127.0.0.1:{node.port},CONTROLLER://127.0.0.1:{controller_ports[i]}",
+                "controller.listener.names": "CONTROLLER",
+                "controller.quorum.voters": voters,
+                **CLUSTER_TIMINGS,
+                **(config or {}),
+            }
+            write_toml(node.config_path, node.config)
+            nodes.append(node)
+            brokers.append(node)
+        try:
+            for node in nodes:
+                node.launch()
+            for node in nodes:
+                node.wait_ready()
+        except BrokerStartError as exc:
+            pytest.fail(str(exc), pytrace=False)
+        return StromCluster(nodes)
+
+    yield start
+    crashes = [(b, b.crashed()) for b in brokers]
+    for broker in brokers:
+        broker.stop()
+    for broker, code in crashes:
+        if code is not None:
+            pytest.fail(f"strom node {broker.node_id} exited on its own (code {code}) during the test",
                         pytrace=False)
 
 

@@ -399,24 +399,26 @@ def read_partition(broker, topic: str, partition: int = 0, timeout: float = 60.0
 
 
 def create_topic(broker, name: str | None = None, partitions: int = 1,
-                 configs: dict[str, str] | None = None) -> str:
+                 configs: dict[str, str] | None = None, replication_factor: int = 1) -> str:
     """Create a topic with kafka-python's admin client and wait until every
-    partition has a leader in metadata. Returns the name."""
+    partition has a leader (and, replicated, every replica in sync) in
+    metadata. Returns the name."""
     name = name or unique_name()
     with kp_admin(broker) as admin:
-        admin.create_topics({name: {"num_partitions": partitions, "replication_factor": 1,
+        admin.create_topics({name: {"num_partitions": partitions, "replication_factor": replication_factor,
                                     "configs": dict(configs or {})}})
-        wait_topic_ready(admin, name, partitions)
+        wait_topic_ready(admin, name, partitions, replicas=replication_factor)
     return name
 
 
 def wait_topic_ready(admin: kafka.KafkaAdminClient, name: str, partitions: int,
-                     timeout: float = DEFAULT_TIMEOUT) -> dict:
+                     timeout: float = DEFAULT_TIMEOUT, replicas: int = 1) -> dict:
     def ready():
         (topic,) = admin.describe_topics([name])
         parts = topic["partitions"]
         if (topic["error_code"] == 0 and len(parts) == partitions
-                and all(p["error_code"] == 0 and p["leader_id"] == 1 for p in parts)):
+                and all(p["error_code"] == 0 and p["leader_id"] >= 1 and len(p["isr_nodes"]) == replicas
+                        for p in parts)):
             return topic
         return None
     return wait_until(ready, timeout, what=f"topic {name} with {partitions} led partitions in metadata")

@@ -1216,3 +1216,27 @@ def parse_fetch_session_response(payload: bytes, correlation_id: int, version: i
         r.skip_tagged_fields()
     r.skip_tagged_fields()
     return SessionFetchResponse(error_code, session_id, partitions)
+
+
+# --------------------------------------------------------------------------
+# FindCoordinator v1
+
+
+API_KEY_FIND_COORDINATOR = 10
+COORDINATOR_GROUP = 0
+COORDINATOR_TRANSACTION = 1
+
+
+def find_coordinator(host: str, port: int, key: str, key_type: int = COORDINATOR_GROUP,
+                     timeout: float = 5.0) -> tuple[int, int]:
+    """(error code, node id) of the coordinator of ``key`` (a group id, or a
+    transactional id with COORDINATOR_TRANSACTION), as the broker at
+    host:port answers FindCoordinator v1."""
+    request = frame(request_header_v1(API_KEY_FIND_COORDINATOR, 1, 1) + string(key) + int8(key_type))
+    r = Reader(exchange(host, port, request, timeout))
+    if r.int32() != 1:
+        raise ProtocolError("correlation id mismatch in FindCoordinator response")
+    r.int32()  # throttle_time_ms
+    error_code = r.int16()
+    r.nullable_string()  # error_message
+    return error_code, r.int32()

@@ -9,7 +9,9 @@ Covered:
 * fencing by a second producer with the same transactional id (both libraries)
 * a hung transaction is aborted once its transaction.timeout.ms passes
 * exactly-once read-process-write (send_offsets_to_transaction) across a
-  broker kill -9 and across a SIGKILLed processor (txn_processor.py)
+  broker kill -9 and across a SIGKILLed processor (txn_processor.py), and
+  in a three-node cluster across kill -9 of the group coordinator's, the
+  transaction coordinator's and a partition leader's node
 * committed / aborted / open transactions after a broker kill -9
 * TxnOffsetCommit: group offsets change only on commit (UNSTABLE_OFFSET_COMMIT
   for require_stable fetches while pending)
@@ -20,6 +22,7 @@ Covered:
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -36,6 +39,7 @@ from kafka import TopicPartition
 from kafka.net.compat import KafkaNetClient
 from kafka.protocol.consumer.group import OffsetFetchRequest
 
+import kafka_wire
 from helpers import (ck_common, ck_consumer, create_topic, kp_admin, kp_common, kp_consumer, unique_name,
                      wait_until)
 
@@ -48,6 +52,8 @@ ERROR_TRANSACTIONAL_ID_NOT_FOUND = 105
 
 # Group tests: short initial rebalance delay; session timeouts below Kafka's
 # default minimum so that a SIGKILLed member is evicted quickly.
+STUCK_EXIT = 75  # txn_processor.py's exit code when its client is stuck
+
 GROUP_CONFIG = {"group.initial.rebalance.delay.ms": 200, "group.min.session.timeout.ms": 1000}
 
 
@@ -188,6 +194,7 @@ class Processor:
                      str(session_ms), str(batch_delay)]
         self.log_path = log_path
         self.proc: subprocess.Popen | None = None
+        self.stuck = 0
 
     def start(self) -> "Processor":
         with open(self.log_path, "ab") as log:
@@ -218,8 +225,16 @@ def produce_input(broker, topic: str, partitions: int, n: int) -> list[bytes]:
     return sent
 
 
-def wait_processed(broker, processor: Processor, group: str, target: int, timeout: float) -> int:
+def wait_processed(broker, processor: Processor, group: str, target: int, timeout: float,
+                   supervise: bool = False) -> int:
+    """Waits until the group has committed ``target`` input records. With
+    ``supervise``, a processor that exited because its client got stuck (see
+    txn_processor.py: a librdkafka bug) is started again, as a supervisor
+    would, and counted in ``processor.stuck``."""
     def progress():
+        if supervise and not processor.alive() and processor.proc.returncode == STUCK_EXIT:
+            processor.stuck += 1
+            processor.start()
         assert processor.alive(), f"processor exited ({processor.proc.returncode}); {processor.log_tail()}"
         done = sum(group_committed(broker, group).values())
         return done if done >= target else None
@@ -467,6 +482,63 @@ def test_exactly_once_processing_across_a_broker_kill9(strom_factory, tmp_path):
         broker.restart()
         wait_processed(broker, processor, group, n, timeout=45)
         assert_exactly_once(broker, sink, partitions, sent)
+    finally:
+        processor.kill()
+
+
+def coordinator_node(cluster, key: str, key_type: int) -> int:
+    """The node id that a running node names as the coordinator of ``key``."""
+    def ask():
+        for node in cluster.running():
+            try:
+                code, node_id = kafka_wire.find_coordinator(node.host, node.port, key, key_type)
+            except (OSError, kafka_wire.ProtocolError):
+                continue
+            if code == 0:
+                return node_id
+        return None
+    return wait_until(ask, timeout=30, interval=0.1, what=f"a coordinator for {key}")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(420)
+def test_exactly_once_processing_in_a_cluster_across_broker_kills(strom_cluster, tmp_path):
+    seed = int(os.environ.get("STROM_TEST_SEED", time.time_ns() % 2**32))
+    print(f"seed {seed} (STROM_TEST_SEED={seed} repeats it)")
+    rng = random.Random(seed)
+    cluster = strom_cluster(3, {**GROUP_CONFIG, "min.insync.replicas": 2})
+    partitions, n = 3, 600
+    source = create_topic(cluster, partitions=partitions, replication_factor=3)
+    sink = create_topic(cluster, partitions=partitions, replication_factor=3)
+    group, txn_id = unique_name("eos"), unique_name("eos-txn")
+    sent = produce_input(cluster, source, partitions, n)
+    processor = Processor(cluster, group, source, sink, txn_id, tmp_path / "processor.log").start()
+    kills = []
+    try:
+        # Each kill lands mid-stream: first the group coordinator's node,
+        # then the transaction coordinator's, then the node leading a
+        # partition of the output, each down for a seeded while.
+        for round, what in enumerate(["group coordinator", "transaction coordinator", "sink leader"]):
+            wait_processed(cluster, processor, group, n * (round + 1) // 5, timeout=120, supervise=True)
+            if what == "group coordinator":
+                victim = coordinator_node(cluster, group, kafka_wire.COORDINATOR_GROUP)
+            elif what == "transaction coordinator":
+                victim = coordinator_node(cluster, txn_id, kafka_wire.COORDINATOR_TRANSACTION)
+            else:
+                with kp_admin(cluster) as admin:
+                    (topic,) = admin.describe_topics([sink])
+                victim = rng.choice([p["leader_id"] for p in topic["partitions"]])
+            down = rng.uniform(0.2, 3.0)
+            kills.append(f"node {victim} ({what}) for {down:.1f}s")
+            cluster.node(victim).kill9()
+            time.sleep(down)  # the fault's length, part of the schedule
+            cluster.node(victim).restart()
+        wait_processed(cluster, processor, group, n, timeout=120, supervise=True)
+        assert_exactly_once(cluster, sink, partitions, sent)
+        print(f"kills {kills}; processor restarted {processor.stuck} times after its client got stuck")
+    except AssertionError as exc:
+        raise AssertionError(f"seed {seed}; kills {kills}; processor restarted {processor.stuck} times after "
+                             f"its client got stuck: {exc}") from None
     finally:
         processor.kill()
 

@@ -15,7 +15,15 @@ old one and aborts whatever it left open, and the new consumer resumes from
 the group's committed offsets. That is the standard recovery, and it is what
 makes the output exactly-once if the broker keeps its promises.
 
-Prints one line per event (for the test log); runs until killed.
+Prints one line per event (for the test log); runs until killed, or
+exits with STUCK_EXIT when no transaction has been committed and no client
+rebuilt for STUCK_AFTER_S seconds: librdkafka 2.16 can block inside
+send_offsets_to_transaction past its own timeout when the group
+coordinator it cached was a broker that dropped out of metadata (fenced
+while down) and was decommissioned (librdkafka issues #5511 and #5456);
+Apache Kafka leaves fenced brokers out of metadata as Strom does, so a
+cluster's broker kill can trigger it. A supervisor (the test) starts a new
+instance, whose init_transactions fences this one's transaction.
 Debugging: TXN_PROCESSOR_DEBUG=eos,protocol turns on librdkafka debug logs
 for both clients; SIGUSR1 dumps the Python stack (where a call is stuck).
 """
@@ -24,14 +32,32 @@ import faulthandler
 import os
 import signal
 import sys
+import threading
 import time
 
 import confluent_kafka
 from confluent_kafka import KafkaException, TopicPartition
 
 
+STUCK_AFTER_S = 45.0  # longer than every call's own timeout (30 s)
+STUCK_EXIT = 75
+
+_progress = [time.monotonic()]
+
+
 def log(line: str) -> None:
     print(f"{time.monotonic():.3f} {line}", flush=True)
+
+
+def watchdog() -> None:
+    while True:
+        time.sleep(1)
+        idle = time.monotonic() - _progress[0]
+        if idle > STUCK_AFTER_S:
+            log(f"stuck: no progress for {idle:.0f}s; the Python stack:")
+            faulthandler.dump_traceback(all_threads=True)
+            sys.stdout.flush()
+            os._exit(STUCK_EXIT)
 
 
 # librdkafka 2.16 starts a KIP-1102 re-bootstrap when every broker is down
@@ -93,6 +119,7 @@ def process(consumer, producer, output: str, delay: float) -> None:
         offsets = [TopicPartition(batch[0].topic(), p, o) for p, o in sorted(next_offsets.items())]
         producer.send_offsets_to_transaction(offsets, consumer.consumer_group_metadata(), 30)
         producer.commit_transaction(30)
+        _progress[0] = time.monotonic()
         log("committed " + " ".join(f"{tp.partition}:{tp.offset}" for tp in offsets))
 
 
@@ -100,10 +127,12 @@ def main() -> None:
     faulthandler.register(signal.SIGUSR1)  # `kill -USR1 <pid>` prints where it is stuck
     bootstrap, group, input_topic, output_topic, txn_id, session = sys.argv[1:7]
     delay = float(sys.argv[7]) if len(sys.argv) > 7 else 0.0
+    threading.Thread(target=watchdog, daemon=True).start()
     while True:
         consumer = producer = None
         try:
             consumer, producer = build(bootstrap, group, input_topic, txn_id, int(session))
+            _progress[0] = time.monotonic()
             log("started")
             process(consumer, producer, output_topic, delay)
         except KafkaException as exc:
