@@ -19,10 +19,12 @@ import os
 import re
 import signal
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+import pytest
 from confluent_kafka import TopicPartition
 
 import kafka_wire as kw
@@ -72,7 +74,7 @@ def dashboard_metrics() -> set[str]:
     board = json.loads((DASHBOARD / "strom-dashboard.json").read_text())
     assert board == make_dashboard.dashboard(), "strom-dashboard.json is stale: run deploy/grafana/make_dashboard.py"
     exprs = [t["expr"] for p in board["panels"] for t in p["targets"]]
-    names = {m for e in exprs for m in re.findall(r"\b((?:kafka|process)_[a-z0-9_]+)\b", e)}
+    names = {m for e in exprs for m in re.findall(r"\b((?:kafka|process|strom)_[a-z0-9_]+)\b", e)}
     assert len(names) >= 10, names
     return names
 
@@ -164,3 +166,126 @@ def test_a_deleted_topics_series_go(broker):
     host, port = broker.bootstrap.rsplit(":", 1)
     assert kw.delete_topics(host, int(port), [topic]) == {topic: 0}
     wait_until(lambda: not labelled(scrape(broker)), what=f"{topic}'s series gone after its deletion")
+
+
+def test_errors_are_counted_by_api_and_code(broker):
+    """Every error code of a response counts once under its API and
+    Kafka's name for it, NONE included (Kafka's ErrorsPerSec)."""
+    host, port = broker.bootstrap.rsplit(":", 1)
+    topic = create_topic(broker, unique_name("errors"))
+    missing = unique_name("no-such-topic")
+    errors = lambda s, error: value(s, "kafka_network_requestmetrics_errors_total",  # noqa: E731
+                                    request="DeleteTopics", error=error) or 0
+    before = scrape(broker)
+    assert kw.delete_topics(host, int(port), [missing, topic]) == {missing: 3, topic: 0}
+    after = scrape(broker)
+    assert errors(after, "UNKNOWN_TOPIC_OR_PARTITION") - errors(before, "UNKNOWN_TOPIC_OR_PARTITION") == 1
+    assert errors(after, "NONE") - errors(before, "NONE") == 1
+
+
+def test_the_cleaner_and_transactions_are_measured(strom_factory):
+    """The cleaner's totals and last round move when it compacts a log; the
+    transaction coordinator counts what it committed and aborted and keeps
+    each transactional id under its transaction's state."""
+    import confluent_kafka
+
+    broker = strom_factory({"log.cleaner.backoff.ms": 100})
+    topic = create_topic(broker, unique_name("cleaned"), configs={
+        "cleanup.policy": "compact", "segment.ms": "100", "min.cleanable.dirty.ratio": "0.01"})
+    # Old timestamps: each round rolls a new segment (segment.ms), so the
+    # earlier rounds are cleanable.
+    t0 = int(time.time() * 1000) - 600_000
+    for r in range(4):
+        produce(CONFLUENT, broker, topic,
+                [Rec(f"k{k}".encode(), f"v{r}".encode(), timestamp_ms=t0 + r * 1000) for k in range(20)])
+    produce(CONFLUENT, broker, topic, [Rec(b"last", b"x", timestamp_ms=t0 + 5000)])
+
+    def cleaned():
+        s = scrape(broker)
+        return value(s, "strom_log_cleaner_removed_records_total") >= 20 and s
+    s = wait_until(cleaned, timeout=60, what="the cleaner removing superseded records")
+    assert value(s, "strom_log_cleaner_cleanings_total") >= 1
+    read, written = (value(s, f"strom_log_cleaner_{k}_bytes_total") for k in ("read", "written"))
+    assert 0 < written < read, (read, written)
+    assert 0 < value(s, "kafka_log_logcleaner_cleaner_recopy_percent") <= 100
+    assert value(s, "kafka_log_logcleanermanager_uncleanable_partitions_count") == 0
+    assert value(s, "kafka_log_logcleanermanager_time_since_last_run_ms") >= 0
+
+    txn_topic = create_topic(broker, unique_name("txn-metrics"))
+    txn_id = unique_name("txn-metrics")
+    producer = confluent_kafka.Producer({"bootstrap.servers": broker.bootstrap, "transactional.id": txn_id})
+    producer.init_transactions(30)
+    for commit in (True, False, True):
+        producer.begin_transaction()
+        producer.produce(txn_topic, value=b"v")
+        # Sent first: librdkafka ends a transaction that wrote nothing
+        # without asking the coordinator.
+        assert producer.flush(30) == 0
+        producer.commit_transaction(30) if commit else producer.abort_transaction(30)
+    s = scrape(broker)
+    assert value(s, "strom_transactions_completed_total", result="commit") == 2
+    assert value(s, "strom_transactions_completed_total", result="abort") == 1
+    assert value(s, "strom_transactions", state="CompleteCommit") == 1
+    producer.begin_transaction()
+    producer.produce(txn_topic, value=b"open")
+    producer.flush(30)
+    s = scrape(broker)
+    assert value(s, "strom_transactions", state="Ongoing") == 1
+    assert value(s, "strom_transactions", state="CompleteCommit") is None
+    producer.abort_transaction(30)
+
+
+@pytest.mark.slow
+def test_a_cluster_s_metrics_show_the_quorum_and_the_isr(strom_cluster):
+    """Three nodes: one Raft leader that every node names, which is the
+    active controller and sees each voter's lag; a follower paused past
+    replica.lag.time.max.ms (but not its session: the leader, not the
+    controller's fencing, takes it out) leaves the ISR (the leader counts a
+    shrink and an under-replicated, under-min-ISR partition) and rejoins
+    once resumed (an expansion, all back to 0)."""
+    cluster = strom_cluster(3, {"replica.lag.time.max.ms": 1500, "broker.session.timeout.ms": 60000})
+    topic = create_topic(cluster, unique_name("isr-metrics"), configs={"min.insync.replicas": "3"},
+                         replication_factor=3)
+    raft = {n.node_id: scrape(n) for n in cluster.nodes}
+    leaders = {value(s, "kafka_server_raft_metrics_current_leader") for s in raft.values()}
+    assert len(leaders) == 1, leaders
+    controller = int(leaders.pop())
+    for node_id, s in raft.items():
+        is_leader = node_id == controller
+        assert value(s, "kafka_server_raft_metrics_current_state", state="leader" if is_leader else "follower") == 1
+        assert value(s, "kafka_controller_kafkacontroller_activecontrollercount") == int(is_leader)
+        assert value(s, "kafka_controller_kafkacontroller_activebrokercount") == 3
+        assert value(s, "kafka_server_raft_metrics_high_watermark") > 0
+    lags = {k for (name, k) in raft[controller] if name == "strom_raft_voter_lag"}
+    assert {dict(k)["voter"] for k in lags} == {"1", "2", "3"}, lags
+
+    from kafka import KafkaAdminClient
+    admin = KafkaAdminClient(bootstrap_servers=cluster.bootstrap)
+    try:
+        (described,) = admin.describe_topics([topic])
+    finally:
+        admin.close()
+    leader = described["partitions"][0]["leader_id"]
+    paused = next(n for n in (1, 2, 3) if n not in (leader, controller))
+    at_leader = lambda name: value(scrape(cluster.node(leader)), name)  # noqa: E731
+    shrinks = at_leader("kafka_server_replicamanager_isrshrinks_total")
+    expands = at_leader("kafka_server_replicamanager_isrexpands_total")
+    assert at_leader("kafka_server_replicamanager_underreplicatedpartitions") == 0
+    os.kill(cluster.node(paused).pid, signal.SIGSTOP)
+    try:
+        def shrunk():
+            s = scrape(cluster.node(leader))
+            return value(s, "kafka_server_replicamanager_isrshrinks_total") > shrinks and s
+        s = wait_until(shrunk, timeout=30, what=f"the leader (node {leader}) shrinking the ISR without node {paused}")
+        assert value(s, "kafka_server_replicamanager_underreplicatedpartitions") >= 1
+        assert value(s, "kafka_server_replicamanager_underminisrpartitioncount") >= 1
+        assert value(scrape(cluster.node(controller)), "kafka_controller_kafkacontroller_fencedbrokercount") == 0
+    finally:
+        os.kill(cluster.node(paused).pid, signal.SIGCONT)
+
+    def rejoined():
+        s = scrape(cluster.node(leader))
+        return (value(s, "kafka_server_replicamanager_isrexpands_total") > expands
+                and value(s, "kafka_server_replicamanager_underreplicatedpartitions") == 0 and s)
+    s = wait_until(rejoined, timeout=60, what=f"node {paused} back in the ISR")
+    assert value(s, "kafka_server_replicamanager_underminisrpartitioncount") == 0

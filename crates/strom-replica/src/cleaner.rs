@@ -10,6 +10,7 @@
 //! cleaning fails is left alone until the broker restarts, as in Kafka.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -19,6 +20,57 @@ use tracing::{error, info};
 use uuid::Uuid;
 
 use crate::manager::ReplicaManager;
+
+/// What the cleaner has done, for metrics (Kafka's `LogCleaner` and
+/// `LogCleanerManager` gauges, and totals).
+#[derive(Debug, Default)]
+pub struct CleanerStats {
+    cleanings: AtomicU64,
+    bytes_read: AtomicU64,
+    bytes_written: AtomicU64,
+    records_removed: AtomicU64,
+    /// `f64` bits: written over read bytes of the last round, in percent.
+    recopy_percent: AtomicU64,
+    /// `f64` bits: the longest cleaning of the last round, in seconds.
+    max_clean_secs: AtomicU64,
+    /// `f64` bits: the dirtiest compacted log's dirty ratio at the last
+    /// round, in percent.
+    max_dirty_percent: AtomicU64,
+    uncleanable: AtomicU64,
+    /// When the last round ran (ms since the epoch; 0: never).
+    last_round_ms: AtomicI64,
+}
+
+/// A reading of [`CleanerStats`].
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct CleanerSnapshot {
+    pub cleanings: u64,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+    pub records_removed: u64,
+    pub recopy_percent: f64,
+    pub max_clean_secs: f64,
+    pub max_dirty_percent: f64,
+    pub uncleanable_partitions: u64,
+    pub last_round_ms: i64,
+}
+
+impl CleanerStats {
+    pub fn snapshot(&self) -> CleanerSnapshot {
+        let f = |a: &AtomicU64| f64::from_bits(a.load(Ordering::Relaxed));
+        CleanerSnapshot {
+            cleanings: self.cleanings.load(Ordering::Relaxed),
+            bytes_read: self.bytes_read.load(Ordering::Relaxed),
+            bytes_written: self.bytes_written.load(Ordering::Relaxed),
+            records_removed: self.records_removed.load(Ordering::Relaxed),
+            recopy_percent: f(&self.recopy_percent),
+            max_clean_secs: f(&self.max_clean_secs),
+            max_dirty_percent: f(&self.max_dirty_percent),
+            uncleanable_partitions: self.uncleanable.load(Ordering::Relaxed),
+            last_round_ms: self.last_round_ms.load(Ordering::Relaxed),
+        }
+    }
+}
 
 /// The cleaner's thread; stopped (and joined) by [`LogCleaner::stop`] or
 /// when dropped.
@@ -102,6 +154,15 @@ fn round(
         .filter(|p| !uncleanable.contains(&(p.topic_id(), p.index())))
         .filter_map(|p| p.dirtiness(now).map(|d| (d, p)))
         .collect();
+    let stats = replicas.cleaner_stats();
+    stats.last_round_ms.store(now, Ordering::Relaxed);
+    let dirtiest = candidates
+        .iter()
+        .map(|(d, _)| d.ratio())
+        .fold(0.0_f64, f64::max);
+    stats
+        .max_dirty_percent
+        .store((dirtiest * 100.0).to_bits(), Ordering::Relaxed);
     let mut chosen: Vec<_> = candidates.iter().filter(|(d, _)| d.due()).collect();
     if chosen.is_empty() {
         return Some(backoff);
@@ -131,10 +192,25 @@ fn round(
         running.into_iter().map(|t| t.join()).collect()
     });
     let mut cleaned = false;
+    let (mut read, mut written, mut longest) = (0u64, 0u64, 0.0_f64);
     for ((_, p), outcome) in chosen.iter().zip(outcomes) {
         match outcome {
-            Ok((Ok(Some(stats)), took)) => {
+            Ok((Ok(Some(done)), took)) => {
                 cleaned = true;
+                read += done.bytes_read;
+                written += done.bytes_written;
+                longest = longest.max(took.as_secs_f64());
+                stats.cleanings.fetch_add(1, Ordering::Relaxed);
+                stats
+                    .bytes_read
+                    .fetch_add(done.bytes_read, Ordering::Relaxed);
+                stats
+                    .bytes_written
+                    .fetch_add(done.bytes_written, Ordering::Relaxed);
+                stats
+                    .records_removed
+                    .fetch_add(done.records_removed, Ordering::Relaxed);
+                let stats = done;
                 let secs = took.as_secs_f64().max(1e-6);
                 info!(
                     partition = ?p,
@@ -160,5 +236,21 @@ fn round(
             }
         }
     }
+    if cleaned {
+        let recopy = if read == 0 {
+            0.0
+        } else {
+            written as f64 * 100.0 / read as f64
+        };
+        stats
+            .recopy_percent
+            .store(recopy.to_bits(), Ordering::Relaxed);
+        stats
+            .max_clean_secs
+            .store(longest.to_bits(), Ordering::Relaxed);
+    }
+    stats
+        .uncleanable
+        .store(uncleanable.len() as u64, Ordering::Relaxed);
     (!cleaned).then_some(backoff)
 }

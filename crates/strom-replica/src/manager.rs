@@ -12,6 +12,7 @@ use strom_storage::{LogConfig, StorageError};
 use tracing::{debug, error, info, warn};
 use uuid::Uuid;
 
+use crate::cleaner::CleanerStats;
 use crate::partition::{Partition, PARTITION_METADATA};
 use crate::validate::ProduceRules;
 
@@ -50,6 +51,18 @@ pub struct ReplicaManager {
     /// first maintenance, then every `log.retention.check.interval.ms`
     /// (`i64::MIN` until the first maintenance).
     next_retention_ms: AtomicI64,
+    /// Updated by the log cleaner, read by metrics.
+    cleaner_stats: CleanerStats,
+}
+
+/// See [`ReplicaManager::replication_counts`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ReplicationCounts {
+    pub hosted: usize,
+    pub leaders: usize,
+    pub under_replicated: usize,
+    pub under_min_isr: usize,
+    pub at_min_isr: usize,
 }
 
 /// The log settings and produce rules of a topic.
@@ -127,6 +140,7 @@ impl ReplicaManager {
             next_retention_ms: AtomicI64::new(i64::MIN),
             applied: Mutex::new(None),
             retry: Mutex::new(HashSet::new()),
+            cleaner_stats: CleanerStats::default(),
         }
     }
 
@@ -188,6 +202,42 @@ impl ReplicaManager {
 
     pub fn partition_count(&self) -> usize {
         self.read().len()
+    }
+
+    /// How the partitions hosted here stand, by the image applied last:
+    /// those this node leads, and of those the ones whose ISR is short of
+    /// their replicas, below or at their `min.insync.replicas`.
+    pub fn replication_counts(&self) -> ReplicationCounts {
+        let image = self
+            .applied
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let mut counts = ReplicationCounts::default();
+        for p in self.hosted() {
+            counts.hosted += 1;
+            let Some(pi) = image
+                .as_ref()
+                .and_then(|i| i.topic_by_id(&p.topic_id()))
+                .and_then(|t| t.partitions.get(&p.index()))
+            else {
+                continue;
+            };
+            if pi.leader != self.node_id {
+                continue;
+            }
+            counts.leaders += 1;
+            let min_isr = p.min_insync_replicas();
+            counts.under_replicated += usize::from(pi.isr.len() < pi.replicas.len());
+            counts.under_min_isr += usize::from(pi.isr.len() < min_isr);
+            counts.at_min_isr += usize::from(pi.isr.len() == min_isr);
+        }
+        counts
+    }
+
+    /// What the log cleaner has done.
+    pub fn cleaner_stats(&self) -> &CleanerStats {
+        &self.cleaner_stats
     }
 
     /// Makes the hosted partitions match `image`: opens those assigned to

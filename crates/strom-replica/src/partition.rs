@@ -85,6 +85,8 @@ pub struct IsrChange {
     pub leader_epoch: i32,
     pub partition_epoch: i32,
     pub isr: Vec<i32>,
+    /// Whether followers leave (else they join).
+    pub shrink: bool,
 }
 
 /// A leader's answer to a follower's fetch.
@@ -521,15 +523,20 @@ impl Partition {
     pub fn wanted_isr(&self, now_ms: i64) -> Option<IsrChange> {
         let s = self.lock();
         let (epoch, l) = s.leadership.as_ref()?;
-        let isr = l
-            .shrunk_isr(now_ms, s.lag_max_ms)
-            .or_else(|| l.expanded_isr(self.high_watermark(), now_ms, s.lag_max_ms))?;
+        let (isr, shrink) = match l.shrunk_isr(now_ms, s.lag_max_ms) {
+            Some(isr) => (isr, true),
+            None => (
+                l.expanded_isr(self.high_watermark(), now_ms, s.lag_max_ms)?,
+                false,
+            ),
+        };
         Some(IsrChange {
             topic_id: self.topic_id,
             partition: self.index,
             leader_epoch: *epoch,
             partition_epoch: l.partition_epoch,
             isr,
+            shrink,
         })
     }
 

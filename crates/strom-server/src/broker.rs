@@ -23,7 +23,7 @@ use crate::internal::{self, InternalTopicLog, OFFSETS_TOPIC, TRANSACTION_STATE_T
 use crate::lifecycle::{Lifecycle, Refused};
 use crate::memory::MemoryPool;
 use crate::meta::{MetaError, MetaProperties};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Sources};
 use crate::producer_ids::ProducerIdAllocator;
 use crate::replica_link::KafkaLink;
 use crate::txns::Markers;
@@ -81,7 +81,7 @@ pub struct Broker {
     pub(crate) lifecycle: Arc<Lifecycle>,
     pub(crate) replicas: Arc<ReplicaManager>,
     pub(crate) groups: Arc<GroupCoordinator>,
-    pub(crate) txns: TxnCoordinator,
+    pub(crate) txns: Arc<TxnCoordinator>,
     pub(crate) producer_ids: Arc<ProducerIdAllocator>,
     pub(crate) config: StaticConfig,
     /// `queued.max.request.bytes`: requests read and fetch data being read.
@@ -294,7 +294,7 @@ impl Broker {
             abort_check_interval_ms: config
                 .get_i64("transaction.abort.timed.out.transaction.cleanup.interval.ms"),
         };
-        let txns = TxnCoordinator::new(
+        let txns = Arc::new(TxnCoordinator::new(
             txn_config,
             Arc::new(InternalTopicLog {
                 replicas: replicas.clone(),
@@ -302,14 +302,19 @@ impl Broker {
             }),
             producer_ids.clone(),
             markers.clone(),
-        );
+        ));
         let cleaner_enabled = opts.config.get_bool("log.cleaner.enable");
         let broker = Arc::new(Broker {
             node_id: opts.node_id,
             cluster_id: meta.cluster_id,
             controller: controller.clone(),
             lifecycle,
-            metrics: Metrics::new(replicas.clone(), groups.clone()),
+            metrics: Metrics::new(Sources {
+                replicas: replicas.clone(),
+                groups: groups.clone(),
+                controller: controller.clone(),
+                txns: txns.clone(),
+            }),
             replicas,
             groups,
             txns,
@@ -488,7 +493,8 @@ impl Broker {
         }
         let asked = wanted.len();
         let updates = wanted
-            .into_iter()
+            .iter()
+            .cloned()
             .map(|c| IsrUpdate {
                 topic_id: c.topic_id,
                 partition: c.partition,
@@ -497,9 +503,9 @@ impl Broker {
                 isr: c.isr,
             })
             .collect::<Vec<_>>();
-        let described: Vec<(i32, Vec<i32>)> = updates
+        let described: Vec<(i32, Vec<i32>, bool)> = wanted
             .iter()
-            .map(|u| (u.partition, u.isr.clone()))
+            .map(|c| (c.partition, c.isr.clone(), c.shrink))
             .collect();
         match self
             .controller
@@ -507,7 +513,8 @@ impl Broker {
             .await
         {
             Ok(Ok(outcomes)) => {
-                for ((partition, isr), outcome) in described.iter().zip(outcomes) {
+                for ((partition, isr, shrink), outcome) in described.iter().zip(outcomes) {
+                    self.metrics.isr_changed(*shrink, outcome.is_ok());
                     match outcome {
                         Ok(done) => info!(
                             partition,
@@ -521,8 +528,18 @@ impl Broker {
                     }
                 }
             }
-            Ok(Err(e)) => warn!(code = ?e.code, error = %e.message, "AlterPartition refused"),
-            Err(e) => warn!(error = %e, "AlterPartition not answered"),
+            Ok(Err(e)) => {
+                described
+                    .iter()
+                    .for_each(|(_, _, shrink)| self.metrics.isr_changed(*shrink, false));
+                warn!(code = ?e.code, error = %e.message, "AlterPartition refused")
+            }
+            Err(e) => {
+                described
+                    .iter()
+                    .for_each(|(_, _, shrink)| self.metrics.isr_changed(*shrink, false));
+                warn!(error = %e, "AlterPartition not answered")
+            }
         }
         asked
     }

@@ -452,8 +452,10 @@ async fn handle_frame(
         .instrument(span)
         .await;
     drop(in_flight);
-    if response.is_ok() {
-        broker.metrics.request(req.api_key, started.elapsed());
+    if let Ok(resp) = &response {
+        broker
+            .metrics
+            .request(req.api_key, started.elapsed(), resp.as_ref());
     }
     match response {
         Ok(Some(resp)) => {

@@ -15,6 +15,7 @@ mod connection;
 mod controller_node;
 mod coordination;
 mod dir_lock;
+mod error_counts;
 mod fetch_sessions;
 pub mod handlers;
 mod http;

@@ -18,6 +18,7 @@ mod state;
 mod tests;
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use strom_protocol::ErrorCode;
@@ -109,6 +110,8 @@ pub struct TxnCoordinator {
     ids: Arc<dyn ProducerIdSource>,
     markers: Arc<dyn MarkerWriter>,
     inner: Mutex<Inner>,
+    /// Transactions this coordinator completed: committed, aborted.
+    completed: [AtomicU64; 2],
 }
 
 #[derive(Default)]
@@ -138,7 +141,18 @@ impl TxnCoordinator {
             ids,
             markers,
             inner: Mutex::new(Inner::default()),
+            completed: Default::default(),
         }
+    }
+
+    /// How many transactions this coordinator completed since it started:
+    /// (committed, aborted).
+    pub fn completed(&self) -> (u64, u64) {
+        let [commits, aborts] = &self.completed;
+        (
+            commits.load(Ordering::Relaxed),
+            aborts.load(Ordering::Relaxed),
+        )
     }
 
     pub fn config(&self) -> &TxnConfig {
@@ -488,6 +502,7 @@ impl TxnCoordinator {
         };
         meta.last_update_ms = now_ms;
         self.persist(inner, transactional_id, meta.clone())?;
+        self.completed[usize::from(!commit)].fetch_add(1, Ordering::Relaxed);
         Ok(true)
     }
 
