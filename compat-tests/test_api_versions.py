@@ -23,7 +23,7 @@ The per-request version then used is min(kafka-python's cap, broker max): with
 these ranges kafka-python 3.0.12 sends ApiVersions v4, Metadata v13, Produce v9
 (capped in producer/sender.py), Fetch v12 (capped in consumer/fetcher.py),
 ListOffsets v10, InitProducerId v4 (capped), CreateTopics v7, DeleteTopics v6,
-CreatePartitions v3, DescribeConfigs v4 and DescribeCluster v1.
+CreatePartitions v3, DescribeConfigs v4 and DescribeCluster v2.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ EXPECTED_RANGES = {
     22: (0, 5),   # InitProducerId
     32: (1, 4),   # DescribeConfigs
     37: (0, 3),   # CreatePartitions
-    60: (0, 1),   # DescribeCluster
+    60: (0, 2),   # DescribeCluster
 }
 
 API_KEY_FIND_COORDINATOR = 10

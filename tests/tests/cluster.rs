@@ -9,7 +9,8 @@ use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableT
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::{
-    CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest, InitProducerIdRequest,
+    CreateTopicsRequest, DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest,
+    InitProducerIdRequest,
 };
 use kafka_protocol::protocol::StrBytes;
 use strom_tests::cluster::Cluster;
@@ -394,6 +395,29 @@ fn a_broker_whose_heartbeats_stop_is_fenced_and_unfenced_when_it_returns() {
         "seed {}",
         cluster.seed
     );
+    // DescribeCluster v2 lists it only when asked for fenced brokers, and
+    // marks it (KIP-1073).
+    let described = |include: bool| -> Vec<(i32, bool)> {
+        let req = DescribeClusterRequest::default()
+            .with_endpoint_type(1)
+            .with_include_fenced_brokers(include);
+        let resp = cluster.node(controller).client().request(2, &req).unwrap();
+        assert_eq!(resp.error_code, NONE);
+        let mut brokers: Vec<(i32, bool)> = resp
+            .brokers
+            .iter()
+            .map(|b| (b.broker_id.0, b.is_fenced))
+            .collect();
+        brokers.sort();
+        brokers
+    };
+    let listed = described(true);
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    assert!(
+        listed.iter().all(|(id, f)| *f == (*id == victim)),
+        "{listed:?}"
+    );
+    assert!(!described(false).iter().any(|(id, _)| *id == victim));
     // Only two live brokers: a replication factor of 3 cannot be placed.
     assert_eq!(
         create(&cluster, controller, "three", 1, 3, &[]),

@@ -28,13 +28,16 @@ pub(super) fn handle(broker: &Broker, req: &DescribeClusterRequest) -> DescribeC
         ))
         .with_brokers(
             image
-                .unfenced_brokers()
+                .brokers()
+                // v2 (KIP-1073) may ask for the fenced brokers too, marked.
+                .filter(|b| !b.fenced || req.include_fenced_brokers)
                 .map(|b| {
                     DescribeClusterBroker::default()
                         .with_broker_id(BrokerId(b.node_id))
                         .with_host(str_bytes(&b.host))
                         .with_port(b.port)
                         .with_rack(b.rack.as_deref().map(str_bytes))
+                        .with_is_fenced(b.fenced)
                 })
                 .collect(),
         )
