@@ -481,6 +481,11 @@ impl Broker {
 }
 
 impl Broker {
+    /// Whether the metadata has this broker fenced (or not registered).
+    pub(crate) fn is_fenced(&self) -> bool {
+        self.image().broker(self.node_id).is_none_or(|b| b.fenced)
+    }
+
     /// Asks the active controller for the ISR changes this node's
     /// leaderships want (AlterPartition): followers out of time leave,
     /// caught-up ones join. The changes reach the partitions with the

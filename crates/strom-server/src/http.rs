@@ -58,7 +58,9 @@ impl HttpState {
 
 /// Serves HTTP on `listener` until the task is dropped: `/health/live`
 /// answers 200 from the start, `/health/ready` 200 while the node is open
-/// and not shutting down (503 otherwise), `/metrics` once the node is open.
+/// (registered, unfenced once caught up with the metadata), an active
+/// controller is known, it is not fenced and not shutting down (503
+/// otherwise), `/metrics` once the node is open.
 pub async fn serve_http(listener: TcpListener, state: HttpState) {
     let app = Router::new()
         .route("/metrics", get(metrics))
@@ -105,6 +107,10 @@ async fn ready(State(node): State<HttpState>) -> (StatusCode, &'static str) {
         (StatusCode::SERVICE_UNAVAILABLE, "no active controller\n")
     } else if *node.stopping.borrow() {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
+    } else if node.broker.get().is_some_and(|b| b.is_fenced()) {
+        // The controller stopped counting on it (a lost session): clients
+        // are not offered it until its heartbeats unfence it again.
+        (StatusCode::SERVICE_UNAVAILABLE, "fenced\n")
     } else {
         (StatusCode::OK, "ready\n")
     }

@@ -246,10 +246,14 @@ fn main() -> Result<()> {
     init_logging(&args)?;
     let mut settings = gather_settings(args.config.as_ref())?;
     // Identity and addresses: flags, then Kafka-named settings, then defaults.
+    // Taken out of the settings whichever wins, so that neither is
+    // reported as an unknown broker key (STROM_NODE_ID is both the flag's
+    // variable and the setting's).
+    let node_id_setting = settings.remove("node.id");
+    let log_dirs_setting = settings.remove("log.dirs");
     let node_id = match args.node_id {
         Some(n) => n,
-        None => settings
-            .remove("node.id")
+        None => node_id_setting
             .map(|v| v.parse())
             .transpose()
             .context("node.id")?
@@ -258,7 +262,7 @@ fn main() -> Result<()> {
     let data_dir = args
         .data_dir
         .clone()
-        .or_else(|| settings.remove("log.dirs").map(PathBuf::from))
+        .or_else(|| log_dirs_setting.map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("strom-data"));
     let roles = parse_roles(
         &settings
