@@ -18,6 +18,8 @@ pytest_runtest_makereport below), so error messages here don't repeat it.
         c = strom_cluster(3, {"min.insync.replicas": 2})
         c.bootstrap                      # "127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3"
         c.nodes[0].kill9(); c.nodes[0].restart()
+        took = c.node(2).terminate()     # SIGTERM: seconds to a clean exit
+        c.node(2).launch(); c.node(2).wait_http_ready()   # as a readiness probe waits
 
     def test_z(broker, kafka_ref):       # the reference Apache Kafka, one per run
         kafka_ref.bootstrap; kafka_ref.run_tool(TOPIC_COMMAND, [...])
@@ -36,6 +38,8 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -170,11 +174,35 @@ class StromBroker:
 
     def http_address(self) -> str:
         """HOST:PORT of the HTTP listener (bound to port 0), from the log
-        line of the current start."""
-        lines = self.log_path.read_text(errors="replace").splitlines()
-        bound = [m.group(1) for line in lines if (m := re.search(r"HTTP listener bound.*\bhttp=(\S+)", line))]
-        assert bound, f"no 'HTTP listener bound' line in {self.log_path}"
+        line of the current start (not an earlier start's)."""
+        text = self.log_path.read_text(errors="replace")
+        current = text[text.rfind(f"=== start #{self.starts}:"):]
+        bound = re.findall(r"HTTP listener bound.*\bhttp=(\S+)", current)
+        assert bound, f"no 'HTTP listener bound' line for start #{self.starts} in {self.log_path}"
         return bound[-1]
+
+    def wait_http_ready(self, timeout: float = READY_TIMEOUT) -> None:
+        """Poll GET /health/ready until it answers 200, as a readiness probe
+        does (the node registered, was unfenced and opened)."""
+        deadline = time.monotonic() + timeout
+        last: object = None
+        while time.monotonic() < deadline:
+            code = self.proc.poll()
+            if code is not None:
+                raise BrokerStartError(f"strom exited with code {code} before /health/ready answered 200")
+            try:
+                url = f"http://{self.http_address()}/health/ready"
+                with urllib.request.urlopen(url, timeout=max(0.1, min(2.0, deadline - time.monotonic()))) as r:
+                    if r.status == 200:
+                        return
+                    last = r.status
+            except urllib.error.HTTPError as exc:
+                last = f"{exc.code} {exc.read().decode(errors='replace').strip()}"
+            except (AssertionError, OSError) as exc:
+                last = exc
+            time.sleep(0.05)
+        raise BrokerHangs(f"strom (pid {self.pid}) /health/ready did not answer 200 within {timeout}s "
+                          f"(last: {last!r})")
 
     def kill9(self) -> None:
         """SIGKILL the process and wait for it to be gone."""
@@ -183,16 +211,20 @@ class StromBroker:
         os.kill(self.proc.pid, signal.SIGKILL)
         self.proc.wait(timeout=STOP_TIMEOUT)
 
-    def terminate(self, timeout: float = STOP_TIMEOUT) -> None:
-        """SIGTERM, wait, and require a clean exit (code 0)."""
+    def terminate(self, timeout: float = STOP_TIMEOUT) -> float:
+        """SIGTERM, wait, and require a clean exit (code 0); the seconds from
+        the signal to the exit."""
         assert self.is_running(), "terminate() on a broker that is not running"
         self.stopped_on_purpose = True
+        began = time.monotonic()
         os.kill(self.proc.pid, signal.SIGTERM)
         try:
             code = self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             raise AssertionError(f"strom did not exit within {timeout}s of SIGTERM")
+        took = time.monotonic() - began
         assert code == 0, f"strom exited with code {code} after SIGTERM"
+        return took
 
     def restart(self, timeout: float = READY_TIMEOUT) -> "StromBroker":
         """Start again with the same port, data dir and config.
