@@ -1,8 +1,11 @@
 //! DescribeLogDirs (v1+): the one log directory, its disk space, and the
 //! size of each hosted partition asked for (every one when no topics are
 //! named), as Kafka's ReplicaManager describes them. A partition's offset
-//! lag is how far its log end is behind its high watermark: 0 here, where
-//! every log is its partition's leader.
+//! lag is, as Kafka's `getLogEndOffsetLag` has it for a current (not a
+//! future) log, how far its log end is behind its high watermark: on a
+//! leader 0, on a follower 0 too once it holds what the leader's high
+//! watermark covers (a follower's high watermark never passes its own log
+//! end). Strom has no future logs (moves between log dirs).
 
 use std::collections::BTreeMap;
 use std::path::Path;
