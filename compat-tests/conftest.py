@@ -297,13 +297,18 @@ def strom_factory(strom_bin, tmp_path, request):
         pytest.fail(error, pytrace=False)
 
     yield start
+    stop_all(brokers, lambda b: f"strom on port {b.port}")
+
+
+def stop_all(brokers: list[StromBroker], name) -> None:
+    """Stops the test's brokers, then fails it if one had exited on its
+    own meanwhile (``name(broker)`` says which)."""
     crashes = [(b, b.crashed()) for b in brokers]
     for broker in brokers:
         broker.stop()
     for broker, code in crashes:
         if code is not None:
-            pytest.fail(f"strom on port {broker.port} exited on its own (code {code}) during the test",
-                        pytrace=False)
+            pytest.fail(f"{name(broker)} exited on its own (code {code}) during the test", pytrace=False)
 
 
 class StromCluster:
@@ -368,13 +373,7 @@ def strom_cluster(strom_bin, tmp_path, request):
         return StromCluster(nodes)
 
     yield start
-    crashes = [(b, b.crashed()) for b in brokers]
-    for broker in brokers:
-        broker.stop()
-    for broker, code in crashes:
-        if code is not None:
-            pytest.fail(f"strom node {broker.node_id} exited on its own (code {code}) during the test",
-                        pytrace=False)
+    stop_all(brokers, lambda b: f"strom node {b.node_id}")
 
 
 @pytest.fixture
