@@ -572,10 +572,14 @@ fn int_counter(spec: &Spec, v: u64) -> Vec<MetricFamily> {
     c.collect()
 }
 
-fn labelled_gauges(spec: &Spec, values: &[(&[&str], i64)]) -> Vec<MetricFamily> {
+/// A family of one label: a gauge per `(label value, value)`.
+fn labelled_gauges<L: AsRef<str>>(
+    spec: &Spec,
+    values: impl IntoIterator<Item = (L, i64)>,
+) -> Vec<MetricFamily> {
     let g = must(IntGaugeVec::new(Opts::new(spec.0, spec.1), spec.2));
-    for (labels, v) in values {
-        g.with_label_values(labels).set(*v);
+    for (label, v) in values {
+        g.with_label_values(&[label.as_ref()]).set(v);
     }
     g.collect()
 }
@@ -675,11 +679,11 @@ fn quorum_collector(controller: Arc<Controller>) -> Box<dyn Collector> {
         };
         let mut out = int_gauge(&RAFT_LEADER, status.leader.map_or(-1, i64::from));
         out.extend(int_gauge(&RAFT_EPOCH, status.term as i64));
-        out.extend(labelled_gauges(&RAFT_STATE, &[(&[state], 1)]));
+        out.extend(labelled_gauges(&RAFT_STATE, [(state, 1)]));
         out.extend(int_gauge(&RAFT_HW, status.applied_end));
         out.extend(int_gauge(&RAFT_LEO, status.log_end));
         if status.is_leader {
-            let lags: Vec<(String, i64)> = status
+            let lags = status
                 .voters
                 .iter()
                 .filter(|v| v.log_end_offset >= 0)
@@ -688,12 +692,8 @@ fn quorum_collector(controller: Arc<Controller>) -> Box<dyn Collector> {
                         v.node_id.to_string(),
                         (status.log_end - v.log_end_offset).max(0),
                     )
-                })
-                .collect();
-            let labelled: Vec<([&str; 1], i64)> =
-                lags.iter().map(|(id, lag)| ([id.as_str()], *lag)).collect();
-            let values: Vec<(&[&str], i64)> = labelled.iter().map(|(l, v)| (&l[..], *v)).collect();
-            out.extend(labelled_gauges(&RAFT_VOTER_LAG, &values));
+                });
+            out.extend(labelled_gauges(&RAFT_VOTER_LAG, lags));
         }
         if !quorum.is_voter() {
             return out;
@@ -828,9 +828,7 @@ fn txn_collector(txns: Arc<TxnCoordinator>) -> Box<dyn Collector> {
                 None => by_state.push((name, 1)),
             }
         }
-        let labelled: Vec<([&str; 1], i64)> = by_state.iter().map(|(s, n)| ([*s], *n)).collect();
-        let values: Vec<(&[&str], i64)> = labelled.iter().map(|(l, v)| (&l[..], *v)).collect();
-        let mut out = labelled_gauges(&TXNS, &values);
+        let mut out = labelled_gauges(&TXNS, by_state);
         let (commits, aborts) = txns.completed();
         let ended = must(IntCounterVec::new(
             Opts::new(TXNS_ENDED.0, TXNS_ENDED.1),
