@@ -485,3 +485,28 @@ class BackgroundTask:
         if self._error:
             raise self._error[0]
         return self._result[0]
+
+
+def coordinator_node(cluster, key: str, key_type: int) -> int:
+    """The node id that a running node names as the coordinator of ``key``."""
+    def ask():
+        for node in cluster.running():
+            try:
+                code, node_id = kafka_wire.find_coordinator(node.host, node.port, key, key_type)
+            except (OSError, kafka_wire.ProtocolError):
+                continue
+            if code == 0:
+                return node_id
+        return None
+    return wait_until(ask, timeout=30, interval=0.1, what=f"a coordinator for {key}")
+
+
+def assert_same_transcripts(kafka: list[tuple], strom: list[tuple], expected: dict[str, str]) -> None:
+    """A differential script's transcripts, (step, error name, what was
+    seen...) each: Kafka's errors are the ones ``expected`` names, every
+    expected step ran in order, and Strom's transcript is Kafka's."""
+    for theirs in kafka:
+        assert theirs[1] == expected[theirs[0]], f"Kafka answers {theirs} where EXPECTED says {expected[theirs[0]]}"
+    for ours, theirs in zip(strom, kafka, strict=True):
+        assert ours == theirs, f"step {ours[0]!r}: Strom {ours[1:]} but Kafka {theirs[1:]}"
+    assert [s[0] for s in kafka] == list(expected), "every expected step ran, in order"

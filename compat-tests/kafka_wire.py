@@ -468,6 +468,8 @@ ERROR_NAMES = {
     70: "FETCH_SESSION_ID_NOT_FOUND", 71: "INVALID_FETCH_SESSION_EPOCH",
     76: "UNSUPPORTED_COMPRESSION_TYPE", 87: "INVALID_RECORD", 100: "UNKNOWN_TOPIC_ID",
     106: "FETCH_SESSION_TOPIC_ID_ERROR",
+    69: "GROUP_ID_NOT_FOUND", 82: "FENCED_INSTANCE_ID", 110: "FENCED_MEMBER_EPOCH",
+    111: "UNRELEASED_INSTANCE_ID", 112: "UNSUPPORTED_ASSIGNOR",
 }
 ERROR_UNKNOWN_SERVER_ERROR = -1
 ERROR_CORRUPT_MESSAGE = 2
@@ -1240,3 +1242,74 @@ def find_coordinator(host: str, port: int, key: str, key_type: int = COORDINATOR
     error_code = r.int16()
     r.nullable_string()  # error_message
     return error_code, r.int32()
+
+
+# --------------------------------------------------------------------------
+# ConsumerGroupHeartbeat v1 (KIP-848; flexible)
+
+
+API_KEY_CONSUMER_GROUP_HEARTBEAT = 68
+
+
+@dataclass
+class ConsumerHeartbeat:
+    error_code: int
+    error_message: str | None
+    member_id: str | None
+    member_epoch: int
+    heartbeat_interval_ms: int
+    # None: no assignment in the answer; else {topic id (16 bytes): [partitions]}.
+    assignment: dict[bytes, list[int]] | None
+
+
+def consumer_group_heartbeat_request(correlation_id: int, group_id: str, member_id: str, member_epoch: int, *,
+                                     instance_id: str | None = None, rack_id: str | None = None,
+                                     rebalance_timeout_ms: int = -1, topics: list[str] | None = None,
+                                     regex: str | None = None, assignor: str | None = None,
+                                     owned: dict[bytes, list[int]] | None = None) -> bytes:
+    """A framed ConsumerGroupHeartbeat v1; ``owned`` None sends a null
+    TopicPartitions (what a join must not do), {} an empty one."""
+    names = uvarint(0) if topics is None else compact_array([compact_string(t) for t in topics])
+    if owned is None:
+        partitions = uvarint(0)
+    else:
+        partitions = compact_array([tid + compact_array([int32(p) for p in ps]) + EMPTY_TAGGED_FIELDS
+                                    for tid, ps in owned.items()])
+    body = (compact_string(group_id) + compact_string(member_id) + int32(member_epoch)
+            + compact_nullable_string(instance_id) + compact_nullable_string(rack_id)
+            + int32(rebalance_timeout_ms) + names + compact_nullable_string(regex)
+            + compact_nullable_string(assignor) + partitions + EMPTY_TAGGED_FIELDS)
+    return frame(request_header_v2(API_KEY_CONSUMER_GROUP_HEARTBEAT, 1, correlation_id) + body)
+
+
+def parse_consumer_group_heartbeat(payload: bytes, correlation_id: int) -> ConsumerHeartbeat:
+    r = Reader(payload)
+    if r.int32() != correlation_id:
+        raise ProtocolError("correlation id mismatch in ConsumerGroupHeartbeat response")
+    r.skip_tagged_fields()
+    r.int32()  # throttle_time_ms
+
+    def compact_nullable() -> str | None:
+        n = r.uvarint()
+        return None if n == 0 else r._take(n - 1).decode()
+
+    error_code = r.int16()
+    message = compact_nullable()
+    member_id = compact_nullable()
+    epoch, interval = r.int32(), r.int32()
+    assignment = None
+    if r.int8() >= 0:
+        assignment = {}
+        for _ in range(r.uvarint() - 1):
+            tid = r._take(16)
+            assignment[tid] = [r.int32() for _ in range(r.uvarint() - 1)]
+            r.skip_tagged_fields()
+        r.skip_tagged_fields()
+    return ConsumerHeartbeat(error_code, message, member_id, epoch, interval, assignment)
+
+
+def consumer_group_heartbeat(sock: socket.socket, correlation_id: int, group_id: str, member_id: str,
+                             member_epoch: int, **fields) -> ConsumerHeartbeat:
+    """One ConsumerGroupHeartbeat v1 on an open connection."""
+    sock.sendall(consumer_group_heartbeat_request(correlation_id, group_id, member_id, member_epoch, **fields))
+    return parse_consumer_group_heartbeat(recv_frame(sock), correlation_id)

@@ -56,7 +56,7 @@ from kafka.protocol.producer.transaction import (AddPartitionsToTxnRequest, AddP
                                                  InitProducerIdResponse)
 
 import kafka_wire as kw
-from helpers import unique_name, wait_until
+from helpers import assert_same_transcripts, unique_name, wait_until
 
 # step -> the error Kafka 4.1.1 answers (checked on both brokers).
 EXPECTED = {
@@ -427,8 +427,4 @@ class Script:
 def test_error_codes_answer_as_kafka(broker, kafka_ref):
     kafka = Script(kafka_ref).run()
     strom = Script(broker).run()
-    for theirs in kafka:
-        assert theirs[1] == EXPECTED[theirs[0]], f"Kafka answers {theirs} where EXPECTED says {EXPECTED[theirs[0]]}"
-    for ours, theirs in zip(strom, kafka, strict=True):
-        assert ours == theirs, f"step {ours[0]!r}: Strom {ours[1:]} but Kafka {theirs[1:]}"
-    assert [s[0] for s in kafka] == list(EXPECTED), "every expected step ran, in order"
+    assert_same_transcripts(kafka, strom, EXPECTED)

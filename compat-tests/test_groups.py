@@ -14,8 +14,9 @@ from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition as CkTP
 from kafka import TopicPartition
 from kafka.structs import OffsetAndMetadata
 
-from helpers import (CONFLUENT, KAFKA_PYTHON, Rec, ck_admin, ck_common, ck_result, create_topic, kp_common,
-                     produce, unique_name, wait_until)
+import kafka_wire
+from helpers import (CONFLUENT, KAFKA_PYTHON, Rec, ck_admin, ck_common, ck_result, coordinator_node, create_topic,
+                     kp_common, produce, unique_name, wait_until)
 
 # A short initial delay keeps the tests quick; sessions as clients set them.
 GROUP_CONFIG = {"group.initial.rebalance.delay.ms": 200}
@@ -406,3 +407,67 @@ def test_consumer_protocol_members_split_and_read_each_record_once(kip848_broker
     finally:
         a.close()
         b.close()
+
+
+def test_a_consumer_group_s_members_carry_on_when_its_coordinator_moves(strom_cluster):
+    """KIP-848 members keep their ids, epochs and assignments when the node
+    leading the group's ``__consumer_offsets`` partition is killed: the new
+    leader loads the group from its records, and both members' next
+    heartbeats (raw, so nothing retries or rejoins behind the test's back)
+    are answered at the epochs they had, with what they owned, without a
+    rebalance."""
+    cluster = strom_cluster(3, {"min.insync.replicas": 2})
+    topic = create_topic(cluster, partitions=4, replication_factor=3)
+    group = unique_name("g848-move")
+    coordinator = coordinator_node(cluster, group, kafka_wire.COORDINATOR_GROUP)
+    correlation = iter(range(1, 1_000_000))
+    # COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR.
+    not_ready = (14, 15, 16)
+
+    def beat(node: int, member: str, epoch: int, **fields) -> kafka_wire.ConsumerHeartbeat:
+        n = cluster.node(node)
+        with kafka_wire.connect(n.host, n.port, timeout=10.0) as sock:
+            return kafka_wire.consumer_group_heartbeat(sock, next(correlation), group, member, epoch, **fields)
+
+    join = {"rebalance_timeout_ms": 30_000, "topics": [topic], "owned": {}}
+    a, b = "member-a", "member-b"
+    owned: dict[str, dict] = {}
+    epochs: dict[str, int] = {}
+    for m in (a, b):
+        r = wait_until(lambda m=m: (r := beat(coordinator, m, 0, **join)).error_code not in not_ready and r,
+                       what=f"{m} joins")
+        assert r.error_code == 0, r
+        epochs[m], owned[m] = r.member_epoch, r.assignment or {}
+
+    def converged():
+        for m in (a, b):
+            r = beat(coordinator, m, epochs[m], owned=owned[m])
+            assert r.error_code == 0, r
+            epochs[m] = r.member_epoch
+            if r.assignment is not None:
+                owned[m] = r.assignment
+        return (epochs[a] == epochs[b]
+                and [sum(map(len, owned[m].values())) for m in (a, b)] == [2, 2])
+    wait_until(converged, interval=0.1, what="two partitions each, at one epoch")
+    before = (dict(epochs), {m: {t: sorted(ps) for t, ps in owned[m].items()} for m in (a, b)})
+
+    cluster.node(coordinator).kill9()
+    moved = wait_until(lambda: (n := coordinator_node(cluster, group, kafka_wire.COORDINATOR_GROUP)) != coordinator
+                       and n, timeout=30, what="another node coordinating the group")
+
+    def answered(m: str) -> kafka_wire.ConsumerHeartbeat:
+        def once():
+            r = beat(moved, m, epochs[m], owned=owned[m])
+            return r.error_code not in not_ready and r
+        return wait_until(once, timeout=30, interval=0.1, what=f"the new coordinator answering {m}")
+    after_epochs, after_owned = {}, {}
+    for m in (a, b):
+        r = answered(m)
+        assert r.error_code == 0, f"{m}: {kafka_wire.error_name(r.error_code)} {r.error_message}"
+        after_epochs[m] = r.member_epoch
+        # A loaded member hears its assignment again on its first heartbeat.
+        assert r.assignment is not None, f"{m}: no assignment sent"
+        after_owned[m] = {t: sorted(ps) for t, ps in r.assignment.items()}
+    assert (after_epochs, after_owned) == before, "the members carried on where they were"
+    cluster.node(coordinator).restart()
+

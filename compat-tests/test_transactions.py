@@ -40,8 +40,8 @@ from kafka.net.compat import KafkaNetClient
 from kafka.protocol.consumer.group import OffsetFetchRequest
 
 import kafka_wire
-from helpers import (ck_common, ck_consumer, create_topic, kp_admin, kp_common, kp_consumer, unique_name,
-                     wait_until)
+from helpers import (ck_common, ck_consumer, coordinator_node, create_topic, kp_admin, kp_common, kp_consumer,
+                     unique_name, wait_until)
 
 RC = "read_committed"
 RU = "read_uncommitted"
@@ -484,20 +484,6 @@ def test_exactly_once_processing_across_a_broker_kill9(strom_factory, tmp_path):
         assert_exactly_once(broker, sink, partitions, sent)
     finally:
         processor.kill()
-
-
-def coordinator_node(cluster, key: str, key_type: int) -> int:
-    """The node id that a running node names as the coordinator of ``key``."""
-    def ask():
-        for node in cluster.running():
-            try:
-                code, node_id = kafka_wire.find_coordinator(node.host, node.port, key, key_type)
-            except (OSError, kafka_wire.ProtocolError):
-                continue
-            if code == 0:
-                return node_id
-        return None
-    return wait_until(ask, timeout=30, interval=0.1, what=f"a coordinator for {key}")
 
 
 @pytest.mark.slow

@@ -39,6 +39,30 @@ pub enum RecordKey {
     Group {
         group: String,
     },
+    /// A KIP-848 group: its epoch, the target assignment's epoch and the
+    /// subscribed topics the target was computed for (Kafka's
+    /// `ConsumerGroupMetadata` and `ConsumerGroupTargetAssignmentMetadata`).
+    ConsumerGroup {
+        group: String,
+    },
+    /// A KIP-848 member's subscription and identity
+    /// (`ConsumerGroupMemberMetadata`).
+    ConsumerMember {
+        group: String,
+        member: String,
+    },
+    /// A KIP-848 member's target assignment
+    /// (`ConsumerGroupTargetAssignmentMember`).
+    ConsumerTarget {
+        group: String,
+        member: String,
+    },
+    /// A KIP-848 member's epochs and what it owns now or still has to
+    /// revoke (`ConsumerGroupCurrentMemberAssignment`).
+    ConsumerAssignment {
+        group: String,
+        member: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,6 +105,42 @@ pub struct MemberValue {
     pub assignment: Vec<u8>,
 }
 
+/// Partitions by topic id, as KIP-848 assignments name them.
+pub type TopicPartitions = std::collections::BTreeMap<uuid::Uuid, std::collections::BTreeSet<i32>>;
+
+/// The value of [`RecordKey::ConsumerGroup`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsumerGroupValue {
+    pub epoch: i32,
+    pub assignment_epoch: i32,
+    /// (name, id, partition count) of the subscribed topics, so that a
+    /// coordinator that loads the group sees no topic change and keeps the
+    /// epoch.
+    pub topics: Vec<(String, uuid::Uuid, i32)>,
+}
+
+/// The value of [`RecordKey::ConsumerMember`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsumerMemberValue {
+    pub instance_id: Option<String>,
+    pub rack_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub rebalance_timeout_ms: u64,
+    pub subscribed_topic_names: Vec<String>,
+    pub subscribed_topic_regex: Option<String>,
+    pub server_assignor: Option<String>,
+}
+
+/// The value of [`RecordKey::ConsumerAssignment`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsumerAssignmentValue {
+    pub member_epoch: i32,
+    pub previous_member_epoch: i32,
+    pub assigned: TopicPartitions,
+    pub pending_revocation: TopicPartitions,
+}
+
 impl RecordKey {
     pub fn encode(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("keys serialise")
@@ -90,7 +150,12 @@ impl RecordKey {
     }
     pub fn group(&self) -> &str {
         match self {
-            RecordKey::Offset { group, .. } | RecordKey::Group { group } => group,
+            RecordKey::Offset { group, .. }
+            | RecordKey::Group { group }
+            | RecordKey::ConsumerGroup { group }
+            | RecordKey::ConsumerMember { group, .. }
+            | RecordKey::ConsumerTarget { group, .. }
+            | RecordKey::ConsumerAssignment { group, .. } => group,
         }
     }
 }
@@ -120,6 +185,10 @@ mod tests {
             let _ = RecordKey::decode(&bytes);
             let _ = serde_json::from_slice::<OffsetValue>(&bytes);
             let _ = serde_json::from_slice::<GroupValue>(&bytes);
+            let _ = serde_json::from_slice::<ConsumerGroupValue>(&bytes);
+            let _ = serde_json::from_slice::<ConsumerMemberValue>(&bytes);
+            let _ = serde_json::from_slice::<ConsumerAssignmentValue>(&bytes);
+            let _ = serde_json::from_slice::<TopicPartitions>(&bytes);
         }
     }
 }

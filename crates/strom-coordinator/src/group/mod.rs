@@ -236,12 +236,17 @@ fn offset_tombstone(group: &str, topic: &str, partition: i32) -> (Vec<u8>, Optio
     (key.encode(), None)
 }
 
-/// A record removing a group's metadata.
-fn group_tombstone(group: &str) -> (Vec<u8>, Option<Vec<u8>>) {
+/// The records removing a group's metadata: its classic group record, and
+/// its KIP-848 records if it has any.
+fn group_tombstones(g: &Group) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
     let key = RecordKey::Group {
-        group: group.to_owned(),
+        group: g.id.clone(),
     };
-    (key.encode(), None)
+    let mut out = vec![(key.encode(), None)];
+    if let Some(cg) = &g.consumer {
+        out.extend(cg.tombstones(&g.id));
+    }
+    out
 }
 
 /// Restores the members of a group record: a group with members is Stable
@@ -341,6 +346,22 @@ impl GroupCoordinator {
         };
         let mut groups = self.lock();
         match key {
+            RecordKey::ConsumerGroup { ref group } if value.is_none() => {
+                if let Some(g) = groups.get_mut(group) {
+                    g.consumer = None;
+                }
+            }
+            RecordKey::ConsumerGroup { ref group }
+            | RecordKey::ConsumerMember { ref group, .. }
+            | RecordKey::ConsumerTarget { ref group, .. }
+            | RecordKey::ConsumerAssignment { ref group, .. } => {
+                let g = groups
+                    .entry(group.clone())
+                    .or_insert_with(|| Group::new(group));
+                g.consumer
+                    .get_or_insert_with(Default::default)
+                    .replay(&key, value, Instant::now());
+            }
             RecordKey::Offset {
                 group,
                 topic,
@@ -1015,7 +1036,7 @@ impl GroupCoordinator {
                 .collect();
             let empties = old.len() == g.offsets.len();
             if empties {
-                records.push(group_tombstone(&g.id));
+                records.extend(group_tombstones(g));
             }
             if records.is_empty()
                 || self
@@ -1205,7 +1226,7 @@ impl GroupCoordinator {
             .keys()
             .map(|(t, p)| offset_tombstone(group_id, t, *p))
             .collect();
-        records.push(group_tombstone(group_id));
+        records.extend(group_tombstones(g));
         self.log.append(self.partition_for(group_id), records)?;
         groups.remove(group_id);
         Ok(())

@@ -509,7 +509,8 @@ mod consumer_protocol {
     use crate::group::consumer::{Assignment, HeartbeatRequest, TopicsView};
     use uuid::Uuid;
 
-    struct Topics;
+    /// One topic "t" of four partitions.
+    pub(super) struct Topics;
     impl TopicsView for Topics {
         fn topic(&self, name: &str) -> Option<(Uuid, i32)> {
             (name == "t").then_some((Uuid::from_u128(1), 4))
@@ -569,6 +570,8 @@ mod consumer_protocol {
 
     fn hb(member: &str, epoch: i32, owned: Option<Assignment>) -> HeartbeatRequest {
         HeartbeatRequest {
+            // v0 members may leave their id to the coordinator.
+            api_version: if member.is_empty() { 0 } else { 1 },
             group_id: "cg".into(),
             member_id: member.into(),
             member_epoch: epoch,
@@ -578,7 +581,7 @@ mod consumer_protocol {
             subscribed_topic_names: (epoch == 0).then(|| vec!["t".to_owned()]),
             subscribed_topic_regex: None,
             server_assignor: None,
-            owned,
+            owned: owned.or_else(|| (epoch == 0).then(Assignment::new)),
             client_id: "c".into(),
             client_host: "/127.0.0.1".into(),
         }
@@ -680,44 +683,343 @@ mod consumer_protocol {
         c.tick(t + Duration::from_secs(60));
         assert!(c.consumer_describe("cg").unwrap().members.is_empty());
     }
+}
+
+mod consumer_membership {
+    use super::consumer_protocol::Topics;
+    use super::*;
+    use crate::group::consumer::{Assignment, HeartbeatRequest, HeartbeatResponse};
+
+    fn hb(member: &str, epoch: i32, instance: Option<&str>) -> HeartbeatRequest {
+        HeartbeatRequest {
+            api_version: 1,
+            group_id: "cg".into(),
+            member_id: member.into(),
+            member_epoch: epoch,
+            instance_id: instance.map(str::to_owned),
+            rack_id: None,
+            rebalance_timeout_ms: if epoch == 0 { 10_000 } else { -1 },
+            subscribed_topic_names: (epoch == 0).then(|| vec!["t".to_owned()]),
+            subscribed_topic_regex: None,
+            server_assignor: None,
+            owned: (epoch == 0).then(Assignment::new),
+            client_id: "c".into(),
+            client_host: "/127.0.0.1".into(),
+        }
+    }
+
+    fn owning(mut req: HeartbeatRequest, owned: &Assignment) -> HeartbeatRequest {
+        req.owned = Some(owned.clone());
+        req
+    }
+
+    fn count(a: &Assignment) -> usize {
+        a.values().map(|p| p.len()).sum()
+    }
+
+    fn beat(
+        c: &GroupCoordinator,
+        req: HeartbeatRequest,
+        t: Instant,
+    ) -> Result<HeartbeatResponse, ErrorCode> {
+        c.consumer_heartbeat(req, &Topics, t).map_err(|e| e.0)
+    }
 
     #[test]
-    fn assignors() {
-        use crate::group::consumer::{range, uniform};
-        use std::collections::BTreeMap;
-        let subs_list = vec!["t".to_owned()];
-        let subs: BTreeMap<&str, &Vec<String>> =
-            [("a", &subs_list), ("b", &subs_list), ("c", &subs_list)]
-                .into_iter()
-                .collect();
-        let topics = vec![("t".to_owned(), Uuid::from_u128(1), 7)];
-        let r = range(&subs, &topics);
-        let parts = |m: &str, a: &BTreeMap<String, Assignment>| {
-            a[m].values().flatten().copied().collect::<Vec<_>>()
-        };
-        assert_eq!(parts("a", &r), vec![0, 1, 2]);
-        assert_eq!(parts("b", &r), vec![3, 4]);
-        assert_eq!(parts("c", &r), vec![5, 6]);
-        let u = uniform(&subs, &topics, &BTreeMap::new());
-        let sizes: Vec<usize> = ["a", "b", "c"].iter().map(|m| parts(m, &u).len()).collect();
-        assert_eq!(sizes.iter().sum::<usize>(), 7);
-        assert!(sizes.iter().max().unwrap() - sizes.iter().min().unwrap() <= 1);
-        // Sticky: a fourth member takes partitions without reshuffling the rest.
-        let subs4: BTreeMap<&str, &Vec<String>> = [
-            ("a", &subs_list),
-            ("b", &subs_list),
-            ("c", &subs_list),
-            ("d", &subs_list),
-        ]
-        .into_iter()
-        .collect();
-        let u2 = uniform(&subs4, &topics, &u);
-        for m in ["a", "b", "c"] {
-            assert!(
-                parts(m, &u2).iter().all(|p| parts(m, &u).contains(p)),
-                "{m} only loses partitions"
-            );
+    fn requests_are_checked_as_kafka_checks_them() {
+        let (c, _) = coordinator();
+        let t = Instant::now();
+        let refused = |req: HeartbeatRequest| c.consumer_heartbeat(req, &Topics, t).unwrap_err();
+        let cases: Vec<(HeartbeatRequest, ErrorCode, &str)> = vec![
+            (
+                hb("", 0, None),
+                ErrorCode::InvalidRequest,
+                "MemberId can't be empty.",
+            ),
+            (
+                HeartbeatRequest {
+                    group_id: " ".into(),
+                    ..hb("m", 0, None)
+                },
+                ErrorCode::InvalidRequest,
+                "GroupId can't be empty.",
+            ),
+            (
+                hb("m", 0, Some("")),
+                ErrorCode::InvalidRequest,
+                "InstanceId can't be empty.",
+            ),
+            (
+                HeartbeatRequest {
+                    rebalance_timeout_ms: -1,
+                    ..hb("m", 0, None)
+                },
+                ErrorCode::InvalidRequest,
+                "RebalanceTimeoutMs must be provided in first request.",
+            ),
+            (
+                HeartbeatRequest {
+                    owned: None,
+                    ..hb("m", 0, None)
+                },
+                ErrorCode::InvalidRequest,
+                "TopicPartitions must be empty when (re-)joining.",
+            ),
+            (
+                HeartbeatRequest {
+                    subscribed_topic_names: None,
+                    ..hb("m", 0, None)
+                },
+                ErrorCode::InvalidRequest,
+                "Either SubscribedTopicNames or SubscribedTopicRegex must be non-null when (re-)joining.",
+            ),
+            (
+                hb("m", -2, None),
+                ErrorCode::InvalidRequest,
+                "InstanceId can't be null.",
+            ),
+            (
+                hb("m", -3, None),
+                ErrorCode::InvalidRequest,
+                "MemberEpoch is invalid.",
+            ),
+            (
+                HeartbeatRequest {
+                    server_assignor: Some("sticky".into()),
+                    ..hb("m", 0, None)
+                },
+                ErrorCode::UnsupportedAssignor,
+                "ServerAssignor sticky is not supported. Supported assignors: uniform, range.",
+            ),
+        ];
+        for (req, code, message) in cases {
+            assert_eq!(refused(req), (code, message.to_owned()));
         }
+        assert_eq!(
+            refused(hb("m", 3, None)).0,
+            ErrorCode::GroupIdNotFound,
+            "a heartbeat to a group that does not exist"
+        );
+    }
+
+    #[test]
+    fn a_static_member_that_left_is_taken_over_without_a_rebalance() {
+        let (c, _) = coordinator();
+        let t = Instant::now();
+        let a = beat(&c, hb("a1", 0, Some("inst-a")), t).unwrap();
+        let b = beat(&c, hb("b", 0, None), t).unwrap();
+        // Converge: a revokes two of its four.
+        let a = beat(&c, hb("a1", a.member_epoch, Some("inst-a")), t).unwrap();
+        let kept = a.assignment.clone().unwrap();
+        let a = beat(&c, owning(hb("a1", 1, Some("inst-a")), &kept), t).unwrap();
+        let b = beat(&c, hb("b", b.member_epoch, None), t).unwrap();
+        assert_eq!((a.member_epoch, b.member_epoch), (2, 2));
+        assert_eq!(count(&kept), 2);
+
+        // Another process with the same instance id while a1 is in: refused.
+        assert_eq!(
+            beat(&c, hb("a2", 0, Some("inst-a")), t).unwrap_err(),
+            ErrorCode::UnreleasedInstanceId
+        );
+        // a1 leaves for now: it keeps its partitions and the epoch stays.
+        let left = beat(&c, hb("a1", -2, Some("inst-a")), t).unwrap();
+        assert_eq!(left.member_epoch, -2);
+        let d = c.consumer_describe("cg").unwrap();
+        assert_eq!(d.group_epoch, 2);
+        assert_eq!(d.members.len(), 2);
+        // Its successor takes over the same partitions at the same group epoch.
+        let a2 = beat(&c, hb("a2", 0, Some("inst-a")), t).unwrap();
+        assert_eq!(a2.member_epoch, 2);
+        assert_eq!(a2.assignment.as_ref(), Some(&kept));
+        assert_eq!(c.consumer_describe("cg").unwrap().group_epoch, 2);
+        // The old member id is fenced by the new one; an unknown instance
+        // is unknown.
+        assert_eq!(
+            beat(&c, hb("a1", 2, Some("inst-a")), t).unwrap_err(),
+            ErrorCode::FencedInstanceId
+        );
+        assert_eq!(
+            beat(&c, hb("a2", 2, Some("inst-x")), t).unwrap_err(),
+            ErrorCode::UnknownMemberId
+        );
+        // Leaving with -1 is for good: a rebalance.
+        assert_eq!(
+            beat(&c, hb("a2", -1, Some("inst-a")), t)
+                .unwrap()
+                .member_epoch,
+            -1
+        );
+        assert_eq!(c.consumer_describe("cg").unwrap().group_epoch, 3);
+
+        // A static member that left and does not come back within the
+        // session timeout is removed.
+        let s = beat(&c, hb("s1", 0, Some("inst-s")), t).unwrap();
+        beat(&c, hb("s1", -2, Some("inst-s")), t).unwrap();
+        assert!(s.member_epoch > 3);
+        c.tick(t + Duration::from_secs(44));
+        assert_eq!(c.consumer_describe("cg").unwrap().members.len(), 2);
+        // b heartbeats on; s1 stays silent past its session.
+        let epoch_of_b = c
+            .consumer_describe("cg")
+            .unwrap()
+            .members
+            .iter()
+            .find(|m| m.member_id == "b")
+            .map(|m| m.member_epoch)
+            .unwrap();
+        beat(&c, hb("b", epoch_of_b, None), t + Duration::from_secs(44)).unwrap();
+        c.tick(t + Duration::from_secs(46));
+        let members: Vec<String> = c
+            .consumer_describe("cg")
+            .unwrap()
+            .members
+            .into_iter()
+            .map(|m| m.member_id)
+            .collect();
+        assert_eq!(members, ["b"]);
+    }
+
+    #[test]
+    fn the_epoch_check_is_kafkas() {
+        let (c, _) = coordinator();
+        let t = Instant::now();
+        let a = beat(&c, hb("a", 0, None), t).unwrap();
+        let mine = a.assignment.clone().unwrap();
+        assert_eq!(a.member_epoch, 1);
+        beat(&c, hb("b", 0, None), t).unwrap();
+        let a = beat(&c, hb("a", 1, None), t).unwrap();
+        let kept = a.assignment.unwrap();
+        let a = beat(&c, owning(hb("a", 1, None), &kept), t).unwrap();
+        assert_eq!(a.member_epoch, 2);
+        // The previous epoch is taken if what the member owns is a subset
+        // of what it has (the answer bumping it may have been lost)...
+        let again = beat(&c, owning(hb("a", 1, None), &kept), t).unwrap();
+        assert_eq!(again.member_epoch, 2);
+        assert_eq!(again.assignment, Some(kept), "the assignment sent again");
+        // ...not if it claims more, nor without saying what it owns, nor
+        // an older or a newer epoch.
+        for req in [
+            owning(hb("a", 1, None), &mine),
+            hb("a", 1, None),
+            hb("a", 3, None),
+        ] {
+            assert_eq!(beat(&c, req, t).unwrap_err(), ErrorCode::FencedMemberEpoch);
+        }
+        assert_eq!(
+            beat(&c, hb("nobody", -1, None), t).unwrap_err(),
+            ErrorCode::UnknownMemberId
+        );
+    }
+
+    #[test]
+    fn a_member_that_does_not_revoke_within_its_rebalance_timeout_is_fenced() {
+        let (c, _) = coordinator();
+        let t = Instant::now();
+        let a = beat(&c, hb("a", 0, None), t).unwrap();
+        assert_eq!(count(a.assignment.as_ref().unwrap()), 4);
+        let b = beat(&c, hb("b", 0, None), t).unwrap();
+        // a is asked to revoke two (its rebalance timeout is 10 s) and
+        // keeps heartbeating without letting go.
+        let a = beat(&c, hb("a", 1, None), t).unwrap();
+        assert_eq!(a.member_epoch, 1);
+        for s in [3, 6, 9] {
+            let at = t + Duration::from_secs(s);
+            beat(&c, hb("a", 1, None), at).unwrap();
+            beat(&c, hb("b", b.member_epoch, None), at).unwrap();
+            c.tick(at);
+        }
+        assert_eq!(c.consumer_describe("cg").unwrap().members.len(), 2);
+        let late = t + Duration::from_millis(10_500);
+        beat(&c, hb("b", b.member_epoch, None), late).unwrap();
+        c.tick(late);
+        let d = c.consumer_describe("cg").unwrap();
+        assert_eq!(
+            d.members
+                .iter()
+                .map(|m| m.member_id.as_str())
+                .collect::<Vec<_>>(),
+            ["b"]
+        );
+        assert_eq!(
+            beat(&c, hb("a", 1, None), late).unwrap_err(),
+            ErrorCode::UnknownMemberId,
+            "fenced: it must rejoin"
+        );
+        // b gets everything once it heartbeats.
+        let b = beat(&c, hb("b", b.member_epoch, None), late).unwrap();
+        assert_eq!(count(b.assignment.as_ref().unwrap()), 4);
+    }
+
+    /// A coordinator that loads the group's records (after a restart, or
+    /// on the node that leads its partition next) has every member at its
+    /// epoch with its assignment: nobody rejoins, the epoch does not move.
+    #[test]
+    fn a_loaded_group_carries_on_where_its_records_left_it() {
+        let (c, log) = coordinator();
+        let t = Instant::now();
+        let a = beat(&c, hb("a", 0, Some("inst-a")), t).unwrap();
+        let b = beat(&c, hb("b", 0, None), t).unwrap();
+        let a1 = beat(&c, hb("a", a.member_epoch, Some("inst-a")), t).unwrap();
+        let kept = a1.assignment.unwrap();
+        // a still has two to revoke when the coordinator goes.
+        let before = c.consumer_describe("cg").unwrap();
+
+        let log2 = Arc::new(MemLog::default());
+        let c2 = GroupCoordinator::new(GroupConfig::default(), log2.clone());
+        for (_, k, v) in log.0.lock().unwrap().iter() {
+            c2.replay(k, v.as_deref());
+        }
+        let after = c2.consumer_describe("cg").unwrap();
+        assert_eq!(after.group_epoch, before.group_epoch);
+        assert_eq!(after.assignment_epoch, before.assignment_epoch);
+        let summary = |d: &crate::group::consumer::ConsumerGroupSummary| {
+            d.members
+                .iter()
+                .map(|m| {
+                    (
+                        m.member_id.clone(),
+                        m.instance_id.clone(),
+                        m.member_epoch,
+                        m.assignment.clone(),
+                        m.target_assignment.clone(),
+                        m.subscribed_topic_names.clone(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(summary(&after), summary(&before));
+        assert_eq!(after.state, before.state);
+
+        // Both carry on with their epochs; a finishes revoking, b takes over.
+        let t2 = t + Duration::from_secs(1);
+        let a2 = beat(&c2, owning(hb("a", 1, Some("inst-a")), &kept), t2).unwrap();
+        assert_eq!(a2.member_epoch, 2);
+        assert_eq!(a2.assignment, Some(kept), "told its assignment again");
+        let b2 = c2
+            .consumer_heartbeat(hb("b", b.member_epoch, None), &Topics, t2)
+            .unwrap();
+        assert_eq!(
+            (b2.member_epoch, count(b2.assignment.as_ref().unwrap())),
+            (2, 2)
+        );
+        assert_eq!(c2.consumer_describe("cg").unwrap().group_epoch, 2);
+
+        // Leaving and deleting leave nothing behind for a third load.
+        beat(&c2, hb("a", -1, Some("inst-a")), t2).unwrap();
+        beat(&c2, hb("b", -1, None), t2).unwrap();
+        c2.delete_group("cg").unwrap();
+        let c3 = GroupCoordinator::new(GroupConfig::default(), Arc::new(MemLog::default()));
+        for (_, k, v) in log
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .chain(log2.0.lock().unwrap().iter())
+        {
+            c3.replay(k, v.as_deref());
+        }
+        assert!(c3.consumer_describe("cg").is_none());
+        assert!(c3.groups().is_empty());
     }
 }
 

@@ -77,6 +77,7 @@ pub(super) async fn handle(
     };
     let image = broker.image();
     let request = HeartbeatRequest {
+        api_version: header.request_api_version,
         group_id: req.group_id.0.as_str().to_owned(),
         member_id: req.member_id.as_str().to_owned(),
         member_epoch: req.member_epoch,
