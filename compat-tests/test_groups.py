@@ -471,3 +471,49 @@ def test_a_consumer_group_s_members_carry_on_when_its_coordinator_moves(strom_cl
     assert (after_epochs, after_owned) == before, "the members carried on where they were"
     cluster.node(coordinator).restart()
 
+
+
+def test_a_static_consumer_protocol_member_rejoins_without_a_rebalance(kip848_broker):
+    """librdkafka's KIP-848 static member leaves with epoch -2 on close; its
+    successor under the same group.instance.id gets the same partitions
+    back, and the other member's assignment never changes."""
+    broker = kip848_broker
+    topic = create_topic(broker, partitions=2)
+    group = unique_name("g848-static")
+    events: list[tuple[str, list[int]]] = []
+    dyn = ck_848_consumer(broker, group, topic)
+    dyn.subscribe([topic], on_assign=lambda c, ps: events.append(("assign", [p.partition for p in ps])),
+                  on_revoke=lambda c, ps: events.append(("revoke", [p.partition for p in ps])))
+    static_cfg = {"group.instance.id": unique_name("instance")}
+    s1 = ck_848_consumer(broker, group, topic, **static_cfg)
+    try:
+        def stable():
+            ck_poll_values(dyn, 0.1)
+            ck_poll_values(s1, 0.1)
+            return len(dyn.assignment()) == 1 and len(s1.assignment()) == 1
+        wait_until(stable, what="one partition each")
+        s1_partitions = {tp.partition for tp in s1.assignment()}
+        seen = len(events)
+        s1.close()
+        # Three heartbeat intervals with the instance gone: a dynamic
+        # member's leave would have given its partition to the other by now.
+        for _ in range(15):
+            ck_poll_values(dyn, 0.1)
+        assert len(dyn.assignment()) == 1, "the static member's partition waits for it"
+        s1 = ck_848_consumer(broker, group, topic, **static_cfg)
+
+        def back():
+            ck_poll_values(dyn, 0.1)
+            ck_poll_values(s1, 0.1)
+            return len(s1.assignment()) == 1
+        wait_until(back, what="the restarted static member gets its partition back")
+        assert {tp.partition for tp in s1.assignment()} == s1_partitions
+        for _ in range(10):
+            ck_poll_values(dyn, 0.1)
+        assert events[seen:] == [], f"the other member's assignment changed: {events[seen:]}"
+        admin = ck_admin(broker)
+        desc = ck_result(admin.describe_consumer_groups([group])[group])
+        assert len(desc.members) == 2, "the successor replaced its predecessor"
+    finally:
+        s1.close()
+        dyn.close()
