@@ -200,6 +200,30 @@ def test_create_partitions_confluent(broker):
                what=f"{name} to have 5 partitions")
 
 
+def test_create_partitions_places_and_replicates_new_partitions_in_a_cluster(strom_cluster):
+    """On three nodes, the partitions CreatePartitions adds get the topic's
+    replication factor on distinct brokers, their leaders spread over the
+    nodes, every replica in sync; an acks=all write to each new partition
+    reads back."""
+    cluster = strom_cluster(3, {"min.insync.replicas": 2})
+    name = create_topic(cluster, partitions=1, replication_factor=3)
+    admin = ck_admin(cluster)
+    assert ck_result(admin.create_partitions([NewPartitions(name, 7)])[name]) is None
+    with kp_admin(cluster) as kp:
+        topic = wait_topic_ready(kp, name, 7, replicas=3)
+    parts = sorted(topic["partitions"], key=lambda p: p["partition_index"])
+    for p in parts:
+        assert sorted(p["replica_nodes"]) == [1, 2, 3], p
+        assert p["leader_id"] == p["replica_nodes"][0], f"the preferred replica leads: {p}"
+    leaders = [p["leader_id"] for p in parts[1:]]
+    assert set(leaders) == {1, 2, 3}, f"the new partitions' leaders spread over the nodes: {leaders}"
+    recs = [Rec(key=None, value=f"new-{i}".encode(), partition=i) for i in range(1, 7)]
+    delivered = produce(KAFKA_PYTHON, cluster, name, recs, acks="all")
+    assert [d.partition for d in delivered] == list(range(1, 7))
+    got = consume(KAFKA_PYTHON, cluster, name, 6, partitions=range(1, 7))
+    assert sorted(g.value for g in got) == sorted(r.value for r in recs)
+
+
 def test_create_partitions_cannot_shrink(broker):
     name = create_topic(broker, partitions=3)
     with kp_admin(broker) as admin:
