@@ -187,6 +187,11 @@ pub enum ControllerRequest {
         partitions: Vec<(String, i32)>,
         unclean: bool,
     },
+    /// AlterPartitionReassignments: start, replace or cancel reassignments.
+    AlterPartitionReassignments {
+        requests: Vec<ReassignRequest>,
+        allow_replication_factor_change: bool,
+    },
 }
 
 /// What the active controller answers to a [`ControllerRequest`].
@@ -505,6 +510,14 @@ impl Controller {
                 let (outcomes, records) = decide_elections(&image, &partitions, unclean);
                 (ControllerReply::Items(outcomes), records)
             }
+            ControllerRequest::AlterPartitionReassignments {
+                requests,
+                allow_replication_factor_change,
+            } => {
+                let (outcomes, records) =
+                    decide_reassignments(&image, &requests, allow_replication_factor_change);
+                (ControllerReply::Items(outcomes), records)
+            }
             ControllerRequest::AllocateProducerIds { node_id } => {
                 let start = image.next_producer_id;
                 let end = start + PRODUCER_ID_BLOCK_SIZE;
@@ -724,6 +737,23 @@ impl Controller {
         };
         match self.submit(request).await? {
             ControllerReply::AlterPartition(r) => Ok(r),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Starts, replaces or (`replicas` `None`) cancels the reassignment of
+    /// each partition: each one's outcome.
+    pub async fn alter_partition_reassignments(
+        &self,
+        requests: Vec<ReassignRequest>,
+        allow_replication_factor_change: bool,
+    ) -> Result<Vec<Result<(), ApiError>>, ControllerError> {
+        let request = ControllerRequest::AlterPartitionReassignments {
+            requests,
+            allow_replication_factor_change,
+        };
+        match self.submit(request).await? {
+            ControllerReply::Items(r) => Ok(r),
             other => Err(unexpected(&other)),
         }
     }
@@ -1054,6 +1084,8 @@ fn new_partition(
         leader,
         leader_epoch: 0,
         partition_epoch: Some(0),
+        adding_replicas: Vec::new(),
+        removing_replicas: Vec::new(),
     }
 }
 
@@ -1136,10 +1168,13 @@ mod brokers;
 mod configs;
 mod elections;
 mod placement;
+mod reassignment;
 use brokers::{decide_fencing, decide_heartbeat, decide_registration, Sessions};
 pub use brokers::{BrokerHeartbeat, HeartbeatReply, Registered};
 pub use configs::{AlterConfigsRequest, ConfigOp};
 use elections::{decide_elections, imbalanced};
+use reassignment::decide_reassignments;
+pub use reassignment::{reassigning, ReassignRequest, Reassigning};
 
 #[cfg(test)]
 mod tests;

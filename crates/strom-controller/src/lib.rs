@@ -6,10 +6,10 @@ mod quorum;
 mod validate;
 
 pub use controller::{
-    AlterConfigsRequest, ApiError, BrokerHeartbeat, BrokerRegistration, ConfigOp, Controller,
-    ControllerError, ControllerReply, ControllerRequest, CreatePartitionsRequest,
+    reassigning, AlterConfigsRequest, ApiError, BrokerHeartbeat, BrokerRegistration, ConfigOp,
+    Controller, ControllerError, ControllerReply, ControllerRequest, CreatePartitionsRequest,
     CreateTopicRequest, CreatedTopic, HeartbeatReply, IsrOutcomes, IsrUpdate, IsrUpdated,
-    Registered, MAX_PARTITIONS_PER_REQUEST, PRODUCER_ID_BLOCK_SIZE,
+    ReassignRequest, Reassigning, Registered, MAX_PARTITIONS_PER_REQUEST, PRODUCER_ID_BLOCK_SIZE,
 };
 pub use quorum::{
     BoxFuture, NoTransport, Proposal, Quorum, QuorumConfig, QuorumError, QuorumStatus, Transport,

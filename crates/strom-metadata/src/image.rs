@@ -38,9 +38,18 @@ pub struct PartitionImage {
     pub leader: i32,
     pub leader_epoch: i32,
     pub partition_epoch: i32,
+    /// A reassignment's replicas still to catch up, and those it drops
+    /// once it completes (both empty when none runs).
+    pub adding_replicas: Vec<i32>,
+    pub removing_replicas: Vec<i32>,
 }
 
 impl PartitionImage {
+    /// Whether a reassignment of the partition is under way.
+    pub fn is_reassigning(&self) -> bool {
+        !self.adding_replicas.is_empty() || !self.removing_replicas.is_empty()
+    }
+
     /// The record that sets this partition of `topic_id` as it is.
     pub fn to_record(&self, topic_id: Uuid) -> MetadataRecord {
         MetadataRecord::Partition {
@@ -51,6 +60,8 @@ impl PartitionImage {
             leader: self.leader,
             leader_epoch: self.leader_epoch,
             partition_epoch: Some(self.partition_epoch),
+            adding_replicas: self.adding_replicas.clone(),
+            removing_replicas: self.removing_replicas.clone(),
         }
     }
 }
@@ -345,6 +356,8 @@ impl MetadataImage {
                 leader,
                 leader_epoch,
                 partition_epoch,
+                adding_replicas,
+                removing_replicas,
             } => {
                 if let Some(t) = self.topics.get_mut(topic_id) {
                     let isr = match partition_epoch {
@@ -360,6 +373,8 @@ impl MetadataImage {
                             leader: *leader,
                             leader_epoch: *leader_epoch,
                             partition_epoch: partition_epoch.unwrap_or(0),
+                            adding_replicas: adding_replicas.clone(),
+                            removing_replicas: removing_replicas.clone(),
                         },
                     );
                 }
@@ -422,6 +437,8 @@ mod tests {
             leader: 1,
             leader_epoch: 0,
             partition_epoch: Some(0),
+            adding_replicas: Vec::new(),
+            removing_replicas: Vec::new(),
         }));
         v
     }

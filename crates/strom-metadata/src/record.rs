@@ -74,6 +74,13 @@ pub enum MetadataRecord {
         /// replay with the leader alone in the ISR.
         #[serde(default)]
         partition_epoch: Option<i32>,
+        /// While a reassignment runs: the replicas it adds (in `replicas`
+        /// already, catching up) and those it will drop once every
+        /// target replica is in sync.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        adding_replicas: Vec<i32>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        removing_replicas: Vec<i32>,
     },
     /// Sets (`Some`) or removes (`None`) a config override.
     Config {

@@ -58,6 +58,8 @@ fn image(topic: &str, id: u128, configs: &[(&str, &str)]) -> MetadataImage {
         leader: 1,
         leader_epoch: 0,
         partition_epoch: Some(0),
+        adding_replicas: Vec::new(),
+        removing_replicas: Vec::new(),
     });
     MetadataImage::empty().apply(0, &records)
 }
@@ -773,6 +775,8 @@ fn replicated_isr(leader: i32, epoch: i32, isr: &[i32]) -> MetadataImage {
                 leader,
                 leader_epoch: epoch,
                 partition_epoch: Some(epoch),
+                adding_replicas: Vec::new(),
+                removing_replicas: Vec::new(),
             },
         ],
     )
@@ -1051,6 +1055,8 @@ fn the_leader_moves_its_high_watermark_with_follower_fetches_and_finds_divergenc
             leader: 1,
             leader_epoch: 5,
             partition_epoch: Some(6),
+            adding_replicas: Vec::new(),
+            removing_replicas: Vec::new(),
         }],
     );
     leader_rm.apply_image(&shrunk).unwrap();

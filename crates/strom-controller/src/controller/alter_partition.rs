@@ -145,10 +145,13 @@ fn decide_one(
         return Ok((None, same));
     }
     let mut changed = p.clone();
-    changed.isr = isr.clone();
+    changed.isr = isr;
     changed.partition_epoch += 1;
+    // An expansion that brings every target replica of a reassignment in
+    // sync completes it.
+    super::reassignment::complete_if_ready(image, &mut changed);
     let updated = IsrUpdated {
-        isr,
+        isr: changed.isr.clone(),
         leader_epoch: changed.leader_epoch,
         partition_epoch: changed.partition_epoch,
     };

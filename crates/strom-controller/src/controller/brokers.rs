@@ -414,6 +414,8 @@ pub(super) mod tests {
                 leader: isr[0],
                 leader_epoch: 0,
                 partition_epoch: Some(0),
+                adding_replicas: Vec::new(),
+                removing_replicas: Vec::new(),
             });
         }
         MetadataImage::empty().apply(0, &records)

@@ -500,6 +500,8 @@ async fn a_single_node_metadata_log_is_carried_into_the_quorum_once() {
                 leader: 1,
                 leader_epoch: 0,
                 partition_epoch: Some(0),
+                adding_replicas: Vec::new(),
+                removing_replicas: Vec::new(),
             },
         ],
         vec![MetadataRecord::ProducerIds {
