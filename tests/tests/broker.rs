@@ -783,8 +783,18 @@ fn join_alone(c: &mut Client, gid: &GroupId, session_ms: i32) -> JoinGroupRespon
             .with_name(StrBytes::from_static_str("range"))
             .with_metadata(Bytes::from_static(b"m"))])
     };
-    let first = c.request(9, &join("")).unwrap();
-    let j = c.request(9, &join(first.member_id.as_str())).unwrap();
+    // The coordinator may still be loading (or creating) its partition:
+    // COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE and
+    // NOT_COORDINATOR are retried, as clients do, for up to 10 s.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let j = loop {
+        let first = c.request(9, &join("")).unwrap();
+        let j = c.request(9, &join(first.member_id.as_str())).unwrap();
+        if !matches!(j.error_code, 14..=16) || std::time::Instant::now() > deadline {
+            break j;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
     assert_eq!(j.error_code, 0);
     assert_eq!(sync_alone(c, gid, &j).error_code, 0);
     j
