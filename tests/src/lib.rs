@@ -481,24 +481,28 @@ fn produce_answer(c: &mut Client, topic: &str, partition: i32, values: &[String]
     (p.error_code, p.base_offset)
 }
 
+/// A Fetch (v4+) of one partition from `offset`, up to 1 MiB, answered at
+/// once; `isolation_level` 1 reads committed.
+pub fn fetch_from(topic: &str, partition: i32, offset: i64, isolation_level: i8) -> FetchRequest {
+    FetchRequest::default()
+        .with_max_wait_ms(0)
+        .with_max_bytes(1 << 20)
+        .with_isolation_level(isolation_level)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(name(topic))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(partition)
+                .with_fetch_offset(offset)
+                .with_partition_max_bytes(1 << 20)])])
+}
+
 /// Every value of the partition, fetched from offset 0 to the end.
 pub fn fetch_all(c: &mut Client, topic: &str, partition: i32) -> Vec<String> {
     let mut out = Vec::new();
     let mut offset = 0;
     loop {
         let resp = c
-            .request(
-                12,
-                &FetchRequest::default()
-                    .with_max_wait_ms(0)
-                    .with_max_bytes(1 << 20)
-                    .with_topics(vec![FetchTopic::default()
-                        .with_topic(name(topic))
-                        .with_partitions(vec![FetchPartition::default()
-                            .with_partition(partition)
-                            .with_fetch_offset(offset)
-                            .with_partition_max_bytes(1 << 20)])]),
-            )
+            .request(12, &fetch_from(topic, partition, offset, 0))
             .unwrap();
         let p = &resp.responses[0].partitions[0];
         assert_eq!(p.error_code, 0, "fetch at {offset}");
@@ -515,5 +519,252 @@ pub fn fetch_all(c: &mut Client, topic: &str, partition: i32) -> Vec<String> {
                 }
             }
         }
+    }
+}
+
+// Producers and consumers of transactions over the raw protocol.
+
+use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+use kafka_protocol::messages::{
+    AddPartitionsToTxnRequest, EndTxnRequest, FindCoordinatorRequest, InitProducerIdRequest,
+    ProducerId, TransactionalId,
+};
+
+/// A transactional id for requests.
+pub fn transactional_id(s: &str) -> TransactionalId {
+    TransactionalId(StrBytes::from_string(s.to_owned()))
+}
+
+/// One uncompressed batch of `values` from producer `pid` at `epoch`, its
+/// records at sequences `seq`, `seq + 1`, ..., transactional or not,
+/// stamped now.
+pub fn producer_batch(
+    pid: i64,
+    epoch: i16,
+    seq: i32,
+    transactional: bool,
+    values: &[&str],
+) -> Bytes {
+    let now = now_ms();
+    let records: Vec<Record> = values
+        .iter()
+        .zip(0..)
+        .map(|(v, i)| Record {
+            transactional,
+            control: false,
+            partition_leader_epoch: 0,
+            producer_id: pid,
+            producer_epoch: epoch,
+            timestamp_type: TimestampType::Creation,
+            offset: i64::from(i),
+            sequence: seq + i,
+            timestamp: now,
+            key: None,
+            value: Some(Bytes::from(v.to_string())),
+            headers: Default::default(),
+            delete_horizon: false,
+        })
+        .collect();
+    encode_batch(&records, Compression::None)
+}
+
+/// The address of the coordinator of `key` (`key_type` 0: a group, 1: a
+/// transactional id) as the broker answers FindCoordinator (v3); the
+/// error code when it answers one.
+pub fn find_coordinator(
+    c: &mut Client,
+    key: &str,
+    key_type: i8,
+) -> std::io::Result<Result<SocketAddr, i16>> {
+    let r = c.request(
+        3,
+        &FindCoordinatorRequest::default()
+            .with_key(StrBytes::from_string(key.to_owned()))
+            .with_key_type(key_type),
+    )?;
+    if r.error_code != 0 {
+        return Ok(Err(r.error_code));
+    }
+    let addr = format!("{}:{}", r.host, r.port)
+        .parse()
+        .map_err(|e| std::io::Error::other(format!("coordinator {}:{}: {e}", r.host, r.port)))?;
+    Ok(Ok(addr))
+}
+
+/// InitProducerId (v4) for the transactional id `id`, with a transaction
+/// timeout of `timeout_ms`: the error code, and the producer id and epoch.
+pub fn init_transactional(
+    c: &mut Client,
+    id: &str,
+    timeout_ms: i32,
+) -> std::io::Result<(i16, (i64, i16))> {
+    let r = c.request(
+        4,
+        &InitProducerIdRequest::default()
+            .with_transactional_id(Some(transactional_id(id)))
+            .with_transaction_timeout_ms(timeout_ms),
+    )?;
+    Ok((r.error_code, (r.producer_id.0, r.producer_epoch)))
+}
+
+/// AddPartitionsToTxn (v3, the last version a client sends) of
+/// `partitions` of `topic` to the transaction of `id`: the first error
+/// code of a partition, else 0.
+pub fn add_partitions_to_txn(
+    c: &mut Client,
+    id: &str,
+    (pid, epoch): (i64, i16),
+    topic: &str,
+    partitions: &[i32],
+) -> std::io::Result<i16> {
+    let r = c.request(
+        3,
+        &AddPartitionsToTxnRequest::default()
+            .with_v3_and_below_transactional_id(transactional_id(id))
+            .with_v3_and_below_producer_id(ProducerId(pid))
+            .with_v3_and_below_producer_epoch(epoch)
+            .with_v3_and_below_topics(vec![AddPartitionsToTxnTopic::default()
+                .with_name(name(topic))
+                .with_partitions(partitions.to_vec())]),
+    )?;
+    Ok(r.results_by_topic_v3_and_below
+        .iter()
+        .flat_map(|t| &t.results_by_partition)
+        .map(|p| p.partition_error_code)
+        .find(|code| *code != 0)
+        .unwrap_or(0))
+}
+
+/// EndTxn (v3): commits (`commit`) or aborts the transaction of `id`; the
+/// error code.
+pub fn end_txn(
+    c: &mut Client,
+    id: &str,
+    producer: (i64, i16),
+    commit: bool,
+) -> std::io::Result<i16> {
+    Ok(c.request(3, &end_txn_request(id, producer, commit))?
+        .error_code)
+}
+
+/// The EndTxn request that commits (`commit`) or aborts the transaction of
+/// `id`.
+pub fn end_txn_request(id: &str, (pid, epoch): (i64, i16), commit: bool) -> EndTxnRequest {
+    EndTxnRequest::default()
+        .with_transactional_id(transactional_id(id))
+        .with_producer_id(ProducerId(pid))
+        .with_producer_epoch(epoch)
+        .with_committed(commit)
+}
+
+/// What a read_committed consumer reads of a partition from offset 0.
+#[derive(Debug, Clone, Default)]
+pub struct CommittedRead {
+    /// The records it keeps: offset, value.
+    pub records: Vec<(i64, String)>,
+    /// The partition's last stable offset (where the reading stopped) and
+    /// high watermark, as the last fetch answered them.
+    pub last_stable_offset: i64,
+    pub high_watermark: i64,
+}
+
+/// Reads a partition from offset 0 up to its last stable offset with
+/// read_committed (isolation level 1) fetches (v12), and filters what they
+/// answer as a Kafka consumer does: control batches are dropped, and so is
+/// a transactional batch of a producer while one of its aborted
+/// transactions the fetch reported (its first offset at or before the
+/// batch's last) has not met that producer's abort marker. A fetch's error
+/// code, if it answers one.
+pub fn read_committed(
+    c: &mut Client,
+    topic: &str,
+    partition: i32,
+) -> std::io::Result<Result<CommittedRead, i16>> {
+    let mut read = CommittedRead::default();
+    let mut offset = 0;
+    loop {
+        let resp = c.request(12, &fetch_from(topic, partition, offset, 1))?;
+        let p = &resp.responses[0].partitions[0];
+        if p.error_code != 0 {
+            return Ok(Err(p.error_code));
+        }
+        read.last_stable_offset = p.last_stable_offset;
+        read.high_watermark = p.high_watermark;
+        // The aborted transactions by first offset, as the consumer's queue.
+        let mut aborted: Vec<(i64, i64)> = p
+            .aborted_transactions
+            .iter()
+            .flatten()
+            .map(|a| (a.first_offset, a.producer_id.0))
+            .collect();
+        aborted.sort_unstable();
+        let mut aborted = aborted.into_iter().peekable();
+        let mut aborting = std::collections::HashSet::new();
+        let mut bytes = p.records.clone().unwrap_or_default();
+        if bytes.is_empty() {
+            return Ok(Ok(read));
+        }
+        let before = offset;
+        while !bytes.is_empty() {
+            let set = RecordBatchDecoder::decode(&mut bytes)
+                .map_err(|e| std::io::Error::other(format!("fetch at {offset}: {e}")))?;
+            let (Some(first), Some(last)) = (set.records.first(), set.records.last()) else {
+                continue;
+            };
+            let producer = first.producer_id;
+            let batch_end = last.offset;
+            offset = offset.max(batch_end + 1);
+            if producer >= 0 {
+                while let Some((_, pid)) = aborted.next_if(|(first, _)| *first <= batch_end) {
+                    aborting.insert(pid);
+                }
+                if first.control {
+                    // The key of a control record: version, then type (0: abort).
+                    let key = first.key.as_deref().unwrap_or_default();
+                    if key.len() >= 4 && key[2..4] == [0, 0] {
+                        aborting.remove(&producer);
+                    }
+                    continue;
+                }
+                if first.transactional && aborting.contains(&producer) {
+                    continue;
+                }
+            }
+            if first.control {
+                continue;
+            }
+            for r in &set.records {
+                if r.offset >= before {
+                    let value = r.value.as_deref().unwrap_or_default();
+                    read.records
+                        .push((r.offset, String::from_utf8_lossy(value).into_owned()));
+                }
+            }
+        }
+        if offset == before {
+            return Err(std::io::Error::other(format!(
+                "fetch at {offset} answered nothing past it"
+            )));
+        }
+    }
+}
+
+impl Client {
+    /// Sends a typed request and closes the connection without waiting for
+    /// the answer: a client that dies right after sending.
+    pub fn send_and_close<R: Request>(mut self, version: i16, body: &R) -> std::io::Result<()> {
+        let mut message = BytesMut::new();
+        RequestHeader::default()
+            .with_request_api_key(R::KEY)
+            .with_request_api_version(version)
+            .with_correlation_id(self.correlation + 1)
+            .with_client_id(Some(StrBytes::from_static_str("strom-tests")))
+            .encode(&mut message, R::header_version(version))
+            .and_then(|()| body.encode(&mut message, version))
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let length = (message.len() as i32).to_be_bytes();
+        self.stream
+            .write_all(&[&length[..], &message[..]].concat())?;
+        self.stream.shutdown(std::net::Shutdown::Both)
     }
 }

@@ -6,7 +6,6 @@ use kafka_protocol::messages::add_partitions_to_txn_request::{
     AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction,
 };
 use kafka_protocol::messages::describe_producers_request::TopicRequest;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::txn_offset_commit_request::{
@@ -172,19 +171,7 @@ fn fetch_committed_from(
     let mut aborted: Vec<(i64, i64)> = Vec::new();
     loop {
         let r = c
-            .request(
-                12,
-                &FetchRequest::default()
-                    .with_max_wait_ms(0)
-                    .with_max_bytes(1 << 20)
-                    .with_isolation_level(1)
-                    .with_topics(vec![FetchTopic::default()
-                        .with_topic(name(topic))
-                        .with_partitions(vec![FetchPartition::default()
-                            .with_partition(partition)
-                            .with_fetch_offset(offset)
-                            .with_partition_max_bytes(1 << 20)])]),
-            )
+            .request(12, &strom_tests::fetch_from(topic, partition, offset, 1))
             .unwrap();
         let p = &r.responses[0].partitions[0];
         assert_eq!(p.error_code, 0);
