@@ -351,6 +351,16 @@ impl GroupCoordinator {
                     g.consumer = None;
                 }
             }
+            RecordKey::ConsumerMember { ref group, .. }
+            | RecordKey::ConsumerTarget { ref group, .. }
+            | RecordKey::ConsumerAssignment { ref group, .. }
+                if value.is_none() =>
+            {
+                // A member's tombstone: nothing to do for a group gone.
+                if let Some(cg) = groups.get_mut(group).and_then(|g| g.consumer.as_mut()) {
+                    cg.replay(&key, None, Instant::now());
+                }
+            }
             RecordKey::ConsumerGroup { ref group }
             | RecordKey::ConsumerMember { ref group, .. }
             | RecordKey::ConsumerTarget { ref group, .. }

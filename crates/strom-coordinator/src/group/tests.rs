@@ -1023,6 +1023,27 @@ mod consumer_membership {
     }
 }
 
+#[test]
+fn a_member_tombstone_after_its_group_s_leaves_no_group_behind() {
+    use crate::records::RecordKey;
+    let (c, _) = coordinator();
+    for key in [
+        RecordKey::Group { group: "g".into() },
+        RecordKey::ConsumerGroup { group: "g".into() },
+        RecordKey::ConsumerMember {
+            group: "g".into(),
+            member: "m".into(),
+        },
+        RecordKey::ConsumerAssignment {
+            group: "g".into(),
+            member: "m".into(),
+        },
+    ] {
+        c.replay(&key.encode(), None);
+    }
+    assert!(c.groups().is_empty());
+}
+
 mod properties {
     use std::collections::HashMap;
 
