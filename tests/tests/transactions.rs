@@ -13,10 +13,10 @@ use kafka_protocol::messages::txn_offset_commit_request::{
 };
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{Compression, Record, RecordBatchDecoder, TimestampType};
+use kafka_protocol::records::RecordBatchDecoder;
 use std::time::{Duration, Instant};
 use strom_tests::cluster::Cluster;
-use strom_tests::{encode_batch, name, Broker, Client};
+use strom_tests::{name, Broker, Client};
 
 const TOPIC: &str = "tx-topic";
 
@@ -26,29 +26,7 @@ fn txn_id(s: &str) -> TransactionalId {
 
 /// A transactional batch of `values` from `pid`/`epoch` at sequence `seq`.
 fn txn_batch(pid: i64, epoch: i16, seq: i32, values: &[&str]) -> Bytes {
-    let records: Vec<Record> = values
-        .iter()
-        .enumerate()
-        .map(|(i, v)| Record {
-            transactional: true,
-            control: false,
-            partition_leader_epoch: 0,
-            producer_id: pid,
-            producer_epoch: epoch,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: seq + i as i32,
-            timestamp: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_millis() as i64,
-            key: None,
-            value: Some(Bytes::from(v.to_string())),
-            headers: Default::default(),
-            delete_horizon: false,
-        })
-        .collect();
-    encode_batch(&records, Compression::None)
+    strom_tests::producer_batch(pid, epoch, seq, true, values)
 }
 
 fn init(c: &mut Client, id: &str, version: i16) -> (i64, i16) {
