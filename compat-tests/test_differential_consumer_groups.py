@@ -62,11 +62,20 @@ class Script:
         self.group = unique_name("diff-848-group")
         code, message = kw.create_topics(self.host, self.port, [(self.topic, PARTITIONS, {})])[self.topic]
         assert code == 0, f"{kw.error_name(code)} {message}"
+        # Kafka's coordinator assigns from its metadata image, which learns
+        # of a new topic a moment after CreateTopics answers: a join before
+        # that is answered with nothing assigned.
+        wait_until(lambda: self._topic_led(), interval=0.1, what=f"leaders for every partition of {self.topic}")
         wait_until(lambda: kw.find_coordinator(self.host, self.port, self.group)[0] == 0,
                    interval=0.1, what=f"the coordinator of {self.group}")
         self.sock = kw.connect(self.host, self.port, timeout=30.0)
         self.correlation = 0
         self.transcript: list[tuple] = []
+
+    def _topic_led(self) -> bool:
+        topic = kw.metadata(self.host, self.port, [self.topic], allow_auto_topic_creation=False).get(self.topic)
+        return (topic is not None and topic.error_code == 0 and len(topic.partitions) == PARTITIONS
+                and all(error == 0 and leader >= 0 for error, leader in topic.partitions.values()))
 
     def beat(self, member: str, epoch: int, group: str | None = None, **fields) -> kw.ConsumerHeartbeat:
         def once():
