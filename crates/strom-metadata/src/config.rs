@@ -550,6 +550,24 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
     ),
     min(
         def(
+            "group.max.size",
+            Int,
+            "2147483647",
+            "Members a classic group takes at most",
+        ),
+        1,
+    ),
+    min(
+        def(
+            "group.consumer.max.size",
+            Int,
+            "2147483647",
+            "Members a consumer-protocol (KIP-848) group takes at most",
+        ),
+        1,
+    ),
+    min(
+        def(
             "group.consumer.session.timeout.ms",
             Int,
             "45000",

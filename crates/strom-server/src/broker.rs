@@ -257,6 +257,8 @@ impl Broker {
             ),
             consumer_session_timeout: ms("group.consumer.session.timeout.ms"),
             consumer_heartbeat_interval: ms("group.consumer.heartbeat.interval.ms"),
+            classic_max_size: opts.config.get_i64("group.max.size").max(1) as usize,
+            consumer_max_size: opts.config.get_i64("group.consumer.max.size").max(1) as usize,
         };
         let groups = Arc::new(GroupCoordinator::new(
             group_config,

@@ -43,6 +43,10 @@ pub struct GroupConfig {
     pub consumer_session_timeout: Duration,
     /// `group.consumer.heartbeat.interval.ms` (KIP-848 groups)
     pub consumer_heartbeat_interval: Duration,
+    /// `group.max.size` (classic groups)
+    pub classic_max_size: usize,
+    /// `group.consumer.max.size` (KIP-848 groups)
+    pub consumer_max_size: usize,
 }
 
 impl Default for GroupConfig {
@@ -56,6 +60,8 @@ impl Default for GroupConfig {
             offsets_retention: Duration::from_secs(7 * 24 * 3600),
             consumer_session_timeout: Duration::from_millis(45_000),
             consumer_heartbeat_interval: Duration::from_millis(5_000),
+            classic_max_size: i32::MAX as usize,
+            consumer_max_size: i32::MAX as usize,
         }
     }
 }
@@ -605,6 +611,15 @@ impl GroupCoordinator {
             groups.insert(req.group_id.clone(), Group::new(&req.group_id));
         }
         let g = groups.get_mut(&req.group_id).expect("present");
+        if !self.accepts_joining(g, &req.member_id) {
+            // Kafka drops a known member it turns away (one that did not
+            // rejoin in time to be counted).
+            if g.members.contains_key(&req.member_id) {
+                g.remove_member(&req.member_id);
+                self.after_removal(g, now, "member over the group's capacity");
+            }
+            return Reply::Now(JoinResponse::error(ErrorCode::GroupMaxSizeReached, ""));
+        }
         if g.consumer.as_ref().is_some_and(|c| !c.is_empty())
             || !g.supports(&req.protocol_type, &req.protocols)
         {
@@ -664,6 +679,29 @@ impl GroupCoordinator {
         m.session_timeout = session;
         m.rebalance_timeout = Duration::from_millis(req.rebalance_timeout_ms.max(0) as u64);
         self.await_join(g, &member_id, req.protocols, now, "member rejoined")
+    }
+
+    /// Whether `g` takes a JoinGroup from `member_id` under `group.max.size`,
+    /// as Kafka decides: an empty group always; one preparing a rebalance a
+    /// member already waiting, or anyone while fewer wait than the limit;
+    /// otherwise a member, or anyone while the group is below the limit.
+    fn accepts_joining(&self, g: &Group, member_id: &str) -> bool {
+        let max = self.config.classic_max_size;
+        let member = g.members.get(member_id);
+        match g.state {
+            GroupState::Empty | GroupState::Dead => true,
+            GroupState::PreparingRebalance => {
+                member.is_some_and(|m| m.join_waiter.is_some())
+                    || g.members
+                        .values()
+                        .filter(|m| m.join_waiter.is_some())
+                        .count()
+                        < max
+            }
+            GroupState::CompletingRebalance | GroupState::Stable => {
+                member.is_some() || g.members.len() < max
+            }
+        }
     }
 
     /// KIP-345: a static member's new instance takes over the old member's

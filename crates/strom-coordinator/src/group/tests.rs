@@ -504,6 +504,32 @@ fn offsets_of_empty_groups_expire_after_the_retention() {
     assert_eq!(tombstones, 4, "three offsets and the group");
 }
 
+#[test]
+fn a_full_classic_group_turns_new_members_away() {
+    let log = Arc::new(MemLog::default());
+    let config = GroupConfig {
+        initial_rebalance_delay: Duration::from_millis(100),
+        classic_max_size: 2,
+        ..GroupConfig::default()
+    };
+    let c = GroupCoordinator::new(config, log);
+    let t0 = Instant::now();
+    let (leader, follower, _) = stable_pair(&c, t0);
+    let t = t0 + Duration::from_millis(200);
+    // Stable and full: a newcomer is turned away before MEMBER_ID_REQUIRED,
+    // with no member id; a member's rejoin is taken.
+    let refused = now_of(c.join(join_req("", None), t));
+    assert_eq!(refused.error, Some(ErrorCode::GroupMaxSizeReached));
+    assert_eq!(refused.member_id, "");
+    let _ = c.join(join_req(&follower, None), t);
+    // Preparing a rebalance (the leader rejoined), what counts is who
+    // waits: both members once the follower has rejoined too.
+    let _l = later(c.join(join_req(&leader, None), t));
+    let _f = later(c.join(join_req(&follower, None), t));
+    let refused = now_of(c.join(join_req("", Some("inst-x")), t));
+    assert_eq!(refused.error, Some(ErrorCode::GroupMaxSizeReached));
+}
+
 mod consumer_protocol {
     use super::*;
     use crate::group::consumer::{Assignment, HeartbeatRequest, TopicsView};
@@ -799,6 +825,52 @@ mod consumer_membership {
             refused(hb("m", 3, None)).0,
             ErrorCode::GroupIdNotFound,
             "a heartbeat to a group that does not exist"
+        );
+    }
+
+    #[test]
+    fn a_full_group_turns_new_members_away() {
+        let log = Arc::new(MemLog::default());
+        let config = GroupConfig {
+            consumer_max_size: 2,
+            ..GroupConfig::default()
+        };
+        let c = GroupCoordinator::new(config, log);
+        let t = Instant::now();
+        let a = beat(&c, hb("a", 0, None), t).unwrap();
+        beat(&c, hb("b", 0, Some("inst-b")), t).unwrap();
+        let full = c
+            .consumer_heartbeat(hb("c", 0, None), &Topics, t)
+            .unwrap_err();
+        assert_eq!(
+            full,
+            (
+                ErrorCode::GroupMaxSizeReached,
+                "The consumer group has reached its maximum capacity of 2 members.".to_owned()
+            )
+        );
+        assert_eq!(
+            beat(&c, hb("c", 4, None), t).unwrap_err(),
+            ErrorCode::GroupMaxSizeReached,
+            "a heartbeat from a non-member is turned away before its epoch is looked at"
+        );
+        // Members go on; leaving is not refused; a left static member's
+        // place still counts (Kafka keeps it until its session ends).
+        let owned = a.assignment.clone().unwrap_or_default();
+        assert!(beat(&c, owning(hb("a", a.member_epoch, None), &owned), t).is_ok());
+        assert_eq!(
+            beat(&c, hb("c", -1, None), t).unwrap_err(),
+            ErrorCode::UnknownMemberId
+        );
+        beat(&c, hb("b", -2, Some("inst-b")), t).unwrap();
+        assert_eq!(
+            beat(&c, hb("b2", 0, Some("inst-b")), t).unwrap_err(),
+            ErrorCode::GroupMaxSizeReached
+        );
+        beat(&c, hb("a", -1, None), t).unwrap();
+        assert!(
+            beat(&c, hb("c", 0, None), t).is_ok(),
+            "a place left free is taken"
         );
     }
 

@@ -762,6 +762,16 @@ impl GroupCoordinator {
             heartbeat_interval_ms: interval,
             assignment: None,
         };
+        let max = self.config.consumer_max_size;
+        if req.member_epoch >= 0
+            && cg.members.len() >= max
+            && !cg.members.contains_key(&req.member_id)
+        {
+            return Err((
+                ErrorCode::GroupMaxSizeReached,
+                format!("The consumer group has reached its maximum capacity of {max} members."),
+            ));
+        }
         if req.member_epoch == 0 {
             let id = self.join_consumer(cg, group_id, &req, view, now)?;
             return Ok(self.answer(cg, &id, None, interval, now));
