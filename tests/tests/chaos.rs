@@ -24,10 +24,19 @@
 //! (indeterminate ones may be wholly visible or wholly not), a record
 //! twice, a producer's records out of order, a record nobody sent.
 //!
+//! Reassignments: four nodes, the topic at replication factor 3; one
+//! partition at a time is moved onto a replica set that swaps one of its
+//! replicas for the node it lacks, and a node the move involves (its
+//! leader, the replica dropped or added, or the active controller) is
+//! killed (-9) while the move is under way, under idempotent producers.
+//! Each move must end with exactly its target as replicas and ISR, the
+//! idempotent checker must find nothing, and no node may keep a copy of a
+//! partition moved off it.
+//!
 //! The seed is printed at the start (`STROM_TEST_SEED` repeats a run);
 //! `STROM_CHAOS_FAULTS` sets how many faults the schedule of one node at a
-//! time has (8: the test command's short run; `scripts/chaos` runs long
-//! ones).
+//! time has, and how many moves the reassignment run makes (8: the test
+//! command's short run; `scripts/chaos` runs long ones).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
@@ -37,7 +46,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{InitProducerIdRequest, MetadataRequest, ProduceRequest};
-use strom_tests::cluster::Cluster;
+use strom_tests::cluster::{Cluster, COMBINED};
 use strom_tests::{
     add_partitions_to_txn, end_txn, end_txn_request, fetch_all, find_coordinator,
     init_transactional, name, producer_batch, read_committed, transactional_id, Client,
@@ -521,6 +530,231 @@ fn a_whole_cluster_kill_9_under_load_loses_and_duplicates_nothing() {
         std::thread::sleep(Duration::from_millis(1500));
         faults
     });
+}
+
+/// A connection to each running node but those in `avoid` (paused ones),
+/// in turn.
+fn clients<'a>(cluster: &'a Cluster, avoid: &'a [i32]) -> impl Iterator<Item = Client> + 'a {
+    cluster
+        .running()
+        .into_iter()
+        .filter(|id| !avoid.contains(id))
+        .filter_map(|id| {
+            let mut c = Client::connect(cluster.node(id).addr).ok()?;
+            c.set_timeout(Duration::from_secs(12)).ok()?;
+            Some(c)
+        })
+}
+
+/// Partition `partition` of the chaos topic as some running node answers:
+/// its replicas in order, its ISR sorted, its leader, and the active
+/// controller.
+fn placement(cluster: &Cluster, partition: i32) -> Option<(Vec<i32>, Vec<i32>, i32, i32)> {
+    clients(cluster, &[]).find_map(|mut c| {
+        let m = c
+            .request(12, &MetadataRequest::default().with_topics(None))
+            .ok()?;
+        let t = m
+            .topics
+            .iter()
+            .find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == TOPIC))?;
+        let p = t
+            .partitions
+            .iter()
+            .find(|p| p.partition_index == partition)?;
+        let mut isr: Vec<i32> = p.isr_nodes.iter().map(|b| b.0).collect();
+        isr.sort();
+        let replicas = p.replica_nodes.iter().map(|b| b.0).collect();
+        (p.error_code == 0 && p.leader_id.0 > 0 && m.controller_id.0 > 0).then_some((
+            replicas,
+            isr,
+            p.leader_id.0,
+            m.controller_id.0,
+        ))
+    })
+}
+
+/// Starts moving `partition` onto `target` through some running node but
+/// those in `avoid`, trying again while the controller is elected or moves.
+fn reassign(cluster: &Cluster, avoid: &[i32], partition: i32, target: &[i32]) {
+    use kafka_protocol::messages::alter_partition_reassignments_request::{
+        ReassignablePartition, ReassignableTopic,
+    };
+    use kafka_protocol::messages::{AlterPartitionReassignmentsRequest, BrokerId};
+    let request = AlterPartitionReassignmentsRequest::default()
+        .with_timeout_ms(10_000)
+        .with_topics(vec![ReassignableTopic::default()
+            .with_name(name(TOPIC))
+            .with_partitions(vec![ReassignablePartition::default()
+                .with_partition_index(partition)
+                .with_replicas(Some(
+                    target.iter().map(|&b| BrokerId(b)).collect(),
+                ))])]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        for mut c in clients(cluster, avoid) {
+            match c.request(0, &request) {
+                Ok(r) if r.error_code == 0 && r.responses[0].partitions[0].error_code == 0 => {
+                    return
+                }
+                // INVALID_REPLICA_ASSIGNMENT: the move itself is refused.
+                Ok(r)
+                    if r.responses
+                        .first()
+                        .is_some_and(|t| t.partitions[0].error_code == 39) =>
+                {
+                    panic!(
+                        "moving {partition} onto {target:?} refused: {r:?}; seed {}",
+                        cluster.seed
+                    )
+                }
+                other => last = format!("{other:?}"),
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!(
+        "moving {partition} onto {target:?}: not accepted in 30 s, last {last}; seed {}",
+        cluster.seed
+    );
+}
+
+/// Whether a move of `partition` is under way, as ListPartitionReassignments
+/// through some running node but those in `avoid` answers (None: no node
+/// answered).
+fn moving(cluster: &Cluster, avoid: &[i32], partition: i32) -> Option<bool> {
+    use kafka_protocol::messages::list_partition_reassignments_request::ListPartitionReassignmentsTopics;
+    use kafka_protocol::messages::ListPartitionReassignmentsRequest;
+    let request = ListPartitionReassignmentsRequest::default()
+        .with_timeout_ms(10_000)
+        .with_topics(Some(vec![ListPartitionReassignmentsTopics::default()
+            .with_name(name(TOPIC))
+            .with_partition_indexes(vec![partition])]));
+    clients(cluster, avoid).find_map(|mut c| {
+        let r = c.request(0, &request).ok()?;
+        (r.error_code == 0).then(|| r.topics.iter().any(|t| !t.partitions.is_empty()))
+    })
+}
+
+/// The seeded schedule of `moves` reassignments, one partition at a time,
+/// on four nodes: each swaps one of the partition's three replicas (by
+/// seed) for the node it lacks, which is paused first so that the move
+/// stays under way; then a node the move involves is killed (-9) mid-move
+/// (by seed: the leader, the replica dropped, the one added, or the active
+/// controller), the added node resumed and the killed one started again.
+/// Each move must then end with exactly its target as replicas and ISR.
+/// What it did, and each moved partition's last target.
+fn moves_under_kills(
+    cluster: &mut Cluster,
+    moves: usize,
+) -> (Vec<String>, BTreeMap<i32, Vec<i32>>) {
+    let seed = cluster.seed;
+    let nodes = cluster.nodes.len() as i32;
+    let mut done = Vec::new();
+    let mut targets = BTreeMap::new();
+    for _ in 0..moves {
+        let partition = (cluster.rng() % PARTITIONS as u64) as i32;
+        let wait = Instant::now() + Duration::from_secs(30);
+        let (replicas, _, leader, controller) = loop {
+            match placement(cluster, partition) {
+                Some(p) => break p,
+                None if Instant::now() < wait => std::thread::sleep(Duration::from_millis(50)),
+                None => panic!("partition {partition} not led; seed {seed}"),
+            }
+        };
+        let added = (1..=nodes).find(|n| !replicas.contains(n)).unwrap();
+        let mut target = replicas.clone();
+        let slot = (cluster.rng() % target.len() as u64) as usize;
+        let dropped = std::mem::replace(&mut target[slot], added);
+        let (role, victim) = match cluster.rng() % 4 {
+            0 => ("the leader", leader),
+            1 => ("the dropped replica", dropped),
+            2 => ("the added replica", added),
+            _ => ("the active controller", controller),
+        };
+        let down = Duration::from_millis(500 + cluster.rng() % 2000);
+        done.push(format!(
+            "move {partition} {replicas:?} -> {target:?}, kill -9 {role} (node {victim}) for {down:?}"
+        ));
+        cluster.pause(added);
+        reassign(cluster, &[added], partition, &target);
+        let under_way = moving(cluster, &[added], partition);
+        assert_eq!(
+            under_way,
+            Some(true),
+            "move of {partition} not listed; seed {seed}; {done:?}"
+        );
+        cluster.kill9(victim);
+        std::thread::sleep(down);
+        if victim != added {
+            cluster.resume(added);
+        }
+        cluster.restart(victim);
+        let mut expected_isr = target.clone();
+        expected_isr.sort();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let now = placement(cluster, partition);
+            let ended = now
+                .as_ref()
+                .is_some_and(|(r, isr, _, _)| *r == target && *isr == expected_isr);
+            if ended && moving(cluster, &[], partition) == Some(false) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "move of {partition} onto {target:?} not done in 60 s: {now:?}; seed {seed}; {done:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        targets.insert(partition, target);
+    }
+    (done, targets)
+}
+
+/// Four nodes (three controllers, all brokers) under idempotent producers
+/// while [`moves_under_kills`] moves partitions: nothing lost, duplicated or
+/// misplaced, each partition on its last target, and no copy left on a node
+/// it was moved off.
+#[test]
+fn reassignments_under_kills_lose_and_duplicate_nothing() {
+    let settings = [
+        ("broker.session.timeout.ms", "2000"),
+        ("broker.heartbeat.interval.ms", "300"),
+        ("min.insync.replicas", "2"),
+        ("replica.lag.time.max.ms", "3000"),
+    ];
+    let roles = [COMBINED, COMBINED, COMBINED, "broker"];
+    let mut cluster = Cluster::start_roles(&roles, &settings, |_| Vec::new());
+    cluster.wait_for_controller(1, &[], Duration::from_secs(10));
+    assert_eq!(cluster.create_topic(1, TOPIC, PARTITIONS, 3), 0);
+    wait_in_sync(&cluster, TOPIC, PARTITIONS, Duration::from_secs(20));
+    let moves = faults_wanted();
+    let mut targets = BTreeMap::new();
+    run_workload(&mut cluster, time_for(2 * moves), |cluster| {
+        let (done, last) = moves_under_kills(cluster, moves);
+        targets = last;
+        done
+    });
+    let seed = cluster.seed;
+    for (partition, target) in &targets {
+        for id in (1..=roles.len() as i32).filter(|id| !target.contains(id)) {
+            let dir = cluster
+                .node(id)
+                .data_dir()
+                .join(format!("{TOPIC}-{partition}"));
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while dir.exists() {
+                assert!(
+                    Instant::now() < deadline,
+                    "{} still there after partition {partition} moved onto {target:?}; seed {seed}",
+                    dir.display()
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
 }
 
 #[test]
