@@ -54,6 +54,18 @@ NOT_READY = (14, 15, 16)
 PARTITIONS = 4
 
 
+def offsets_partition(group: str, partitions: int = 50) -> int:
+    """The __consumer_offsets partition of ``group``, as Kafka picks it:
+    the absolute value of Java's String.hashCode (0 for Integer.MIN_VALUE)
+    modulo offsets.topic.num.partitions (50 on both brokers here)."""
+    h = 0
+    units = group.encode("utf-16-be")
+    for i in range(0, len(units), 2):
+        h = (31 * h + int.from_bytes(units[i:i + 2], "big")) & 0xFFFFFFFF
+    h = h - (1 << 32) if h >= 1 << 31 else h
+    return (0 if h == -(1 << 31) else abs(h)) % partitions
+
+
 class Script:
     def __init__(self, broker):
         host, port = broker.bootstrap.rsplit(":", 1)
@@ -62,20 +74,29 @@ class Script:
         self.group = unique_name("diff-848-group")
         code, message = kw.create_topics(self.host, self.port, [(self.topic, PARTITIONS, {})])[self.topic]
         assert code == 0, f"{kw.error_name(code)} {message}"
-        # Kafka's coordinator assigns from its metadata image, which learns
-        # of a new topic a moment after CreateTopics answers: a join before
-        # that is answered with nothing assigned.
-        wait_until(lambda: self._topic_led(), interval=0.1, what=f"leaders for every partition of {self.topic}")
         wait_until(lambda: kw.find_coordinator(self.host, self.port, self.group)[0] == 0,
                    interval=0.1, what=f"the coordinator of {self.group}")
         self.sock = kw.connect(self.host, self.port, timeout=30.0)
         self.correlation = 0
         self.transcript: list[tuple] = []
+        self._wait_until_the_coordinator_sees_the_topic()
 
-    def _topic_led(self) -> bool:
-        topic = kw.metadata(self.host, self.port, [self.topic], allow_auto_topic_creation=False).get(self.topic)
-        return (topic is not None and topic.error_code == 0 and len(topic.partitions) == PARTITIONS
-                and all(error == 0 and leader >= 0 for error, leader in topic.partitions.values()))
+    def _wait_until_the_coordinator_sees_the_topic(self) -> None:
+        """Kafka's coordinator assigns from its own metadata image, which
+        learns of a new topic some tens of milliseconds after CreateTopics
+        and Metadata show it: a join before that gets nothing assigned.
+        A probe group kept in the same __consumer_offsets partition (so on
+        the same coordinator shard) joins until it is given every partition,
+        then leaves."""
+        probe = next(g for g in (f"{self.group}-probe-{i}" for i in range(10_000))
+                     if offsets_partition(g) == offsets_partition(self.group))
+        member = str(uuid.uuid4())
+
+        def assigned_all():
+            r = self.beat(member, 0, group=probe, rebalance_timeout_ms=30_000, topics=[self.topic], owned={})
+            self.beat(member, -1, group=probe)
+            return r.error_code == 0 and sum(len(ps) for ps in (r.assignment or {}).values()) == PARTITIONS
+        wait_until(assigned_all, interval=0.05, what=f"the coordinator of {self.group} seeing {self.topic}")
 
     def beat(self, member: str, epoch: int, group: str | None = None, **fields) -> kw.ConsumerHeartbeat:
         def once():
