@@ -189,8 +189,9 @@ type Fetching<'a> = Vec<(&'a TopicPartition, &'a Arc<Partition>, FetchPosition)>
 impl FetchLoop {
     /// Fetches until stopped. A partition whose answer was an error waits
     /// `replica.fetch.backoff.ms` before it is fetched again while the
-    /// others go on (Kafka's delayed partitions); a fetch that failed as a
-    /// whole backs the fetcher off.
+    /// others go on (Kafka's delayed partitions), but only [`SOON`] when the
+    /// leader has not taken its leadership in yet; a fetch that failed as
+    /// a whole backs the fetcher off.
     async fn run(self, mut partitions: watch::Receiver<Followed>) {
         let mut delayed: HashMap<TopicPartition, Instant> = HashMap::new();
         loop {
@@ -217,11 +218,28 @@ impl FetchLoop {
                 continue;
             }
             let request = self.request(&fetching);
-            match self.link.fetch(self.leader, request).await {
+            // A partition added while a fetch waits at the leader (up to
+            // replica.fetch.wait.max.ms) is not left waiting with it: the
+            // fetch is dropped (its connection with it; nothing of it was
+            // applied) and the next one asks for every partition.
+            let fetched = tokio::select! {
+                r = self.link.fetch(self.leader, request) => r,
+                r = partitions.changed() => {
+                    if r.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            match fetched {
                 Ok(response) => {
-                    let until = Instant::now() + self.config.backoff;
-                    for tp in self.handle(&fetching, response) {
-                        delayed.insert(tp, until);
+                    let now = Instant::now();
+                    for (tp, retry) in self.handle(&fetching, response) {
+                        let wait = match retry {
+                            Retry::Soon => SOON.min(self.config.backoff),
+                            Retry::Later => self.config.backoff,
+                        };
+                        delayed.insert(tp, now + wait);
                     }
                 }
                 Err(e) => {
@@ -265,15 +283,23 @@ impl FetchLoop {
     }
 
     /// Takes a leader's answer in; returns the partitions whose answer was
-    /// an error (all of them for an error of the whole fetch).
-    fn handle(&self, fetching: &Fetching<'_>, response: FetchResponse) -> Vec<TopicPartition> {
+    /// an error (all of them for an error of the whole fetch) and when to
+    /// fetch each again.
+    fn handle(
+        &self,
+        fetching: &Fetching<'_>,
+        response: FetchResponse,
+    ) -> Vec<(TopicPartition, Retry)> {
         if response.error_code != 0 {
             warn!(
                 leader = self.leader,
                 code = response.error_code,
                 "replica fetch refused"
             );
-            return fetching.iter().map(|(tp, _, _)| (*tp).clone()).collect();
+            return fetching
+                .iter()
+                .map(|(tp, _, _)| ((*tp).clone(), Retry::Later))
+                .collect();
         }
         let mut failed = Vec::new();
         for topic in response.responses {
@@ -285,8 +311,8 @@ impl FetchLoop {
                 if p.leader() != self.leader {
                     continue;
                 }
-                if !follow(p, *at, data, self.leader) {
-                    failed.push((*tp).clone());
+                if let Err(retry) = follow(p, *at, data, self.leader) {
+                    failed.push(((*tp).clone(), retry));
                 }
             }
         }
@@ -294,20 +320,37 @@ impl FetchLoop {
     }
 }
 
+/// How long a partition whose answer was an error waits before it is
+/// fetched again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    /// [`SOON`]: the leader named by the metadata has not taken the new
+    /// leadership in yet (it answers UNKNOWN_LEADER_EPOCH), which takes it
+    /// milliseconds. Kafka waits `replica.fetch.backoff.ms` (1 s) here too,
+    /// and every acks=all write after a failover waits with it for the
+    /// high watermark.
+    Soon,
+    /// `replica.fetch.backoff.ms`.
+    Later,
+}
+
+/// The wait of [`Retry::Soon`] (`replica.fetch.backoff.ms` if shorter).
+const SOON: Duration = Duration::from_millis(25);
+
 /// Applies one partition's answer from `leader` to a fetch made at `at`:
-/// false if it was an error (the partition then waits before its next
+/// `Err` if it was an error (the partition then waits before its next
 /// fetch). An answer that no longer applies (the epoch or the log end moved
 /// meanwhile) changes nothing.
-fn follow(p: &Partition, at: FetchPosition, data: PartitionData, leader: i32) -> bool {
+fn follow(p: &Partition, at: FetchPosition, data: PartitionData, leader: i32) -> Result<(), Retry> {
     let applied = |r: Result<(), (ErrorCode, String)>, what: &str| match r {
-        Ok(()) => true,
+        Ok(()) => Ok(()),
         Err((ErrorCode::FencedLeaderEpoch, why)) => {
             debug!(partition = ?p, %why, "answer dropped");
-            true
+            Ok(())
         }
         Err((code, why)) => {
             warn!(partition = ?p, leader, ?code, %why, "cannot {what}");
-            false
+            Err(Retry::Later)
         }
     };
     match ErrorCode::try_from_code(data.error_code) {
@@ -328,9 +371,13 @@ fn follow(p: &Partition, at: FetchPosition, data: PartitionData, leader: i32) ->
             let r = p.truncate_to(at, data.high_watermark).map(|_| ());
             return applied(r, "truncate");
         }
+        Some(ErrorCode::UnknownLeaderEpoch) => {
+            debug!(partition = ?p, leader, "the leader has not taken its leadership in yet");
+            return Err(Retry::Soon);
+        }
         _ => {
             debug!(partition = ?p, leader, code = data.error_code, "replica fetch error");
-            return false;
+            return Err(Retry::Later);
         }
     }
     if data.diverging_epoch.epoch >= 0 || data.diverging_epoch.end_offset >= 0 {

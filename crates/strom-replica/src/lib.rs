@@ -9,7 +9,7 @@ mod validate;
 
 pub use cleaner::{CleanerSnapshot, CleanerStats, LogCleaner};
 pub use fetcher::{BoxFuture, FetcherConfig, LeaderLink, ReplicaFetchers, FETCH_VERSION};
-pub use manager::{ReplicaManager, ReplicationCounts, TopicPartition};
+pub use manager::{check_leader_epoch, ReplicaManager, ReplicationCounts, TopicPartition};
 pub use partition::{
     AppendResult, FetchPosition, FollowerRead, Isolation, IsrChange, ListOffsetResult, LogStats,
     OffsetSpec, Partition, ProducerSummary, ReadResult, Uncommitted,

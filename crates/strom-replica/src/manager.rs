@@ -162,6 +162,23 @@ impl ReplicaManager {
     /// A hosted partition that this node leads: NOT_LEADER_OR_FOLLOWER
     /// when another node leads it (the data path's requests go to the
     /// leader), UNKNOWN_TOPIC_OR_PARTITION when it is not hosted here.
+    /// As [`ReplicaManager::leading`], with a request's
+    /// `current_leader_epoch` checked first, as Kafka checks it: a replica
+    /// here that does not lead answers UNKNOWN_LEADER_EPOCH to a newer
+    /// epoch (its leadership is on its way) and FENCED_LEADER_EPOCH to an
+    /// older one, NOT_LEADER_OR_FOLLOWER only to its own or to -1.
+    pub fn leading_at(
+        &self,
+        topic: &str,
+        partition: i32,
+        current_leader_epoch: i32,
+    ) -> Result<Arc<Partition>, ErrorCode> {
+        if let Some(p) = self.get(topic, partition) {
+            check_leader_epoch(current_leader_epoch, p.leader_epoch())?;
+        }
+        self.leading(topic, partition)
+    }
+
     pub fn leading(&self, topic: &str, partition: i32) -> Result<Arc<Partition>, ErrorCode> {
         match self.get(topic, partition) {
             Some(p) if p.leader() == self.node_id => Ok(p),
@@ -548,4 +565,16 @@ fn wall_clock_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Checks a request's `current_leader_epoch` against a partition's, as
+/// Kafka does: -1 skips the check, older is FENCED_LEADER_EPOCH, newer
+/// UNKNOWN_LEADER_EPOCH.
+pub fn check_leader_epoch(requested: i32, ours: i32) -> Result<(), ErrorCode> {
+    match requested {
+        -1 => Ok(()),
+        e if e < ours => Err(ErrorCode::FencedLeaderEpoch),
+        e if e > ours => Err(ErrorCode::UnknownLeaderEpoch),
+        _ => Ok(()),
+    }
 }

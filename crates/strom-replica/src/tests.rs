@@ -1304,3 +1304,185 @@ fn a_marker_from_a_deposed_coordinator_is_refused() {
     p.append_marker(5, 0, ControlMarker::Abort, 3, 0).unwrap();
     assert!(!p.in_open_transaction(5, 0));
 }
+
+#[test]
+fn a_replica_that_does_not_lead_checks_the_leader_epoch_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let rm = manager(dir.path());
+    // Node 1 follows node 2 in epoch 5.
+    rm.apply_image(&replicated(2, 5)).unwrap();
+    let code = |epoch| rm.leading_at("t", 0, epoch).map(|_| ()).unwrap_err();
+    // A newer epoch: this node's leadership may be on its way.
+    assert_eq!(code(6), ErrorCode::UnknownLeaderEpoch);
+    assert_eq!(code(4), ErrorCode::FencedLeaderEpoch);
+    assert_eq!(code(5), ErrorCode::NotLeaderOrFollower);
+    assert_eq!(code(-1), ErrorCode::NotLeaderOrFollower);
+    assert_eq!(
+        rm.leading_at("t", 1, 6).map(|_| ()).unwrap_err(),
+        ErrorCode::UnknownTopicOrPartition
+    );
+    // Once it leads in epoch 6, that epoch passes.
+    rm.apply_image(&replicated(1, 6)).unwrap();
+    assert!(rm.leading_at("t", 0, 6).is_ok());
+    assert_eq!(code(7), ErrorCode::UnknownLeaderEpoch);
+}
+
+/// A leader that holds every fetch forever and notes which partitions each
+/// asked for.
+#[derive(Default)]
+struct HoldingLeader(std::sync::Mutex<Vec<Vec<(String, i32)>>>);
+
+impl crate::LeaderLink for HoldingLeader {
+    fn fetch(
+        &self,
+        _leader: i32,
+        request: strom_protocol::messages::FetchRequest,
+    ) -> crate::BoxFuture<'static, std::io::Result<strom_protocol::messages::FetchResponse>> {
+        let asked = request
+            .topics
+            .iter()
+            .flat_map(|t| {
+                t.partitions
+                    .iter()
+                    .map(|p| (t.topic.0.as_str().to_owned(), p.partition))
+            })
+            .collect();
+        self.0.lock().unwrap().push(asked);
+        Box::pin(std::future::pending())
+    }
+}
+
+#[tokio::test]
+async fn a_partition_followed_while_a_fetch_waits_is_fetched_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let rm = manager(dir.path());
+    let image = replicated(2, 5);
+    rm.apply_image(&image).unwrap();
+    let leader = std::sync::Arc::new(HoldingLeader::default());
+    let config = crate::FetcherConfig {
+        fetchers_per_leader: 1,
+        max_wait_ms: 500,
+        min_bytes: 1,
+        partition_max_bytes: 1 << 20,
+        response_max_bytes: 10 << 20,
+        backoff: std::time::Duration::from_secs(1),
+    };
+    let fetchers = crate::ReplicaFetchers::new(1, leader.clone(), config);
+    fetchers.reconcile(&rm);
+    let asked = |leader: &HoldingLeader| leader.0.lock().unwrap().clone();
+    let within = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while asked(&leader).is_empty() {
+        assert!(tokio::time::Instant::now() < within, "no first fetch");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    // A second topic led by the same leader, while the first fetch waits.
+    let topic_id = Uuid::from_u128(10);
+    let image = image.apply(
+        1,
+        &[
+            MetadataRecord::Topic {
+                name: "u".into(),
+                topic_id,
+            },
+            MetadataRecord::Partition {
+                topic_id,
+                partition: 0,
+                replicas: vec![1, 2],
+                isr: vec![1, 2],
+                leader: 2,
+                leader_epoch: 1,
+                partition_epoch: Some(1),
+                adding_replicas: Vec::new(),
+                removing_replicas: Vec::new(),
+            },
+        ],
+    );
+    rm.apply_image(&image).unwrap();
+    fetchers.reconcile(&rm);
+    let both = vec![("t".to_owned(), 0), ("u".to_owned(), 0)];
+    while !asked(&leader).iter().any(|a| {
+        let mut a = a.clone();
+        a.sort();
+        a == both
+    }) {
+        assert!(
+            tokio::time::Instant::now() < within,
+            "fetches made: {:?}",
+            asked(&leader)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    fetchers.shutdown();
+}
+
+/// A leader that has not taken its leadership in: it answers the first
+/// fetch UNKNOWN_LEADER_EPOCH for every partition, holds the others, and
+/// notes when each came.
+#[derive(Default)]
+struct LateLeader(std::sync::Mutex<Vec<tokio::time::Instant>>);
+
+impl crate::LeaderLink for LateLeader {
+    fn fetch(
+        &self,
+        _leader: i32,
+        request: strom_protocol::messages::FetchRequest,
+    ) -> crate::BoxFuture<'static, std::io::Result<strom_protocol::messages::FetchResponse>> {
+        use strom_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+        let mut times = self.0.lock().unwrap();
+        times.push(tokio::time::Instant::now());
+        if times.len() > 1 {
+            return Box::pin(std::future::pending());
+        }
+        let responses = request
+            .topics
+            .iter()
+            .map(|t| {
+                FetchableTopicResponse::default()
+                    .with_topic(t.topic.clone())
+                    .with_partitions(
+                        t.partitions
+                            .iter()
+                            .map(|p| {
+                                PartitionData::default()
+                                    .with_partition_index(p.partition)
+                                    .with_error_code(ErrorCode::UnknownLeaderEpoch.code())
+                            })
+                            .collect(),
+                    )
+            })
+            .collect();
+        Box::pin(std::future::ready(Ok(
+            strom_protocol::messages::FetchResponse::default().with_responses(responses),
+        )))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_leader_that_has_not_taken_its_leadership_in_is_asked_again_soon() {
+    let dir = tempfile::tempdir().unwrap();
+    let rm = manager(dir.path());
+    rm.apply_image(&replicated(2, 5)).unwrap();
+    let leader = std::sync::Arc::new(LateLeader::default());
+    let backoff = std::time::Duration::from_secs(1);
+    let config = crate::FetcherConfig {
+        fetchers_per_leader: 1,
+        max_wait_ms: 500,
+        min_bytes: 1,
+        partition_max_bytes: 1 << 20,
+        response_max_bytes: 10 << 20,
+        backoff,
+    };
+    let fetchers = crate::ReplicaFetchers::new(1, leader.clone(), config);
+    fetchers.reconcile(&rm);
+    // (Paused time: each sleep here lets the fetcher run first.)
+    while leader.0.lock().unwrap().len() < 2 {
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    let times = leader.0.lock().unwrap().clone();
+    assert!(
+        times[1] - times[0] < backoff,
+        "asked again after {:?}, as long as replica.fetch.backoff.ms",
+        times[1] - times[0]
+    );
+    fetchers.shutdown();
+}

@@ -64,10 +64,11 @@ fn resolve(broker: &Broker, image: &MetadataImage, wanted: &[Wanted]) -> Vec<Tar
                 Some((t, r)) if *t == &w.topic => r,
                 _ => &last.insert((&w.topic, resolve_topic(image, &w.topic))).1,
             };
-            let partition = topic
-                .name
-                .clone()
-                .and_then(|n| broker.replicas.leading(&n, w.partition));
+            let partition = topic.name.clone().and_then(|n| {
+                broker
+                    .replicas
+                    .leading_at(&n, w.partition, w.params.current_leader_epoch)
+            });
             Target {
                 name: topic.name.clone().unwrap_or_else(|_| Arc::from("")),
                 topic_id: topic.id,

@@ -7,7 +7,6 @@ use strom_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use strom_protocol::ErrorCode;
 use strom_replica::{Isolation, OffsetSpec};
 
-use super::check_leader_epoch;
 use crate::broker::Broker;
 
 pub(super) fn handle(
@@ -31,8 +30,11 @@ pub(super) fn handle(
                     let base = ListOffsetsPartitionResponse::default()
                         .with_partition_index(p.partition_index);
                     let result = (|| {
-                        let partition = broker.replicas.leading(&name, p.partition_index)?;
-                        check_leader_epoch(p.current_leader_epoch, partition.leader_epoch())?;
+                        let partition = broker.replicas.leading_at(
+                            &name,
+                            p.partition_index,
+                            p.current_leader_epoch,
+                        )?;
                         let spec =
                             OffsetSpec::from_wire(p.timestamp).ok_or(ErrorCode::InvalidRequest)?;
                         Ok::<_, ErrorCode>((

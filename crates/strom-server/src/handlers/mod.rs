@@ -231,20 +231,7 @@ pub(crate) fn str_bytes(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_owned())
 }
 
-/// Checks a request's `current_leader_epoch` against ours, as Kafka does:
-/// -1 skips the check, older is FENCED_LEADER_EPOCH, newer UNKNOWN_LEADER_EPOCH.
-pub(crate) fn check_leader_epoch(
-    requested: i32,
-    ours: i32,
-) -> Result<(), strom_protocol::ErrorCode> {
-    use strom_protocol::ErrorCode;
-    match requested {
-        -1 => Ok(()),
-        e if e < ours => Err(ErrorCode::FencedLeaderEpoch),
-        e if e > ours => Err(ErrorCode::UnknownLeaderEpoch),
-        _ => Ok(()),
-    }
-}
+pub(crate) use strom_replica::check_leader_epoch;
 
 /// PRODUCER_FENCED (KIP-588) is answered as INVALID_PRODUCER_EPOCH to
 /// request versions older than `since`, which predate it.

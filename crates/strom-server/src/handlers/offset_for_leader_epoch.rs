@@ -7,7 +7,6 @@ use strom_protocol::messages::offset_for_leader_epoch_response::{
 use strom_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
 use strom_protocol::ErrorCode;
 
-use super::check_leader_epoch;
 use crate::broker::Broker;
 
 pub(super) fn handle(
@@ -27,9 +26,11 @@ pub(super) fn handle(
                     let result = (|| {
                         // Answered by the leader only: a replica's cache does
                         // not know the epochs it did not lead.
-                        let partition = broker.replicas.leading(&name, p.partition)?;
-                        let ours = partition.leader_epoch();
-                        check_leader_epoch(p.current_leader_epoch, ours)?;
+                        let partition = broker.replicas.leading_at(
+                            &name,
+                            p.partition,
+                            p.current_leader_epoch,
+                        )?;
                         Ok::<_, ErrorCode>(partition.end_offset_for_epoch(p.leader_epoch))
                     })();
                     match result {
