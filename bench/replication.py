@@ -5,7 +5,10 @@
 - end-to-end latency (produce to a consumer's poll) at a steady rate, on both;
 - the time from a kill -9 of a partition's leader to the first acknowledged
   produce on its new leader (the producer keeps sending one record at a
-  time; broker.session.timeout.ms as given, Kafka's 9000 by default);
+  time; broker.session.timeout.ms as given, Kafka's 9000 by default), and
+  on the way: when the controller fenced the dead broker (its log), when a
+  survivor's Metadata names a new leader, and when an acks=all Produce
+  sent straight to it over the wire is acknowledged;
 - follower catch-up: a follower killed while a given amount is produced, then
   restarted, until it is back in the ISR.
 
@@ -18,12 +21,16 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
+from datetime import datetime
 
 from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "compat-tests"))
+import kafka_wire as kw  # noqa: E402
 from controller import cluster, percentile  # noqa: E402
 
 RECORD = b"x" * 1024
@@ -118,11 +125,65 @@ def latency(nodes, topic, count, rate):
     return times
 
 
+def active_controller(nodes):
+    admin = AdminClient({"bootstrap.servers": bootstrap(nodes)})
+    return admin.describe_cluster(request_timeout=10).result().controller.id
+
+
+def fenced_at(nodes, victim, after):
+    """Wall-clock time of the first 'fencing brokers' log line naming
+    `victim` that a survivor wrote after `after`, or None."""
+    for n in nodes:
+        if n is victim or not n.proc:
+            continue
+        with open(os.path.join(n.dir, "strom.log"), errors="replace") as f:
+            for line in f:
+                if "fencing brokers whose sessions expired" in line and f"brokers=[{victim.node_id}]" in line:
+                    at = datetime.fromisoformat(line.split()[0]).timestamp()
+                    if at > after:
+                        return at
+    return None
+
+
+def watch_new_leader(nodes, victim, topic, seen):
+    """After a kill, as fast as a survivor answers: when a survivor's
+    Metadata first names a new leader, and when an acks=all Produce sent
+    straight to that leader over the wire is first acknowledged (what the
+    brokers need, without the client's metadata refresh)."""
+    survivors = [n for n in nodes if n is not victim]
+    leader = None
+    while leader is None:
+        for n in survivors:
+            try:
+                t = kw.metadata("127.0.0.1", n.port, [topic], allow_auto_topic_creation=False).get(topic)
+            except (OSError, kw.ProtocolError):
+                continue
+            if t is not None and t.partitions.get(0, (0, -1))[1] not in (-1, victim.node_id):
+                leader = next(m for m in survivors if m.node_id == t.partitions[0][1])
+                seen["leader"] = time.monotonic()
+                break
+        time.sleep(0.005)
+    while True:
+        try:
+            r = kw.produce("127.0.0.1", leader.port, topic, kw.simple_batch([b"raw"]), acks=-1, timeout=30)
+            if r.error_code == 0:
+                seen["raw_ack"] = time.monotonic()
+                return
+        except (OSError, kw.ProtocolError):
+            pass
+        time.sleep(0.005)
+
+
 def failover(nodes, topic, kills):
+    """Per kill: (first acknowledged produce, new leader in Metadata, raw
+    acks=all produce to it, controller fenced the victim; seconds after
+    the kill, the last None if not found) and whether the victim was also
+    the active controller."""
     results = []
     for _ in range(kills):
         leader, isr = partition_state(nodes, topic)
         victim = next(n for n in nodes if n.node_id == leader)
+        was_controller = active_controller(nodes) == victim.node_id
         p = producer([n for n in nodes if n is not victim], **{"linger.ms": 0})
         acked = []
 
@@ -132,15 +193,21 @@ def failover(nodes, topic, kills):
 
         p.produce(topic, b"before", on_delivery=delivered)
         p.flush(30)
-        t0 = time.monotonic()
+        seen = {}
+        watcher = threading.Thread(target=watch_new_leader, args=(nodes, victim, topic, seen))
+        wall0, t0 = time.time(), time.monotonic()
         victim.kill9()
+        watcher.start()
         while True:
             count = len(acked)
             p.produce(topic, b"during", on_delivery=delivered)
             p.flush(120)
             if len(acked) > count and acked[-1] > t0:
                 break
-        results.append(acked[-1] - t0)
+        watcher.join(60)
+        fenced = fenced_at(nodes, victim, wall0)
+        results.append(((acked[-1] - t0, seen["leader"] - t0, seen["raw_ack"] - t0,
+                         None if fenced is None else fenced - wall0), was_controller))
         victim.start()
         wait_for("the ISR whole again", lambda: len(partition_state(nodes, topic)[1]) == len(nodes))
     return results
@@ -184,8 +251,12 @@ def main():
                   f"p99 {percentile(times, 0.99):.2f} ms, max {max(times):.2f} ms")
             if n > 1:
                 create(nodes, "fo", rf)
-                for s in failover(nodes, "fo", args.kills):
-                    print(f"  kill -9 of the leader: first acknowledged produce on the new leader after {s * 1000:.0f} ms")
+                for (acked, named, raw, fenced), was_controller in failover(nodes, "fo", args.kills):
+                    fenced = "not logged" if fenced is None else f"{fenced * 1000:.0f} ms"
+                    print(f"  kill -9 of the leader{' (also the active controller)' if was_controller else ''}: "
+                          f"fenced by the controller after {fenced}, new leader in Metadata after {named * 1000:.0f} ms, "
+                          f"raw acks=all produce to it acknowledged after {raw * 1000:.0f} ms, "
+                          f"the client's first acknowledged produce after {acked * 1000:.0f} ms")
                 create(nodes, "cu", rf)
                 print(f"  a follower restarted after {args.mb} MiB: back in the ISR at {catch_up(nodes, 'cu', args.mb):.1f} MiB/s")
         finally:
