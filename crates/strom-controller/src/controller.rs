@@ -192,6 +192,9 @@ pub enum ControllerRequest {
         requests: Vec<ReassignRequest>,
         allow_replication_factor_change: bool,
     },
+    /// Nothing to decide: answered once the asking node has applied what
+    /// the active controller had (see [`Controller::catch_up`]).
+    CatchUp,
 }
 
 /// What the active controller answers to a [`ControllerRequest`].
@@ -492,6 +495,7 @@ impl Controller {
                 let (r, records) = configs::decide_alter_configs(&image, requests, validate_only);
                 (ControllerReply::Items(r), records)
             }
+            ControllerRequest::CatchUp => (ControllerReply::Items(Vec::new()), Vec::new()),
             ControllerRequest::DescribeQuorum => {
                 (ControllerReply::Quorum(self.quorum.status()), Vec::new())
             }
@@ -821,6 +825,18 @@ impl Controller {
             .await?
         {
             ControllerReply::ProducerIds { start, end } => Ok(start..end),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Waits until this node's image holds everything the active
+    /// controller had applied when asked, so that what is answered from it
+    /// next is as current as the controller's state (reads Kafka answers
+    /// on the controller, such as ListPartitionReassignments, see every
+    /// change committed before them, wherever they were made).
+    pub async fn catch_up(&self) -> Result<(), ControllerError> {
+        match self.submit(ControllerRequest::CatchUp).await? {
+            ControllerReply::Items(_) => Ok(()),
             other => Err(unexpected(&other)),
         }
     }

@@ -182,9 +182,9 @@ pub(crate) async fn dispatch(
         RequestKind::AlterPartitionReassignments(r) => ResponseKind::AlterPartitionReassignments(
             partition_reassignments::alter(broker, &r).await,
         ),
-        RequestKind::ListPartitionReassignments(r) => {
-            ResponseKind::ListPartitionReassignments(partition_reassignments::list(broker, &r))
-        }
+        RequestKind::ListPartitionReassignments(r) => ResponseKind::ListPartitionReassignments(
+            partition_reassignments::list(broker, &r).await,
+        ),
         _ => return Err(HandlerError::Unhandled),
     }))
 }

@@ -79,10 +79,18 @@ pub(super) async fn alter(
         .with_responses(responses)
 }
 
-pub(super) fn list(
+/// Answered from this node's image once it holds what the active
+/// controller had (Kafka answers on the controller), so that a move just
+/// started through another node is listed.
+pub(super) async fn list(
     broker: &Broker,
     req: &ListPartitionReassignmentsRequest,
 ) -> ListPartitionReassignmentsResponse {
+    if let Err(e) = broker.controller.catch_up().await {
+        return ListPartitionReassignmentsResponse::default()
+            .with_error_code(e.code().code())
+            .with_error_message(Some(str_bytes(&e.to_string())));
+    }
     let only: Option<Vec<(String, Vec<i32>)>> = req.topics.as_ref().map(|ts| {
         ts.iter()
             .map(|t| (t.name.0.as_str().to_owned(), t.partition_indexes.clone()))
