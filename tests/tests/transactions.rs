@@ -20,10 +20,6 @@ use strom_tests::{name, Broker, Client};
 
 const TOPIC: &str = "tx-topic";
 
-fn txn_id(s: &str) -> TransactionalId {
-    TransactionalId(StrBytes::from_string(s.to_owned()))
-}
-
 /// A transactional batch of `values` from `pid`/`epoch` at sequence `seq`.
 fn txn_batch(pid: i64, epoch: i16, seq: i32, values: &[&str]) -> Bytes {
     strom_tests::producer_batch(pid, epoch, seq, true, values)
@@ -34,7 +30,7 @@ fn init(c: &mut Client, id: &str, version: i16) -> (i64, i16) {
         .request(
             version,
             &InitProducerIdRequest::default()
-                .with_transactional_id(Some(txn_id(id)))
+                .with_transactional_id(Some(strom_tests::transactional_id(id)))
                 .with_transaction_timeout_ms(60_000),
         )
         .unwrap();
@@ -63,7 +59,7 @@ fn add_partitions(
             .request(
                 version,
                 &AddPartitionsToTxnRequest::default()
-                    .with_v3_and_below_transactional_id(txn_id(id))
+                    .with_v3_and_below_transactional_id(strom_tests::transactional_id(id))
                     .with_v3_and_below_producer_id(ProducerId(pid))
                     .with_v3_and_below_producer_epoch(epoch)
                     .with_v3_and_below_topics(vec![topic]),
@@ -80,7 +76,7 @@ fn add_partitions(
                 version,
                 &AddPartitionsToTxnRequest::default().with_transactions(vec![
                     AddPartitionsToTxnTransaction::default()
-                        .with_transactional_id(txn_id(id))
+                        .with_transactional_id(strom_tests::transactional_id(id))
                         .with_producer_id(ProducerId(pid))
                         .with_producer_epoch(epoch)
                         .with_topics(vec![topic]),
@@ -104,7 +100,7 @@ fn produce_to(c: &mut Client, id: &str, topic: &str, partition: i32, records: By
         .request(
             9,
             &ProduceRequest::default()
-                .with_transactional_id(Some(txn_id(id)))
+                .with_transactional_id(Some(strom_tests::transactional_id(id)))
                 .with_acks(-1)
                 .with_timeout_ms(5000)
                 .with_topic_data(vec![TopicProduceData::default()
@@ -118,17 +114,11 @@ fn produce_to(c: &mut Client, id: &str, topic: &str, partition: i32, records: By
     (p.error_code, p.base_offset)
 }
 
-fn end(c: &mut Client, id: &str, (pid, epoch): (i64, i16), commit: bool, version: i16) -> i16 {
-    c.request(
-        version,
-        &EndTxnRequest::default()
-            .with_transactional_id(txn_id(id))
-            .with_producer_id(ProducerId(pid))
-            .with_producer_epoch(epoch)
-            .with_committed(commit),
-    )
-    .unwrap()
-    .error_code
+/// EndTxn at `version` (the lib's `end_txn` sends v3 only).
+fn end(c: &mut Client, id: &str, producer: (i64, i16), commit: bool, version: i16) -> i16 {
+    c.request(version, &strom_tests::end_txn_request(id, producer, commit))
+        .unwrap()
+        .error_code
 }
 
 /// Reads the partition from the start as a read_committed consumer does:
@@ -230,7 +220,7 @@ fn transaction_apis_answer_every_version() {
                     v,
                     &AddPartitionsToTxnRequest::default().with_transactions(vec![
                         AddPartitionsToTxnTransaction::default()
-                            .with_transactional_id(txn_id(&id))
+                            .with_transactional_id(strom_tests::transactional_id(&id))
                             .with_producer_id(ProducerId(producer.0))
                             .with_producer_epoch(producer.1)
                             .with_verify_only(true)
@@ -255,7 +245,7 @@ fn transaction_apis_answer_every_version() {
             .request(
                 v,
                 &AddOffsetsToTxnRequest::default()
-                    .with_transactional_id(txn_id(&id))
+                    .with_transactional_id(strom_tests::transactional_id(&id))
                     .with_producer_id(ProducerId(producer.0))
                     .with_producer_epoch(producer.1)
                     .with_group_id(GroupId(StrBytes::from_string(format!("g{v}")))),
@@ -267,7 +257,7 @@ fn transaction_apis_answer_every_version() {
                 .request(
                     tv,
                     &TxnOffsetCommitRequest::default()
-                        .with_transactional_id(txn_id(&id))
+                        .with_transactional_id(strom_tests::transactional_id(&id))
                         .with_group_id(GroupId(StrBytes::from_string(format!("g{v}"))))
                         .with_producer_id(ProducerId(producer.0))
                         .with_producer_epoch(producer.1)
@@ -330,8 +320,10 @@ fn transaction_apis_answer_every_version() {
     let described = c
         .request(
             0,
-            &DescribeTransactionsRequest::default()
-                .with_transactional_ids(vec![txn_id(id), txn_id("nope")]),
+            &DescribeTransactionsRequest::default().with_transactional_ids(vec![
+                strom_tests::transactional_id(id),
+                strom_tests::transactional_id("nope"),
+            ]),
         )
         .unwrap();
     let s = &described.transaction_states[0];
@@ -478,7 +470,7 @@ fn init_on(cluster: &Cluster, node: i32, id: &str) -> (i64, i16) {
             .request(
                 3,
                 &InitProducerIdRequest::default()
-                    .with_transactional_id(Some(txn_id(id)))
+                    .with_transactional_id(Some(strom_tests::transactional_id(id)))
                     .with_transaction_timeout_ms(60_000),
             )
             .unwrap();
