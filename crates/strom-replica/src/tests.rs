@@ -1327,6 +1327,18 @@ fn a_replica_that_does_not_lead_checks_the_leader_epoch_first() {
     assert_eq!(code(7), ErrorCode::UnknownLeaderEpoch);
 }
 
+/// Kafka's fetcher defaults, one fetcher per leader.
+fn fetcher_config() -> crate::FetcherConfig {
+    crate::FetcherConfig {
+        fetchers_per_leader: 1,
+        max_wait_ms: 500,
+        min_bytes: 1,
+        partition_max_bytes: 1 << 20,
+        response_max_bytes: 10 << 20,
+        backoff: std::time::Duration::from_secs(1),
+    }
+}
+
 /// A leader that holds every fetch forever and notes which partitions each
 /// asked for.
 #[derive(Default)]
@@ -1359,15 +1371,7 @@ async fn a_partition_followed_while_a_fetch_waits_is_fetched_at_once() {
     let image = replicated(2, 5);
     rm.apply_image(&image).unwrap();
     let leader = std::sync::Arc::new(HoldingLeader::default());
-    let config = crate::FetcherConfig {
-        fetchers_per_leader: 1,
-        max_wait_ms: 500,
-        min_bytes: 1,
-        partition_max_bytes: 1 << 20,
-        response_max_bytes: 10 << 20,
-        backoff: std::time::Duration::from_secs(1),
-    };
-    let fetchers = crate::ReplicaFetchers::new(1, leader.clone(), config);
+    let fetchers = crate::ReplicaFetchers::new(1, leader.clone(), fetcher_config());
     fetchers.reconcile(&rm);
     let asked = |leader: &HoldingLeader| leader.0.lock().unwrap().clone();
     let within = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -1463,15 +1467,8 @@ async fn a_leader_that_has_not_taken_its_leadership_in_is_asked_again_soon() {
     let rm = manager(dir.path());
     rm.apply_image(&replicated(2, 5)).unwrap();
     let leader = std::sync::Arc::new(LateLeader::default());
-    let backoff = std::time::Duration::from_secs(1);
-    let config = crate::FetcherConfig {
-        fetchers_per_leader: 1,
-        max_wait_ms: 500,
-        min_bytes: 1,
-        partition_max_bytes: 1 << 20,
-        response_max_bytes: 10 << 20,
-        backoff,
-    };
+    let config = fetcher_config();
+    let backoff = config.backoff;
     let fetchers = crate::ReplicaFetchers::new(1, leader.clone(), config);
     fetchers.reconcile(&rm);
     // (Paused time: each sleep here lets the fetcher run first.)
