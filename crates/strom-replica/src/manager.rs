@@ -159,9 +159,6 @@ impl ReplicaManager {
             .cloned()
     }
 
-    /// A hosted partition that this node leads: NOT_LEADER_OR_FOLLOWER
-    /// when another node leads it (the data path's requests go to the
-    /// leader), UNKNOWN_TOPIC_OR_PARTITION when it is not hosted here.
     /// As [`ReplicaManager::leading`], with a request's
     /// `current_leader_epoch` checked first, as Kafka checks it: a replica
     /// here that does not lead answers UNKNOWN_LEADER_EPOCH to a newer
@@ -179,6 +176,9 @@ impl ReplicaManager {
         self.leading(topic, partition)
     }
 
+    /// A hosted partition that this node leads: NOT_LEADER_OR_FOLLOWER
+    /// when another node leads it (the data path's requests go to the
+    /// leader), UNKNOWN_TOPIC_OR_PARTITION when it is not hosted here.
     pub fn leading(&self, topic: &str, partition: i32) -> Result<Arc<Partition>, ErrorCode> {
         match self.get(topic, partition) {
             Some(p) if p.leader() == self.node_id => Ok(p),
